@@ -1,0 +1,129 @@
+"""Machine-readable training progress: JSON lines that another process can follow.
+
+``train.py --progress-file FILE`` appends one JSON object per event; the app's
+Training page reads the same file with :func:`read_progress`. Every event has
+``event`` (``start``, ``phase``, ``step``, ``epoch``, ``done``, ``failed``),
+``time`` and ``pid``. A run that dies without a final event (killed with
+SIGKILL, machine lost) is reported as failed by :func:`job_status` because its
+process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+FINAL_EVENTS = ("done", "failed")
+
+
+class ProgressWriter:
+    """Appends progress events to a JSON-lines file (line-buffered; each line is flushed)."""
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if not self.path:
+            return
+        record = {"event": event, "time": time.time(), "pid": os.getpid(), **fields}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """All events in a progress file; a half-written last line is skipped."""
+    events = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+@dataclass
+class JobStatus:
+    """What a progress file says about its run."""
+
+    state: str  # "none", "running", "done" or "failed"
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.events[-1] if self.events else {}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
+
+
+def job_status(path: Path) -> JobStatus:
+    """The run's state: its final event if it wrote one, else running while its process lives, else failed."""
+    events = read_progress(path)
+    if not events:
+        return JobStatus("none")
+    last = events[-1]
+    if last["event"] in FINAL_EVENTS:
+        return JobStatus(last["event"], events)
+    if _process_alive(int(last.get("pid", -1))):
+        return JobStatus("running", events)
+    return JobStatus("failed", events + [{"event": "failed", "error": "The training process stopped without finishing (killed or crashed)."}])
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Keras callback emitting ``step`` events (at most every ``interval_s``) and ``epoch`` events with ETA."""
+
+    def __init__(self, writer: ProgressWriter, phase: str, epochs: int, steps: int, interval_s: float = 2.0):
+        super().__init__()
+        self.writer, self.phase, self.epochs, self.steps, self.interval_s = writer, phase, epochs, steps, interval_s
+        self._phase_start = self._last_emit = 0.0
+        self._epoch = 0
+        self._done_steps = 0
+
+    def on_train_begin(self, logs=None):
+        self._phase_start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _eta(self, completed_steps: int) -> float | None:
+        total = self.epochs * self.steps
+        elapsed = time.time() - self._phase_start
+        return elapsed / completed_steps * (total - completed_steps) if completed_steps else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done_steps += 1
+        now = time.time()
+        if now - self._last_emit >= self.interval_s:
+            self._last_emit = now
+            self.writer.emit(
+                "step", phase=self.phase, epoch=self._epoch + 1, epochs=self.epochs, step=batch + 1, steps=self.steps,
+                metrics={k: float(v) for k, v in (logs or {}).items()}, eta_s=self._eta(self._done_steps),
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.writer.emit(
+            "epoch", phase=self.phase, epoch=epoch + 1, epochs=self.epochs, steps=self.steps,
+            metrics={k: float(v) for k, v in (logs or {}).items()}, eta_s=self._eta(self._done_steps),
+        )

@@ -1,0 +1,91 @@
+"""Train the pneumonia classifier: a thin command line over pneumo_core.training.
+
+Examples:
+    python train.py                      # the full recipe on $PNEUMO_DATA_DIR (or ../shared/data/chest_xray)
+    python train.py --smoke              # a few images, seconds: checks the whole pipeline
+    python train.py --resume --run-name run-20261129-150000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from pneumo_core.training import TrainConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=defaults.data_dir, help="Kermany-layout folder (env PNEUMO_DATA_DIR)")
+    parser.add_argument("--img-size", type=int, default=defaults.img_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="head epochs on cached features (transfer recipe)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate of the transfer recipe")
+    parser.add_argument("--base-weights", default=defaults.base_weights, help="auto | imagenet | none | PATH (env PNEUMO_BASE_WEIGHTS)")
+    parser.add_argument("--dropout", type=float, default=defaults.dropout)
+    parser.add_argument("--head-units", type=int, default=defaults.head_units, help="hidden Dense units in the head (0: none)")
+    parser.add_argument("--feature-views", type=int, default=defaults.feature_views, help="cached feature views (1 clean + augmented)")
+    parser.add_argument("--fine-tune-layers", type=int, default=defaults.fine_tune_layers, help="top base layers unfrozen (0: no fine-tuning)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
+    parser.add_argument("--scratch-schedule", default=defaults.scratch_schedule, help="from-scratch phases size:epochs:batch,...")
+    parser.add_argument("--scratch-lr", type=float, default=defaults.scratch_lr)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--no-flip", dest="horizontal_flip", action="store_false", help="no horizontal flips (they move the heart)")
+    parser.add_argument("--contrast", type=float, default=defaults.contrast, help="random contrast factor (0: off)")
+    parser.add_argument("--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation")
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--output-dir", default=defaults.output_dir, help="where runs keep checkpoints and candidate models")
+    parser.add_argument("--run-name", default=defaults.run_name)
+    parser.add_argument("--progress-file", default=None, help="JSON-lines progress events (default RUN_DIR/progress.jsonl)")
+    parser.add_argument("--experiment", default=defaults.experiment, help="MLflow experiment name")
+    parser.add_argument("--smoke", action="store_true", help="a handful of images at 64 px: the whole pipeline in seconds")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR's run from its last checkpoint")
+    parser.add_argument("--promote", action="store_true", help="serve the new model if the run succeeds (previous one kept)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
+    if args.resume:
+        saved = Path(config.output_dir) / config.run_name / "config.json"
+        if saved.exists():  # a resumed run keeps its original settings
+            config = TrainConfig(**{**json.loads(saved.read_text()), "progress_file": config.progress_file})
+
+    from pneumo_core.progress import ProgressWriter
+    from pneumo_core.registry import promote
+    from pneumo_core.config import served_model_dir
+    from pneumo_core.training import Trainer
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed
+    trainer = Trainer(config, resume=args.resume)
+    try:
+        candidate = trainer.run()
+    except BaseException as error:  # noqa: BLE001 - every ending must leave a readable final state
+        message = "cancelled" if isinstance(error, (KeyboardInterrupt, SystemExit)) else f"{type(error).__name__}: {error}"
+        trainer.progress.emit("failed", error=message)
+        logging.error("training failed: %s", message)
+        return 143 if isinstance(error, SystemExit) else 1
+    print(json.dumps({"model_dir": str(candidate), "run_dir": str(trainer.run_dir)}))
+    if args.promote:
+        promote(candidate, served_model_dir())
+        print(json.dumps({"promoted": str(served_model_dir())}))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
