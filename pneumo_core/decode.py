@@ -70,7 +70,7 @@ def _decode_raster(data: bytes) -> np.ndarray:
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageDecodeError("The image declares an implausibly large size and was refused.") from None
+        raise ImageDecodeError(f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused.") from None
     except UnidentifiedImageError:
         raise ImageDecodeError("This file is not an image format that can be read (JPEG, PNG, BMP, TIFF or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError):

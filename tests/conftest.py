@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests run offline, write only to temporary folders and never touch the served model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SANDBOX = Path(tempfile.mkdtemp(prefix="pneumo-tests-"))
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SANDBOX / 'mlflow.db'}"
+os.environ["PNEUMO_RUNS_DIR"] = str(_SANDBOX / "runs")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "chest_xray"
+SERVED_MODEL = PROJECT_ROOT / "models" / "served"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Path:
+    return _SANDBOX
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not (SHARED_DATA / "train" / "NORMAL").is_dir():
+        pytest.skip("the shared Kermany training images are not available")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(sandbox: Path) -> Path:
+    """An untrained 64-px classifier saved as a model directory (fast; for contract tests, not accuracy)."""
+    from pneumo_core import CLASS_NAMES
+    from pneumo_core.model import build_classifier
+    from pneumo_core.preprocess import PREPROCESSING_SPEC
+    from pneumo_core.registry import save_model_dir
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(64, None, dropout=0.0, head_units=0)
+    metadata = {"name": "tiny-test-model", "class_names": list(CLASS_NAMES), "input_size": 64,
+                "preprocessing": PREPROCESSING_SPEC, "threshold": 0.5, "temperature": 1.0}
+    return save_model_dir(model, sandbox / "tiny_model", metadata)
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_model_dir: Path):
+    from pneumo_core.predict import Predictor
+
+    return Predictor.load(tiny_model_dir)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from pneumo_core.metrics import (
+    choose_threshold,
+    classification_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    sigmoid,
+)
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 400)
+    scores = np.clip(0.35 * labels + rng.normal(0.35, 0.2, 400), 0, 1)
+    return labels, scores
+
+
+def test_metrics_match_scikit_learn(scored):
+    labels, scores = scored
+    result = classification_metrics(labels, scores, 0.5)
+    predicted = (scores >= 0.5).astype(int)
+    assert result["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted))
+    assert result["sensitivity"] == pytest.approx(skm.recall_score(labels, predicted))
+    assert result["specificity"] == pytest.approx(skm.recall_score(labels, predicted, pos_label=0))
+    assert result["precision"] == pytest.approx(skm.precision_score(labels, predicted))
+    assert result["npv"] == pytest.approx(skm.precision_score(labels, predicted, pos_label=0))
+    assert result["f1"] == pytest.approx(skm.f1_score(labels, predicted))
+    assert result["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, scores))
+    assert result["pr_auc"] == pytest.approx(skm.average_precision_score(labels, scores))
+    assert result["brier"] == pytest.approx(skm.brier_score_loss(labels, scores))
+    assert result["tp"] + result["fn"] == labels.sum()
+
+
+@pytest.mark.parametrize("target", [0.9, 0.95, 0.97, 1.0])
+def test_threshold_is_the_highest_reaching_the_target_sensitivity(scored, target):
+    labels, scores = scored
+    threshold = choose_threshold(labels, scores, target)
+    assert classification_metrics(labels, scores, threshold)["sensitivity"] >= target
+    higher = np.min(scores[scores > threshold]) if np.any(scores > threshold) else None
+    if higher is not None:
+        assert classification_metrics(labels, scores, higher)["sensitivity"] < target
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < sigmoid(true_logits)).astype(int)
+    overconfident = true_logits * 3.0  # a model three times too sure of itself
+    assert fit_temperature(labels, overconfident) == pytest.approx(3.0, rel=0.08)
+
+
+def test_ece_is_zero_for_perfect_calibration_and_large_for_overconfidence():
+    rng = np.random.default_rng(1)
+    probabilities = rng.random(50000)
+    labels = (rng.random(50000) < probabilities).astype(int)
+    assert expected_calibration_error(labels, probabilities) < 0.01
+    assert expected_calibration_error(labels, np.round(probabilities)) > 0.2

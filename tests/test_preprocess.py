@@ -1,0 +1,59 @@
+"""One preprocessing path: training (tf.data) and serving (Predictor) must feed the model identical tensors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
+from pneumo_core.datasets import Augmentation, make_dataset
+from pneumo_core.decode import decode_image
+from pneumo_core.preprocess import CANONICAL_SIZE, canonicalize, to_model_input
+
+from .imaging import synthetic_xray
+
+
+def test_canonicalize_resizes_and_stretches_any_size():
+    dim = (synthetic_xray(300) // 3 + 40).astype(np.uint8)  # a dull, low-contrast film
+    canonical = canonicalize(dim)
+    assert canonical.shape == (CANONICAL_SIZE, CANONICAL_SIZE) and canonical.dtype == np.uint8
+    assert np.percentile(canonical, 0.5) <= 1 and np.percentile(canonical, 99.5) >= 254
+    flat = canonicalize(np.full((50, 80), 7, np.uint8))
+    assert flat.shape == (CANONICAL_SIZE, CANONICAL_SIZE) and np.all(flat == 7)
+
+
+def test_exposure_changes_are_normalised_away():
+    film = synthetic_xray(CANONICAL_SIZE, seed=5)
+    darker = (film.astype(np.float32) * 0.6).astype(np.uint8)
+    assert np.abs(canonicalize(film).astype(int) - canonicalize(darker).astype(int)).mean() < 3.0
+
+
+def test_model_input_is_densenet_scaled():
+    batch = np.full((2, CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8)
+    out = to_model_input(batch, 128).numpy()
+    assert out.shape == (2, 128, 128, 3)
+    expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(out[0, 5, 5], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [224, 128])
+def test_training_and_serving_tensors_are_identical(real_data, size):
+    listing = list_labelled_images(class_root(real_data)).iloc[::700].head(6)
+    paths = listing["path"].tolist()
+    # training path: parallel loader → tf.data pipeline without augmentation
+    training = np.concatenate([x.numpy() for x, _ in make_dataset(load_canonical_images(paths), listing["label"].to_numpy(), size, 4)])
+    # serving path: bytes → decode → canonicalize → to_model_input, one file at a time
+    serving = np.concatenate([to_model_input(canonicalize(decode_image(Path(p).read_bytes()))[None], size).numpy() for p in paths])
+    np.testing.assert_array_equal(training, serving)
+
+
+def test_augmentation_changes_images_but_keeps_shape_and_range():
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(4)])
+    plain = next(iter(make_dataset(images, np.zeros(4), 96, 4)))[0].numpy()
+    augmented = next(iter(make_dataset(images, np.zeros(4), 96, 4, Augmentation(contrast=0.2), seed=1)))[0].numpy()
+    assert augmented.shape == plain.shape
+    assert not np.allclose(augmented, plain)
+    low, high = to_model_input(np.array([[[0]], [[255]]], np.uint8), 1).numpy()[:, 0, 0, :]  # per channel
+    assert np.all(augmented.min(axis=(0, 1, 2)) >= low - 1e-5) and np.all(augmented.max(axis=(0, 1, 2)) <= high + 1e-5)
+    assert tf.reduce_all(tf.math.is_finite(augmented))
