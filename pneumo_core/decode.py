@@ -24,6 +24,7 @@ MIN_SIDE = 32
 """Smallest side accepted: anything smaller carries no diagnostic detail."""
 
 _DICOM_MAGIC_OFFSET = 128
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
 
 
 class ImageDecodeError(ValueError):
@@ -72,6 +73,8 @@ def _decode_raster(data: bytes) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageDecodeError(f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused.") from None
     except UnidentifiedImageError:
+        if data.startswith(_IMAGE_SIGNATURES):
+            raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
         raise ImageDecodeError("This file is not an image format that can be read (JPEG, PNG, BMP, TIFF or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None

@@ -1,0 +1,96 @@
+"""The ``python -m pneumo_core`` contract: JSON lines in a stable order, error records, exit codes 0/1/2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo_core.cli import main
+
+from .conftest import PROJECT_ROOT
+from .imaging import encode, synthetic_xray
+
+
+@pytest.fixture(scope="module")
+def upload_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    (folder / "b_film.png").write_bytes(encode(synthetic_xray(150, seed=1)))
+    (folder / "nested").mkdir()
+    (folder / "nested" / "a_film.jpg").write_bytes(encode(synthetic_xray(300, seed=2), "JPEG"))
+    (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
+    (folder / "broken.jpeg").write_bytes(b"\xff\xd8\xff garbage")
+    return folder
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, [json.loads(line) for line in out.out.splitlines()], out.err
+
+
+def test_predict_files_and_folders_in_stable_order(capsys, tiny_model_dir, upload_folder):
+    single = upload_folder / "b_film.png"
+    code, records, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, single, upload_folder)
+    assert code == 1  # broken.jpeg failed, the rest were still printed
+    assert [Path(r["file"]).name for r in records] == ["b_film.png", "b_film.png", "broken.jpeg", "a_film.jpg"]
+    good = [r for r in records if "error" not in r]
+    for record in good:
+        assert set(record) >= {"file", "label", "probability", "threshold"}
+        assert record["label"] in ("NORMAL", "PNEUMONIA") and 0 <= record["probability"] <= 1
+        assert record["label"] == ("PNEUMONIA" if record["probability"] >= record["threshold"] else "NORMAL")
+    assert records[0]["probability"] == records[1]["probability"]  # same file, same answer
+    broken = records[2]
+    assert set(broken) == {"file", "error"} and "damaged" in broken["error"] and "\n" not in broken["error"]
+
+
+def test_predict_all_good_exits_zero_and_threshold_override(capsys, tiny_model_dir, upload_folder):
+    code, records, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, "--threshold", "0", upload_folder / "b_film.png")
+    assert code == 0 and records[0]["threshold"] == 0 and records[0]["label"] == "PNEUMONIA"
+
+
+def test_predict_missing_file_is_an_error_record(capsys, tiny_model_dir, tmp_path):
+    code, records, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, tmp_path / "nope.png")
+    assert code == 1 and records == [{"file": str(tmp_path / "nope.png"), "error": "No such file."}]
+
+
+@pytest.mark.parametrize("args", [["predict"], ["frobnicate"], [], ["evaluate"]])
+def test_usage_errors_exit_two(args):
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+
+
+def test_bad_threshold_exits_two(capsys, tiny_model_dir, upload_folder):
+    code, records, err = run_cli(capsys, "predict", "--model", tiny_model_dir, "--threshold", "2", upload_folder)
+    assert code == 2 and records == [] and "between 0 and 1" in err
+
+
+def test_missing_model_exits_two_with_a_message(capsys, tmp_path, upload_folder):
+    code, records, err = run_cli(capsys, "predict", "--model", tmp_path / "no-model", upload_folder)
+    assert code == 2 and records == [] and "No model found" in err
+
+
+def test_evaluate_writes_metrics_and_predictions(capsys, tiny_model_dir, tmp_path):
+    for label, seeds in (("NORMAL", range(3)), ("PNEUMONIA", range(3, 7))):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for seed in seeds:
+            (tmp_path / "data" / label / f"img{seed}.png").write_bytes(encode(synthetic_xray(120, seed)))
+    code = main(["evaluate", str(tmp_path / "data"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "accuracy" in printed and "roc_auc" in printed
+    predictions = (tmp_path / "out" / "evaluation_predictions.csv").read_text().splitlines()
+    assert len(predictions) == 8 and predictions[0].startswith("file,label")
+    metrics = json.loads((tmp_path / "out" / "evaluation_metrics.json").read_text())
+    assert metrics["n"] == 7 and metrics["tp"] + metrics["fn"] == 4
+
+
+def test_real_process_exit_codes_and_clean_stderr(tiny_model_dir, upload_folder):
+    """The installed entry point, as another tool calls it: no traceback even for a bad file."""
+    command = [sys.executable, "-m", "pneumo_core", "predict", "--model", str(tiny_model_dir), str(upload_folder)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert len(done.stdout.splitlines()) == 3 and np.all(["file" in json.loads(l) for l in done.stdout.splitlines()])

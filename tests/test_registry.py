@@ -1,0 +1,57 @@
+"""Model directories: safe loading with the SHA-256 check, atomic promotion and roll-back."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pneumo_core.registry import METADATA_FILE, MODEL_FILE, ModelLoadError, load_model_dir, promote, read_metadata, roll_back
+
+
+def test_round_trip_keeps_weights_and_metadata(tiny_model_dir):
+    model, metadata = load_model_dir(tiny_model_dir)
+    assert metadata["input_size"] == 64 and len(metadata["model_sha256"]) == 64
+    assert getattr(model, "optimizer", None) is None  # served files carry no optimizer state
+    assert model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0).shape == (1, 1)
+
+
+def test_changed_model_file_is_refused(tiny_model_dir, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(tiny_model_dir, copy)
+    with open(copy / MODEL_FILE, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelLoadError, match="does not match its metadata"):
+        load_model_dir(copy)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="No model found"):
+        load_model_dir(tmp_path / "nothing")
+
+
+def test_promote_then_roll_back(tiny_model_dir, tmp_path):
+    served = tmp_path / "models" / "served"
+    served.parent.mkdir()
+    first = tmp_path / "first"
+    shutil.copytree(tiny_model_dir, first)
+    second = tmp_path / "second"
+    shutil.copytree(tiny_model_dir, second)
+    metadata = json.loads((second / METADATA_FILE).read_text())
+    (second / METADATA_FILE).write_text(json.dumps({**metadata, "name": "second"}))
+
+    assert promote(first, served) is None
+    assert read_metadata(served)["name"] == "tiny-test-model"
+    previous = promote(second, served)
+    assert read_metadata(served)["name"] == "second" and read_metadata(previous)["name"] == "tiny-test-model"
+    assert sorted(p.name for p in served.parent.iterdir()) == ["served", "served.previous"]  # no staging left
+    roll_back(served)
+    assert read_metadata(served)["name"] == "tiny-test-model" and read_metadata(previous)["name"] == "second"
+    load_model_dir(served)
+
+
+def test_promote_refuses_a_folder_without_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError):
+        promote(tmp_path / "empty", tmp_path / "served")
+    assert not (tmp_path / "served").exists()

@@ -1,0 +1,110 @@
+"""Training end to end on a handful of real images: smoke run, resume, transfer path, cancellation."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from pneumo_core.progress import job_status, read_progress
+from pneumo_core.registry import load_model_dir
+from pneumo_core.training import TrainConfig, Trainer, run_training
+
+from .conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(real_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(data_dir=str(real_data), base_weights="none", output_dir=str(out), run_name="smoke", smoke=True,
+                         scratch_schedule="64:1:8")
+    return run_training(config), out / "smoke"
+
+
+def test_smoke_run_writes_a_complete_model_directory(smoke_run):
+    candidate, run_dir = smoke_run
+    model, metadata = load_model_dir(candidate)
+    assert metadata["recipe"] == "scratch" and metadata["base_weights"].startswith("none")
+    assert metadata["input_size"] == 64 and metadata["split_sizes"] == {"train": 16, "val": 8, "test": 8}
+    assert 0 <= metadata["threshold"] <= 1 and metadata["temperature"] > 0
+    assert set(metadata["metrics"]) == {"val", "test"} and "roc_auc" in metadata["metrics"]["test"]
+    assert len(metadata["data_manifest_sha256"]) == 16 and metadata["git_commit"]
+    predictions = (candidate / "evaluation" / "test_predictions.csv").read_text().splitlines()
+    assert len(predictions) == 9 and predictions[0].startswith("file,label,logit,probability,predicted,correct")
+    manifest = (run_dir / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "file,label,patient,group,split,sha256" and len(manifest) == 33
+
+
+def test_smoke_run_progress_and_mlflow(smoke_run):
+    _, run_dir = smoke_run
+    events = read_progress(run_dir / "progress.jsonl")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "epoch" in kinds
+    assert job_status(run_dir / "progress.jsonl").state == "done"
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert {"phase", "epoch", "epochs", "metrics", "eta_s"} <= set(epoch) and "val_auc" in epoch["metrics"]
+    state = json.loads((run_dir / "state.json").read_text())
+    run = mlflow.get_run(state["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["base_weights_used"].startswith("none") and "data_manifest_sha256" in run.data.params
+    assert {"internal_test_roc_auc", "final_val_sensitivity", "temperature", "threshold", "val_auc"} <= set(run.data.metrics)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"manifest.csv", "evaluation", "model"} <= artifacts
+
+
+def test_resume_skips_finished_phases(smoke_run, real_data):
+    candidate, run_dir = smoke_run
+    config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    trainer = Trainer(config, resume=True)
+    assert trainer.state["completed"] == ["scratch_64px"]
+    started = time.time()
+    trainer.run()  # no training left: only evaluation runs again
+    assert [e["event"] for e in read_progress(run_dir / "progress.jsonl")].count("phase") == 2 + 1  # +1: the resumed evaluate
+    assert time.time() - started < 120
+
+
+def test_transfer_recipe_with_a_local_weights_file(real_data, tmp_path):
+    from keras.applications import DenseNet121
+
+    weights = tmp_path / "base.weights.h5"
+    DenseNet121(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
+    config = TrainConfig(data_dir=str(real_data), base_weights=str(weights), output_dir=str(tmp_path), run_name="transfer",
+                         smoke=True, fine_tune_epochs=0)
+    candidate = run_training(config)
+    metadata = json.loads((candidate / "metadata.json").read_text())
+    assert metadata["recipe"] == "transfer" and metadata["base_weights"] == "file:base.weights.h5"
+    phases = [e.get("phase") for e in read_progress(tmp_path / "transfer" / "progress.jsonl") if e["event"] == "phase"]
+    assert phases == ["head", "evaluate"]
+
+
+def test_cancelled_run_is_marked_failed_and_leaves_no_model(real_data, tmp_path):
+    progress = tmp_path / "progress.jsonl"
+    command = [sys.executable, "train.py", "--smoke", "--base-weights", "none", "--data-dir", str(real_data),
+               "--output-dir", str(tmp_path), "--run-name", "cancelled", "--progress-file", str(progress)]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(e["event"] == "phase" for e in read_progress(progress)):
+        time.sleep(0.5)
+    assert job_status(progress).state == "running"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    status = job_status(progress)
+    assert status.state == "failed" and status.last["error"] == "cancelled"
+    assert not (tmp_path / "cancelled" / "model").exists()
+
+
+def test_killed_run_is_reported_failed(tmp_path):
+    progress = tmp_path / "progress.jsonl"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    progress.write_text(json.dumps({"event": "start", "time": 0, "pid": sleeper.pid}) + "\n")
+    assert job_status(progress).state == "running"
+    os.kill(sleeper.pid, signal.SIGKILL)
+    sleeper.wait()
+    status = job_status(progress)
+    assert status.state == "failed" and "without finishing" in status.last["error"]
