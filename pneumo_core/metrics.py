@@ -81,3 +81,34 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=float)))
+
+
+CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc", "pr_auc")
+
+
+def bootstrap_intervals(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float, resamples: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95% percentile-bootstrap intervals (scipy.stats.bootstrap, resampling images) for :data:`CI_METRICS`."""
+    from scipy.stats import bootstrap
+
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=float)
+
+    def statistic(index: np.ndarray) -> np.ndarray:
+        sample = classification_metrics(labels[index], probabilities[index], threshold)
+        return np.array([sample[name] for name in CI_METRICS])
+
+    result = bootstrap((np.arange(len(labels)),), statistic, n_resamples=resamples, method="percentile",
+                       vectorized=False, random_state=np.random.default_rng(seed), confidence_level=0.95)
+    low, high = result.confidence_interval
+    return {name: (float(lo), float(hi)) for name, lo, hi in zip(CI_METRICS, low, high)}
+
+
+def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean predicted probability, observed frequency, count) per non-empty equal-width bin."""
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(labels, probabilities, n_bins=bins, strategy="uniform")
+    counts = np.histogram(probabilities, bins=np.linspace(0, 1, bins + 1))[0]
+    return predicted, observed, counts[counts > 0]

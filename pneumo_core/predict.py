@@ -25,6 +25,10 @@ from .preprocess import CANONICAL_SIZE, canonicalize, to_model_input
 from .registry import load_model_dir
 
 
+UNCERTAIN_MARGIN = 0.10
+"""A probability within this distance of the threshold is reported as uncertain."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     probability: float  # calibrated P(PNEUMONIA)
@@ -34,6 +38,20 @@ class Prediction:
     @property
     def label(self) -> str:
         return CLASS_NAMES[int(self.probability >= self.threshold)]
+
+    @property
+    def uncertain(self) -> bool:
+        return abs(self.probability - self.threshold) < UNCERTAIN_MARGIN
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input file's outcome: its canonical image and prediction, or the reason it has none."""
+
+    name: str
+    canonical: np.ndarray | None = None
+    prediction: Prediction | None = None
+    error: str | None = None
 
 
 class Predictor:
@@ -70,6 +88,17 @@ class Predictor:
         logits = self.logits_canonical(canonical)
         probabilities = sigmoid(logits / self.temperature)
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
+
+    def classify(self, named_payloads: list[tuple[str, bytes]]) -> list[Case]:
+        """Decode and classify (name, file bytes) pairs in one batch; unreadable files get a reason."""
+        decoded = list(_decode_all([payload for _, payload in named_payloads]))
+        good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
+        predictions = self.predict_canonical(np.stack([decoded[i] for i in good])) if good else []
+        by_index = dict(zip(good, predictions))
+        return [
+            Case(name, canonical=decoded[i], prediction=by_index[i]) if i in by_index else Case(name, error=str(decoded[i]))
+            for i, (name, _) in enumerate(named_payloads)
+        ]
 
     def predict_bytes(self, payloads: list[bytes]) -> list[Prediction | ImageDecodeError]:
         """Decode and classify file contents; an unreadable file yields its ImageDecodeError in its place."""

@@ -28,7 +28,7 @@ from .config import default_base_weights, default_data_dir, runs_dir
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
 from .datasets import Augmentation, make_dataset
 from .evaluate import predict_logits, predictions_frame, write_evaluation
-from .metrics import THRESHOLD_RULE, choose_threshold, classification_metrics, fit_temperature, sigmoid
+from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature, sigmoid
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .preprocess import PREPROCESSING_SPEC
 from .progress import ProgressCallback, ProgressWriter
@@ -289,11 +289,12 @@ class Trainer:
         temperature = fit_temperature(splits["val"].labels, logits["val"])
         threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
         candidate = self.run_dir / "model"
-        metrics, uncalibrated = {}, {}
+        metrics, uncalibrated, intervals = {}, {}, {}
         for name in ("val", "test"):
             frame = predictions_frame(splits[name].files, splits[name].labels, logits[name], temperature, threshold)
             metrics[name] = write_evaluation(frame, threshold, candidate / EVALUATION_DIR, name)
             uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
+            intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
         metadata = {
             "name": f"pneumo-densenet121-{cfg.run_name}",
             "class_names": list(CLASS_NAMES),
@@ -307,6 +308,7 @@ class Trainer:
             "data_manifest_sha256": data_hash,
             "split_sizes": {name: int(len(split.labels)) for name, split in splits.items()},
             "metrics": metrics,
+            "confidence_intervals": intervals,
             "uncalibrated_at_0.5": uncalibrated,
             "train_seconds": round(train_seconds, 1),
             "config": asdict(cfg),

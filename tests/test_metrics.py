@@ -59,3 +59,24 @@ def test_ece_is_zero_for_perfect_calibration_and_large_for_overconfidence():
     labels = (rng.random(50000) < probabilities).astype(int)
     assert expected_calibration_error(labels, probabilities) < 0.01
     assert expected_calibration_error(labels, np.round(probabilities)) > 0.2
+
+
+def test_bootstrap_intervals_contain_the_point_estimate(scored):
+    from pneumo_core.metrics import CI_METRICS, bootstrap_intervals
+
+    labels, scores = scored
+    point = classification_metrics(labels, scores, 0.5)
+    intervals = bootstrap_intervals(labels, scores, 0.5, resamples=200)
+    assert set(intervals) == set(CI_METRICS)
+    for name, (low, high) in intervals.items():
+        assert low <= point[name] <= high and high - low < 0.2
+
+
+def test_reliability_curve_of_a_calibrated_model_is_near_the_diagonal():
+    from pneumo_core.metrics import reliability_curve
+
+    rng = np.random.default_rng(2)
+    probabilities = rng.random(20000)
+    labels = (rng.random(20000) < probabilities).astype(int)
+    predicted, observed, counts = reliability_curve(labels, probabilities)
+    assert np.abs(predicted - observed).max() < 0.05 and counts.sum() == 20000

@@ -1,0 +1,114 @@
+"""Classify: upload X-rays (or try an example) → label, probability, Grad-CAM, report."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pneumo_core.config import PROJECT_ROOT
+from pneumo_core.explain import COLORMAPS, METHODS, overlay
+from pneumo_core.predict import Case
+from ui.report import case_report_png
+from ui.resources import served_model
+from ui.widgets import probability_scale, verdict_text
+
+MAX_FILES = 12
+EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"]
+
+st.title("Classify a chest X-ray")
+st.markdown(
+    "Upload frontal pediatric chest radiographs (JPEG, PNG, BMP, TIFF or DICOM). Each image gets a label, "
+    "the model's probability of pneumonia and a heat map of the regions that drove the answer. "
+    "Images stay in this browser session's memory; nothing is stored."
+)
+
+served, problem = served_model()
+if served is None:
+    st.error(f"No model is available, so nothing can be classified. {problem}")
+    st.stop()
+
+with st.sidebar:
+    st.subheader("Explanation")
+    method = st.selectbox("Method", METHODS, key="cam_method", help="Grad-CAM is instant; Grad-CAM++ and ScoreCAM take a few seconds.")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
+    colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
+
+uploads = st.file_uploader("Chest X-ray images", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
+
+st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; never used to train the model):")
+example_columns = st.columns(len(EXAMPLES) or 1)
+for column, path in zip(example_columns, EXAMPLES):
+    if column.button(path.stem.split("_")[0].title() + f" · {path.stem.split('_', 1)[1][:14]}", key=f"example_{path.name}",
+                     use_container_width=True):
+        st.session_state["example"] = path.name
+
+named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]
+if len(named_payloads) > MAX_FILES:
+    st.warning(f"Only the first {MAX_FILES} files are classified at once.")
+    named_payloads = named_payloads[:MAX_FILES]
+if not named_payloads and st.session_state.get("example"):
+    example = PROJECT_ROOT / "examples" / st.session_state["example"]
+    named_payloads = [(example.name, example.read_bytes())]
+if not named_payloads:
+    st.stop()
+
+# Results live in this session only, keyed by the files' content (sliders re-render without re-running the model).
+cache: dict[str, Case] = st.session_state.setdefault("cases", {})
+digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
+missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
+if missing:
+    with st.spinner("Classifying…"):
+        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing])):
+            cache[digest] = case
+cases = [Case(name, cache[d].canonical, cache[d].prediction, cache[d].error) for d, (name, _) in zip(digests, named_payloads)]
+
+cams: dict[tuple[str, str], object] = st.session_state.setdefault("cams", {})
+
+
+def cam_for(digest: str, case: Case):
+    key = (digest, method)
+    if key not in cams:
+        positive = [case.prediction.label == "PNEUMONIA"]
+        with st.spinner(f"Computing {method}…"):
+            cams[key] = served.explainer.explain(case.canonical[None], method, positive)[0]
+    return cams[key]
+
+
+if len(cases) > 1:
+    table = pd.DataFrame(
+        [
+            {"file": c.name, "label": c.prediction.label if c.prediction else "—",
+             "P(pneumonia)": round(c.prediction.probability, 4) if c.prediction else None,
+             "uncertain": c.prediction.uncertain if c.prediction else None, "problem": c.error or ""}
+            for c in cases
+        ]
+    )
+    st.subheader("Results")
+    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
+
+for digest, case in zip(digests, cases):
+    st.divider()
+    st.subheader(case.name)
+    if case.error:
+        st.error(f"Not classified: {case.error}")
+        continue
+    prediction = case.prediction
+    left, right, info = st.columns([1, 1, 1.1])
+    heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
+    left.image(case.canonical, caption="X-ray (as the model sees it)", use_container_width=True)
+    right.image(heat, caption=f"{method} overlay", use_container_width=True)
+    with info:
+        st.markdown(f"### {verdict_text(prediction)}")
+        st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
+        st.plotly_chart(probability_scale(prediction), use_container_width=True, config={"displayModeBar": False},
+                        key=f"scale_{digest}")
+        st.caption("Shaded: the uncertain band around the operating threshold. "
+                   "The heat map shows where the model looked, not where disease is.")
+        report = case_report_png(case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed"))
+        st.download_button("Download case report (PNG)", report, f"{Path(case.name).stem}_report.png", "image/png",
+                           key=f"report_{digest}")

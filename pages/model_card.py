@@ -1,0 +1,33 @@
+"""Model card: the static card (MODEL_CARD.md) with the served model's own numbers filled in from its metadata."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pneumo_core.config import PROJECT_ROOT
+from pneumo_core.metrics import CI_METRICS
+from ui.resources import served_model
+
+st.title("Model card")
+served, problem = served_model()
+if served is None:
+    st.warning(f"No model is being served, so only the general card is shown. {problem}")
+else:
+    meta = served.metadata
+    st.markdown(
+        f"**{meta.get('name')}** · created {meta.get('created', '?')} from commit `{meta.get('git_commit', '?')}` · "
+        f"recipe **{meta.get('recipe')}** · base weights **{meta.get('base_weights')}** · input {meta.get('input_size')} px · "
+        f"trained in {meta.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores"
+    )
+    rows = []
+    for split, title in (("val", "validation (used for threshold and calibration)"), ("test", "internal test (never tuned on)")):
+        values = meta.get("metrics", {}).get(split, {})
+        intervals = meta.get("confidence_intervals", {}).get(split, {})
+        rows.append({"split": title, "n": values.get("n"),
+                     **{name: f"{values[name]:.3f}" + (f" ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" if name in intervals else "")
+                        for name in CI_METRICS if name in values}})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.caption(f"Threshold {meta.get('threshold', 0):.3f} ({meta.get('threshold_rule', '')}); calibration temperature "
+               f"{meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals.")
+st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())

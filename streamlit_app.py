@@ -1,0 +1,39 @@
+"""pneumo — a research demo of pneumonia classification on pediatric chest X-rays.
+
+Run with ``streamlit run streamlit_app.py``. This file only sets up the page
+and navigation; each page lives in ``pages/`` and every piece of ML in
+``pneumo_core``.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import streamlit as st  # noqa: E402
+
+from pneumo_core import DISCLAIMER  # noqa: E402
+from ui.resources import served_model  # noqa: E402
+from ui.widgets import disclaimer_banner  # noqa: E402
+
+st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon="🫁", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/classify.py", title="Classify", icon="🩻", default=True),
+        st.Page("pages/metrics.py", title="Metrics", icon="📊"),
+        st.Page("pages/training.py", title="Training", icon="⚙️"),
+        st.Page("pages/model_card.py", title="Model card", icon="📄"),
+    ]
+)
+
+with st.sidebar:
+    st.markdown("### 🫁 pneumo")
+    st.warning(DISCLAIMER, icon="⚠️")
+    served, problem = served_model()  # loads and warms the model once per server process
+    if served:
+        st.caption(f"Model: `{served.metadata.get('name', 'unnamed')}`")
+    else:
+        st.caption("No model is being served.")
+
+navigation.run()
+disclaimer_banner()

@@ -1,0 +1,145 @@
+"""Every page through Streamlit's AppTest, including the error states (no model, no data, a running job)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pneumo_core.evaluate import predictions_frame, write_evaluation
+from pneumo_core.registry import EVALUATION_DIR
+
+from .conftest import PROJECT_ROOT
+from .imaging import encode, synthetic_xray
+
+APP = str(PROJECT_ROOT / "streamlit_app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def app_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model plus evaluation artifacts for a few real file names, as the Metrics page expects."""
+    import shutil
+
+    directory = tmp_path_factory.mktemp("served") / "served"
+    shutil.copytree(tiny_model_dir, directory)
+    rng = np.random.default_rng(0)
+    files = [f"NORMAL/IM-0{i}15-0001.jpeg" for i in range(1, 7)] + [f"PNEUMONIA/person{i}_bacteria_{i}.jpeg" for i in range(1, 11)]
+    labels = np.array([0] * 6 + [1] * 10)
+    frame = predictions_frame(files, labels, rng.normal(labels * 2 - 1, 1.0), 1.0, 0.5)
+    write_evaluation(frame, 0.5, directory / EVALUATION_DIR, "test")
+    return directory
+
+
+@pytest.fixture
+def app_env(monkeypatch, app_model_dir, tmp_path):
+    monkeypatch.setenv("PNEUMO_MODEL_DIR", str(app_model_dir))
+    monkeypatch.setenv("PNEUMO_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def run_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [e.value for e in at.error] + [w.value for w in at.warning]
+    parts += [i.value for i in at.info] + [t.value for t in at.title] + [s.value for s in at.subheader]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_classify_page_shows_disclaimer_and_examples(app_env):
+    at = run_page()
+    assert "Classify a chest X-ray" in texts(at)
+    assert "not for clinical use" in texts(at)
+    assert any(b.key and b.key.startswith("example_") for b in at.button)
+
+
+def test_example_button_classifies(app_env):
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    assert not at.exception
+    assert any(m.label == "Probability of pneumonia" for m in at.metric)
+    assert any(verdict in texts(at) for verdict in ("**NORMAL**", "**PNEUMONIA**", "**Uncertain**"))
+
+
+def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
+    at = run_page()
+    good = encode(synthetic_xray(200, seed=1))
+    uploads = [("good.png", good, "image/png"), ("broken.png", b"\x89PNG garbage", "image/png"),
+               ("also_good.jpg", encode(synthetic_xray(150, seed=2), "JPEG"), "image/jpeg")]
+    at.file_uploader(key="uploads").set_value(uploads).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([m for m in at.metric if m.label == "Probability of pneumonia"]) == 2
+    errors = [e.value for e in at.error]
+    assert any("broken" not in e and "damaged" in e for e in errors)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["good.png", "broken.png", "also_good.jpg"]
+    assert table.loc[1, "label"] == "—" and "damaged" in table.loc[1, "problem"]
+
+
+def test_no_model_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("PNEUMO_MODEL_DIR", str(tmp_path / "nothing-here"))
+    for page in (None, "pages/metrics.py", "pages/model_card.py"):
+        at = run_page(page)
+        assert "No model" in texts(at)
+
+
+def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_path):
+    at = run_page("pages/metrics.py")
+    assert "95% bootstrap intervals" in texts(at)
+    at.slider(key="explore_threshold").set_value(0.2).run()
+    assert not at.exception
+    monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-data"))
+    at = run_page("pages/metrics.py")
+    assert "not available" in texts(at)
+
+
+def test_model_card_page(app_env):
+    at = run_page("pages/model_card.py")
+    assert "Intended use" in texts(at) and "tiny-test-model" in texts(at)
+
+
+def test_training_page_form_and_disabled(app_env, monkeypatch):
+    at = run_page("pages/training.py")
+    assert any(b.label == "Start training" for b in at.button)
+    monkeypatch.setenv("PNEUMO_TRAINING", "off")
+    at = run_page("pages/training.py")
+    assert "disabled" in texts(at) and not any(b.label == "Start training" for b in at.button)
+
+
+def test_training_page_follows_a_running_job(app_env):
+    runs = app_env / "runs"
+    runs.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        progress = runs / "job" / "progress.jsonl"
+        progress.parent.mkdir()
+        events = [{"event": "start", "time": time.time(), "pid": sleeper.pid},
+                  {"event": "epoch", "time": time.time(), "pid": sleeper.pid, "phase": "scratch_128px", "epoch": 1, "epochs": 4,
+                   "steps": 10, "metrics": {"loss": 0.5, "val_loss": 0.6, "auc": 0.8, "val_auc": 0.7}, "eta_s": 120}]
+        progress.write_text("".join(json.dumps(e) + "\n" for e in events))
+        job = {"run_name": "job", "pid": sleeper.pid, "run_dir": str(progress.parent), "progress_file": str(progress),
+               "log_file": str(progress.parent / "train.log"), "started": "now"}
+        (runs / "current_job.json").write_text(json.dumps(job))
+        at = run_page("pages/training.py")
+        assert "Job job: running" in texts(at)
+        assert not any(b.label == "Start training" for b in at.button)  # one job at a time
+        assert any(b.label == "Cancel training" for b in at.button)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    at = run_page("pages/training.py")
+    assert "Job job: failed" in texts(at) and any(b.label == "Start training" for b in at.button)

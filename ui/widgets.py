@@ -1,0 +1,39 @@
+"""Small display pieces shared by pages."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pneumo_core import DISCLAIMER
+from pneumo_core.predict import UNCERTAIN_MARGIN, Prediction
+
+CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
+
+
+def disclaimer_banner() -> None:
+    st.caption(f"⚕️ **{DISCLAIMER}** Results are for demonstration and research only.")
+
+
+def probability_scale(prediction: Prediction) -> go.Figure:
+    """A 0–1 scale with P(pneumonia), the operating threshold and the uncertain band around it."""
+    t, p = prediction.threshold, prediction.probability
+    figure = go.Figure()
+    figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0)
+    figure.add_shape(type="rect", x0=max(0, t - UNCERTAIN_MARGIN), x1=min(1, t + UNCERTAIN_MARGIN), y0=0, y1=1,
+                     fillcolor="rgba(183,121,31,0.25)", line_width=0)
+    figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2})
+    figure.add_scatter(x=[p], y=[0.5], mode="markers", marker={"size": 18, "color": CALM_AMBER if prediction.uncertain else CALM_BLUE,
+                                                               "line": {"width": 2, "color": "white"}},
+                       hovertemplate="P(pneumonia) = %{x:.3f}<extra></extra>")
+    figure.add_annotation(x=t, y=1.35, text=f"threshold {t:.2f}", showarrow=False, font={"size": 11, "color": GREY})
+    figure.update_layout(height=110, margin={"l": 10, "r": 10, "t": 25, "b": 25}, showlegend=False,
+                         xaxis={"range": [0, 1], "tickformat": ".0%", "title": None}, yaxis={"visible": False, "range": [-0.3, 1.6]},
+                         plot_bgcolor="rgba(0,0,0,0)")
+    return figure
+
+
+def verdict_text(prediction: Prediction) -> str:
+    if prediction.uncertain:
+        return f"**Uncertain** — leaning {prediction.label} (probability close to the threshold)"
+    return f"**{prediction.label}**"
