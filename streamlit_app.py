@@ -15,20 +15,20 @@ from pneumo_core import DISCLAIMER  # noqa: E402
 from ui.resources import served_model  # noqa: E402
 from ui.widgets import disclaimer_banner  # noqa: E402
 
-st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon="🫁", layout="wide")
+st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/classify.py", title="Classify", icon="🩻", default=True),
-        st.Page("pages/metrics.py", title="Metrics", icon="📊"),
-        st.Page("pages/training.py", title="Training", icon="⚙️"),
-        st.Page("pages/model_card.py", title="Model card", icon="📄"),
+        st.Page("pages/classify.py", title="Classify", icon=":material/radiology:", default=True),
+        st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+        st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
     ]
 )
 
 with st.sidebar:
-    st.markdown("### 🫁 pneumo")
-    st.warning(DISCLAIMER, icon="⚠️")
+    st.markdown("### :material/pulmonology: pneumo")
+    st.warning(DISCLAIMER, icon=":material/warning:")
     served, problem = served_model()  # loads and warms the model once per server process
     if served:
         st.caption(f"Model: `{served.metadata.get('name', 'unnamed')}`")

@@ -66,7 +66,7 @@ st.dataframe(
 st.caption(f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split (62.5% on the official test split).")
 
 st.subheader("Explore the threshold")
-st.info("Exploration only: moving this slider does not change the served model. Thresholds are chosen on validation data, never on test data.", icon="🔍")
+st.info("Exploration only: moving this slider does not change the served model. Thresholds are chosen on validation data, never on test data.", icon=":material/search:")
 threshold = st.slider("Threshold on P(pneumonia)", 0.0, 1.0, served_threshold, 0.01, key="explore_threshold")
 explored = classification_metrics(labels, scores, threshold)
 columns = st.columns(4)

@@ -52,3 +52,9 @@ def tiny_predictor(tiny_model_dir: Path):
     from pneumo_core.predict import Predictor
 
     return Predictor.load(tiny_model_dir)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_SANDBOX, ignore_errors=True)

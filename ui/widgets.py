@@ -12,7 +12,7 @@ CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
 
 def disclaimer_banner() -> None:
-    st.caption(f"⚕️ **{DISCLAIMER}** Results are for demonstration and research only.")
+    st.caption(f":material/info: **{DISCLAIMER}** Results are for demonstration and research only.")
 
 
 def probability_scale(prediction: Prediction) -> go.Figure:
@@ -35,5 +35,5 @@ def probability_scale(prediction: Prediction) -> go.Figure:
 
 def verdict_text(prediction: Prediction) -> str:
     if prediction.uncertain:
-        return f"**Uncertain** — leaning {prediction.label} (probability close to the threshold)"
+        return f"**Uncertain** · leaning {prediction.label}"
     return f"**{prediction.label}**"
