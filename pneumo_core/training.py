@@ -114,8 +114,9 @@ class Trainer:
     """One run's state: data, model phases, checkpoints and bookkeeping."""
 
     def __init__(self, config: TrainConfig, resume: bool = False):
-        if config.smoke:
-            config = replace(config, **SMOKE_OVERRIDES)
+        if config.smoke:  # shrink whatever the caller left at its default
+            defaults = TrainConfig(data_dir=config.data_dir)
+            config = replace(config, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(config, k) == getattr(defaults, k)})
         self.config = config
         self.run_dir = Path(config.output_dir) / config.run_name
         self.run_dir.mkdir(parents=True, exist_ok=True)

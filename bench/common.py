@@ -1,0 +1,56 @@
+"""Shared benchmark helpers: timing statistics, machine facts, appending results to bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+sys.path.insert(0, str(RESULTS.parent.parent))  # run as `python bench/x.py` from the project root
+
+
+def timed(function: Callable[[], object], runs: int, warmup: int = 3) -> np.ndarray:
+    """Seconds per call over ``runs`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return np.array(samples)
+
+
+def p50_p95(samples: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(samples, 50)), float(np.percentile(samples, 95))
+
+
+def machine() -> str:
+    import keras
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    return (f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__}")
+
+
+def append_results(title: str, command: str, rows: list[tuple[str, str, str, str]], notes: str = "") -> str:
+    """Append a table (measure, value, ratio, goal) to RESULTS.md and return it as text."""
+    lines = [f"## {title} — {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}", "", f"Machine: {machine()}  ",
+             f"Command: `{command}`", "", "| measure | value | ratio | goal |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if notes:
+        lines += ["", notes]
+    text = "\n".join(lines) + "\n\n"
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `bench/`; ratios compare against a baseline run in the same process.\n\n")
+    with RESULTS.open("a") as handle:
+        handle.write(text)
+    return text
