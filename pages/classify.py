@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +65,7 @@ if missing:
     with st.spinner("Classifying…"):
         for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing])):
             cache[digest] = case
-cases = [Case(name, cache[d].canonical, cache[d].prediction, cache[d].error) for d, (name, _) in zip(digests, named_payloads)]
+cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
 cams: dict[tuple[str, str], object] = st.session_state.setdefault("cams", {})
 
@@ -83,7 +84,8 @@ if len(cases) > 1:
         [
             {"file": c.name, "label": c.prediction.label if c.prediction else "—",
              "P(pneumonia)": round(c.prediction.probability, 4) if c.prediction else None,
-             "uncertain": c.prediction.uncertain if c.prediction else None, "problem": c.error or ""}
+             "uncertain": c.prediction.uncertain if c.prediction else None,
+             "problem": c.error or ("does not look like a chest X-ray" if c.warnings else "")}
             for c in cases
         ]
     )
@@ -98,6 +100,8 @@ for digest, case in zip(digests, cases):
         st.error(f"Not classified: {case.error}")
         continue
     prediction = case.prediction
+    for warning in case.warnings:
+        st.warning(warning, icon=":material/report:")
     left, right, info = st.columns([1, 1, 1.1])
     heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", use_container_width=True)
@@ -109,6 +113,9 @@ for digest, case in zip(digests, cases):
                         key=f"scale_{digest}")
         st.caption("Shaded: the uncertain band around the operating threshold. "
                    "The heat map shows where the model looked, not where disease is.")
+        if case.dicom_fields:
+            with st.expander("DICOM header fields (may identify the patient)"):
+                st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
         report = case_report_png(case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed"))
         st.download_button("Download case report (PNG)", report, f"{Path(case.name).stem}_report.png", "image/png",
                            key=f"report_{digest}")

@@ -66,7 +66,7 @@ def _read(path: Path) -> bytes | ImageDecodeError:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import Predictor
+    from .predict import Case, Predictor
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
@@ -85,16 +85,19 @@ def run_predict(args: argparse.Namespace) -> int:
         chunk = files[start : start + predictor.batch_size]
         payloads = [_read(path) for path in chunk]
         readable = [i for i, p in enumerate(payloads) if isinstance(p, bytes)]
-        results = list(payloads)
-        for i, result in zip(readable, predictor.predict_bytes([payloads[i] for i in readable])):
-            results[i] = result
+        results: list[ImageDecodeError | Case] = list(payloads)
+        for i, case in zip(readable, predictor.classify([(str(chunk[i]), payloads[i]) for i in readable])):
+            results[i] = case
         for path, result in zip(chunk, results):
-            if isinstance(result, ImageDecodeError):
+            error = str(result) if isinstance(result, ImageDecodeError) else result.error
+            if error:
                 failed = True
-                record = {"file": str(path), "error": str(result)}
+                record = {"file": str(path), "error": error}
             else:
-                record = {"file": str(path), "label": result.label, "probability": round(result.probability, 6),
-                          "threshold": round(result.threshold, 6)}
+                record = {"file": str(path), "label": result.prediction.label, "probability": round(result.prediction.probability, 6),
+                          "threshold": round(result.prediction.threshold, 6)}
+                if result.warnings:
+                    record["warnings"] = list(result.warnings)
             print(json.dumps(record), flush=True)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 

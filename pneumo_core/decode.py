@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +32,15 @@ class ImageDecodeError(ValueError):
     """A file that cannot be turned into an X-ray image; the message says why, in plain words."""
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded upload: the grayscale pixels plus what was seen on the way (kept in memory only)."""
+
+    gray: np.ndarray
+    colourfulness: float = 0.0  # Hasler & Süsstrunk 2003; 0 for grayscale, > 15 for visibly coloured pictures
+    dicom_fields: dict[str, str] = field(default_factory=dict)  # patient fields: shown on request, never logged
+
+
 def is_dicom(data: bytes) -> bool:
     """True when the bytes carry the DICOM Part 10 preamble (``DICM`` at byte 128)."""
     return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
@@ -38,18 +48,22 @@ def is_dicom(data: bytes) -> bool:
 
 def decode_image(data: bytes) -> np.ndarray:
     """Decode image file bytes (JPEG, PNG, BMP, TIFF, DICOM, ...) to a 2-D uint8 grayscale array."""
+    return decode_upload(data).gray
+
+
+def decode_upload(data: bytes) -> DecodedImage:
+    """Like :func:`decode_image`, keeping the colourfulness and DICOM patient fields for the checks and the app."""
     if not data:
         raise ImageDecodeError("The file is empty.")
     if len(data) > MAX_FILE_BYTES:
         raise ImageDecodeError(
             f"The file is too large ({len(data) / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)."
         )
-    gray = _decode_dicom(data) if is_dicom(data) else _decode_raster(data)
-    if min(gray.shape) < MIN_SIDE:
-        raise ImageDecodeError(
-            f"The image is too small ({gray.shape[1]} × {gray.shape[0]} pixels; at least {MIN_SIDE} per side)."
-        )
-    return gray
+    decoded = _decode_dicom(data) if is_dicom(data) else _decode_raster(data)
+    height, width = decoded.gray.shape
+    if min(height, width) < MIN_SIDE:
+        raise ImageDecodeError(f"The image is too small ({width} × {height} pixels; at least {MIN_SIDE} per side).")
+    return decoded
 
 
 def _check_pixel_count(width: int, height: int) -> None:
@@ -59,7 +73,7 @@ def _check_pixel_count(width: int, height: int) -> None:
         )
 
 
-def _decode_raster(data: bytes) -> np.ndarray:
+def _decode_raster(data: bytes) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,7 +81,7 @@ def _decode_raster(data: bytes) -> np.ndarray:
                 _check_pixel_count(*image.size)  # header only: nothing allocated yet
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                return _to_gray_uint8(image)
+                return DecodedImage(_to_gray_uint8(image), _colourfulness(image))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -91,6 +105,18 @@ def _to_gray_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
+def _colourfulness(image: Image.Image) -> float:
+    """Hasler & Süsstrunk's colourfulness of a small RGB thumbnail (0 for a gray picture)."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return 0.0
+    thumbnail = image.convert("RGB")
+    thumbnail.thumbnail((128, 128))
+    rgb = np.asarray(thumbnail, dtype=np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
 def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Map an array's own min..max to 0..255 (for 16-bit PNG/TIFF and DICOM)."""
     low, high = float(pixels.min()), float(pixels.max())
@@ -99,7 +125,10 @@ def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-def _decode_dicom(data: bytes) -> np.ndarray:
+DICOM_PATIENT_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "Modality", "BodyPartExamined", "ViewPosition")
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -128,4 +157,5 @@ def _decode_dicom(data: bytes) -> np.ndarray:
     gray = _stretch_to_uint8(np.asarray(pixels, dtype=np.float64))
     if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         gray = 255 - gray  # MONOCHROME1 stores bone dark: invert to the usual look
-    return gray
+    fields = {name: str(dataset.get(name, "")) for name in DICOM_PATIENT_FIELDS if dataset.get(name, "") not in ("", None)}
+    return DecodedImage(gray, 0.0, fields)

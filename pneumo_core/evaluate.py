@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from sklearn import metrics as skm
 
 from . import CLASS_NAMES
-from .datasets import make_dataset
 from .metrics import classification_metrics, sigmoid
-from .model import logit_model
-
-
-def predict_logits(model: keras.Model, canonical_images: np.ndarray, size: int, batch_size: int = 32) -> np.ndarray:
-    """Pre-sigmoid logits for canonical uint8 images, batched through tf.data."""
-    dataset = make_dataset(canonical_images, np.zeros(len(canonical_images)), size, batch_size).map(lambda x, _: x)
-    return logit_model(model).predict(dataset, verbose=0).reshape(-1)
 
 
 def predictions_frame(files: list[str], labels: np.ndarray, logits: np.ndarray, temperature: float, threshold: float) -> pd.DataFrame:

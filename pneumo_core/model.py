@@ -102,8 +102,3 @@ def head_layer_names(model: keras.Model) -> list[str]:
     """Names of the layers after pooling (the part trained on cached features)."""
     names = [layer.name for layer in model.layers]
     return names[names.index(POOLED_LAYER) + 1 :]
-
-
-def logit_model(model: keras.Model) -> keras.Model:
-    """The same network returning the pre-sigmoid logit (for calibration and Grad-CAM)."""
-    return keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)

@@ -9,18 +9,20 @@ operating threshold stored in the metadata.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from . import CLASS_NAMES
 from .config import served_model_dir
-from .decode import ImageDecodeError, decode_image
+from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .metrics import sigmoid
-from .model import logit_model
+from .model import LOGIT_LAYER, POOLED_LAYER
+from .ood import FeatureDensity, ood_warnings
 from .preprocess import CANONICAL_SIZE, canonicalize, to_model_input
 from .registry import load_model_dir
 
@@ -52,6 +54,8 @@ class Case:
     canonical: np.ndarray | None = None
     prediction: Prediction | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()
+    dicom_fields: dict[str, str] = field(default_factory=dict)
 
 
 class Predictor:
@@ -59,56 +63,72 @@ class Predictor:
 
     batch_size = 32
 
-    def __init__(self, model, metadata: dict[str, Any], threshold: float | None = None):
+    def __init__(self, model, metadata: dict[str, Any], threshold: float | None = None, density: FeatureDensity | None = None):
         self.model = model
         self.metadata = metadata
         self.input_size = int(metadata["input_size"])
         self.threshold = float(metadata["threshold"] if threshold is None else threshold)
         self.temperature = float(metadata.get("temperature", 1.0))
-        logits = logit_model(model)
+        self.density = density
+        heads = keras.Model(model.inputs, [model.get_layer(LOGIT_LAYER).output, model.get_layer(POOLED_LAYER).output])
         spec = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
-        self._logits = tf.function(lambda images: logits(to_model_input(images, self.input_size), training=False),
-                                   input_signature=[spec])
+        self._forward = tf.function(lambda images: heads(to_model_input(images, self.input_size), training=False),
+                                    input_signature=[spec])
 
     @classmethod
     def load(cls, model_dir: Path | None = None, threshold: float | None = None) -> "Predictor":
-        model, metadata = load_model_dir(Path(model_dir) if model_dir else served_model_dir())
-        return cls(model, metadata, threshold)
+        directory = Path(model_dir) if model_dir else served_model_dir()
+        model, metadata = load_model_dir(directory)
+        return cls(model, metadata, threshold, FeatureDensity.load(directory))
 
     def warm_up(self) -> None:
         self.predict_canonical(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))
 
+    def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images, in batches."""
+        logits, features = [], []
+        for start in range(0, len(canonical), self.batch_size):
+            batch_logits, batch_features = self._forward(tf.constant(canonical[start : start + self.batch_size]))
+            logits.append(batch_logits.numpy().reshape(-1))
+            features.append(batch_features.numpy())
+        if not logits:
+            return np.zeros(0), np.zeros((0, 0))
+        return np.concatenate(logits), np.concatenate(features)
+
     def logits_canonical(self, canonical: np.ndarray) -> np.ndarray:
-        """Raw logits for ``(N, 224, 224)`` uint8 canonical images, in batches."""
-        out = [self._logits(tf.constant(canonical[i : i + self.batch_size])).numpy().reshape(-1)
-               for i in range(0, len(canonical), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros(0)
+        return self.forward(canonical)[0]
 
     def predict_canonical(self, canonical: np.ndarray) -> list[Prediction]:
-        logits = self.logits_canonical(canonical)
+        return self._predictions(self.logits_canonical(canonical))
+
+    def _predictions(self, logits: np.ndarray) -> list[Prediction]:
         probabilities = sigmoid(logits / self.temperature)
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
 
     def classify(self, named_payloads: list[tuple[str, bytes]]) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in one batch; unreadable files get a reason."""
-        decoded = list(_decode_all([payload for _, payload in named_payloads]))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            decoded = list(pool.map(_decode_upload, [payload for _, payload in named_payloads]))
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
-        predictions = self.predict_canonical(np.stack([decoded[i] for i in good])) if good else []
-        by_index = dict(zip(good, predictions))
-        return [
-            Case(name, canonical=decoded[i], prediction=by_index[i]) if i in by_index else Case(name, error=str(decoded[i]))
-            for i, (name, _) in enumerate(named_payloads)
-        ]
-
-    def predict_bytes(self, payloads: list[bytes]) -> list[Prediction | ImageDecodeError]:
-        """Decode and classify file contents; an unreadable file yields its ImageDecodeError in its place."""
-        decoded = list(_decode_all(payloads))
-        good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
-        results: list[Prediction | ImageDecodeError] = list(decoded)
+        cases = [Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None
+                 for (name, _), item in zip(named_payloads, decoded)]
         if good:
-            for i, prediction in zip(good, self.predict_canonical(np.stack([decoded[i] for i in good]))):
-                results[i] = prediction
-        return results
+            canonical = np.stack([decoded[i][1] for i in good])
+            logits, features = self.forward(canonical)
+            distances = self.density.distances(features) if self.density else [None] * len(good)
+            for i, image, prediction, distance in zip(good, canonical, self._predictions(logits), distances):
+                upload = decoded[i][0]
+                cases[i] = Case(named_payloads[i][0], image, prediction, None,
+                                ood_warnings(upload.colourfulness, distance, self.density), upload.dicom_fields)
+        return cases
+
+
+def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDecodeError:
+    try:
+        upload = decode_upload(payload)
+    except ImageDecodeError as error:
+        return error
+    return upload, canonicalize(upload.gray)
 
 
 def decode_canonical(payload: bytes) -> np.ndarray | ImageDecodeError:
@@ -116,8 +136,3 @@ def decode_canonical(payload: bytes) -> np.ndarray | ImageDecodeError:
         return canonicalize(decode_image(payload))
     except ImageDecodeError as error:
         return error
-
-
-def _decode_all(payloads: list[bytes]):
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield from pool.map(decode_canonical, payloads)

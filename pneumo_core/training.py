@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -27,8 +28,10 @@ from . import CLASS_NAMES
 from .config import default_base_weights, default_data_dir, runs_dir
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
 from .datasets import Augmentation, make_dataset
-from .evaluate import predict_logits, predictions_frame, write_evaluation
+from .evaluate import predictions_frame, write_evaluation
 from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature, sigmoid
+from .ood import FeatureDensity
+from .predict import Predictor
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .preprocess import PREPROCESSING_SPEC
 from .progress import ProgressCallback, ProgressWriter
@@ -286,7 +289,10 @@ class Trainer:
     def finalize(self, model, splits, recipe, weights_used, data_hash, tracked, train_seconds) -> Path:
         """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
         cfg = self.config
-        logits = {name: predict_logits(model, splits[name].images, cfg.img_size) for name in ("val", "test")}
+        serving = Predictor(model, {"input_size": cfg.img_size, "threshold": 0.5})  # the exact serving path
+        logits, features = {}, {}
+        for name in ("train", "val", "test"):
+            logits[name], features[name] = serving.forward(splits[name].images)
         temperature = fit_temperature(splits["val"].labels, logits["val"])
         threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
         candidate = self.run_dir / "model"
@@ -318,6 +324,8 @@ class Trainer:
             "smoke": cfg.smoke,
         }
         save_model_dir(model, candidate, metadata)
+        FeatureDensity.fit(features["train"], features["val"]).save(candidate)
+        shutil.copy(self.run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
         tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
         return candidate
 
