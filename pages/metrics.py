@@ -10,12 +10,13 @@ import streamlit as st
 from pneumo_core import CLASS_NAMES
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri
 from pneumo_core.data import class_root
-from pneumo_core.evaluate import confusion_figure, roc_pr_figures
+from pneumo_core.evaluate import roc_pr_figures
 from pneumo_core.explain import overlay
 from pneumo_core.metrics import CI_METRICS, bootstrap_intervals, classification_metrics, reliability_curve
 from pneumo_core.predict import decode_canonical
 from pneumo_core.registry import EVALUATION_DIR
 from ui.resources import served_model
+from ui.widgets import clickable_confusion
 
 PUBLISHED = pd.DataFrame(
     [
@@ -73,7 +74,11 @@ columns = st.columns(4)
 for column, (name, key) in zip(columns, [("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("PPV", "precision"), ("NPV", "npv")]):
     column.metric(name, f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs served")
 left, right = st.columns(2)
-left.plotly_chart(confusion_figure(frame, threshold), use_container_width=True)
+with left:
+    clicked = st.plotly_chart(
+        clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
+        use_container_width=True, on_select="rerun", selection_mode="points", key="confusion",
+    )
 roc, pr = roc_pr_figures(frame, threshold)
 right.plotly_chart(roc, use_container_width=True)
 left.plotly_chart(pr, use_container_width=True)
@@ -89,6 +94,10 @@ st.dataframe(PUBLISHED, hide_index=True, use_container_width=True)
 st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
 
 st.subheader("What the model gets wrong")
+points = (clicked or {}).get("selection", {}).get("points", []) if clicked else []
+if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get("applied_click"):
+    truth_name, called_name = st.session_state["applied_click"] = points[0]["customdata"]  # a new click picks the cell
+    st.session_state["cell"] = next(k for k, v in CELLS.items() if v == (CLASS_NAMES.index(truth_name), CLASS_NAMES.index(called_name)))
 cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
 truth, called = CELLS[cell]
 chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]

@@ -120,9 +120,13 @@ def follow() -> None:
         for column in [c for c in ("loss", "val_loss", "auc", "val_auc") if c in epochs]:
             figure.add_scatter(x=epochs["epoch"], y=epochs[column], mode="lines+markers", name=column)
         st.plotly_chart(figure, use_container_width=True)
-    if status.state == "running" and st.button("Cancel training", key="cancel"):
-        cancel_job(job)
-        st.toast("Cancelling… the job stops at the next step.")
+    if status.state == "running":
+        left, right = st.columns(2)
+        if left.button("Cancel training", key="cancel"):
+            cancel_job(job)
+            st.toast("Cancelling… the job stops after the current training step.")
+        if right.button("Force stop", key="force_stop", help="Kills the process at once (use if Cancel does not stop it within a minute)."):
+            cancel_job(job, force=True)
     if status.state == "failed":
         st.error(f"The run did not finish: {status.last.get('error', 'unknown error')}. The served model is unchanged.")
     with st.expander("Log (last lines)"):

@@ -83,9 +83,16 @@ def start_job(train_args: list[str], root: Path | None = None) -> Job:
     return job
 
 
-def cancel_job(job: Job) -> None:
-    """Ask the job to stop (SIGTERM: it records itself as failed/cancelled and leaves the served model alone)."""
+def cancel_job(job: Job, force: bool = False) -> None:
+    """Ask the job to stop, or kill it.
+
+    SIGTERM is handled between training steps: the run records itself as
+    cancelled and MLflow marks it KILLED. While TensorFlow compiles a graph (a
+    minute or so at the start of a phase) it cannot react; ``force`` sends
+    SIGKILL, and the job then reads as failed because its process is gone.
+    Neither touches the served model.
+    """
     try:
-        os.kill(job.pid, signal.SIGTERM)
+        os.kill(job.pid, signal.SIGKILL if force else signal.SIGTERM)
     except ProcessLookupError:
         pass

@@ -81,16 +81,17 @@ def test_transfer_recipe_with_a_local_weights_file(real_data, tmp_path):
     assert phases == ["head", "evaluate"]
 
 
-def test_cancelled_run_is_marked_failed_and_leaves_no_model(real_data, tmp_path):
+def test_cancelled_mid_epoch_run_is_marked_failed_and_leaves_no_model(real_data, tmp_path):
     progress = tmp_path / "progress.jsonl"
     command = [sys.executable, "train.py", "--smoke", "--base-weights", "none", "--data-dir", str(real_data),
-               "--output-dir", str(tmp_path), "--run-name", "cancelled", "--progress-file", str(progress)]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(e["event"] == "phase" for e in read_progress(progress)):
+               "--scratch-schedule", "64:3:4", "--output-dir", str(tmp_path), "--run-name", "cancelled", "--progress-file", str(progress)]
+    with open(tmp_path / "train.log", "w") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 400
+    while time.time() < deadline and not any(e["event"] == "step" for e in read_progress(progress)):
         time.sleep(0.5)
     assert job_status(progress).state == "running"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # mid-epoch: the training loop is between steps
     assert process.wait(timeout=120) == 143
     status = job_status(progress)
     assert status.state == "failed" and status.last["error"] == "cancelled"
