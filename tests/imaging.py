@@ -23,3 +23,31 @@ def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> byte
         image = image.convert(mode)
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12, frames: int = 1,
+                with_pixels: bool = True, **attributes) -> bytes:
+    """A minimal DICOM Part 10 file (CR, explicit VR little endian) holding ``pixels`` as uint16."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.Modality = "Doe^Jane", "P-123", "20200101", "CR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for name, value in attributes.items():
+        setattr(ds, name, value)
+    if with_pixels:
+        ds.PixelData = np.ascontiguousarray(np.repeat(pixels[None], frames, axis=0).astype("<u2")).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pneumo_core.decode import MAX_FILE_BYTES, ImageDecodeError, decode_image
 
-from .imaging import encode, synthetic_xray
+from .imaging import dicom_bytes, encode, synthetic_xray
 
 FILM = synthetic_xray(120, seed=2)
 
@@ -86,3 +86,57 @@ def test_decompression_bomb_is_refused_from_the_header():
         decode_image(png_declaring(40000, 40000))
     with pytest.raises(ImageDecodeError, match="too large"):
         decode_image(png_declaring(9000, 9000))  # over our limit, under PIL's own bomb limit
+
+
+FILM_12BIT = FILM.astype(np.uint16) * 16  # the same picture stored in 12 bits
+
+
+def test_dicom_monochrome2_matches_the_8_bit_picture():
+    decoded = decode_image(dicom_bytes(FILM_12BIT))
+    stretched = np.round((FILM.astype(float) - FILM.min()) * 255 / (FILM.max() - FILM.min()))
+    assert np.abs(decoded.astype(int) - stretched).max() <= 1
+
+
+def test_dicom_monochrome1_is_inverted_and_rescale_applied():
+    inverted = (4095 - FILM_12BIT).astype(np.uint16)
+    decoded = decode_image(dicom_bytes(inverted, "MONOCHROME1", RescaleSlope=2, RescaleIntercept=-100))
+    plain = decode_image(dicom_bytes(FILM_12BIT))
+    assert np.abs(decoded.astype(int) - plain.astype(int)).max() <= 1
+
+
+def test_dicom_window_is_applied():
+    windowed = decode_image(dicom_bytes(FILM_12BIT, WindowCenter=1600, WindowWidth=800))
+    assert (windowed == 0).mean() > 0.05 and (windowed == 255).mean() > 0.05  # values outside the window clip
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (lambda: dicom_bytes(FILM_12BIT, with_pixels=False), "no image"),
+        (lambda: dicom_bytes(FILM_12BIT, frames=3), "several frames"),
+        (lambda: b"\0" * 128 + b"DICM" + b"\x02\x00garbage", "no image"),
+        (lambda: dicom_bytes(FILM_12BIT)[:-5000], "damaged"),
+        (lambda: b"%PDF-1.7\n1 0 obj<<>>endobj\n" * 20, "not an image format"),
+        (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "not an image format"),
+    ],
+)
+def test_bad_dicom_and_disguised_files(payload, reason):
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_image(payload())
+
+
+def test_same_film_in_8_bit_16_bit_and_dicom_gets_the_same_probability(tiny_predictor):
+    png16 = io.BytesIO()
+    Image.fromarray(FILM.astype(np.uint16) * 257).save(png16, format="PNG")
+    cases = tiny_predictor.classify([("8bit.png", encode(FILM)), ("16bit.png", png16.getvalue()), ("film.dcm", dicom_bytes(FILM_12BIT))])
+    probabilities = [case.prediction.probability for case in cases]
+    assert max(probabilities) - min(probabilities) < 0.01
+
+
+def test_compressed_dicom_decodes_where_a_handler_exists_else_says_so():
+    from pydicom.data import get_testdata_file
+
+    assert decode_image(open(get_testdata_file("MR_small_RLE.dcm"), "rb").read()).shape == (64, 64)
+    assert decode_image(open(get_testdata_file("JPEG2000.dcm"), "rb").read()).shape == (1024, 256)
+    with pytest.raises(ImageDecodeError, match="compression this app cannot decode"):
+        decode_image(open(get_testdata_file("JPEG-lossy.dcm"), "rb").read())  # 12-bit lossy JPEG: no handler installed
