@@ -1,0 +1,92 @@
+"""App benchmark: cold start to first answer in a real browser, a warm classification, the server's memory.
+
+    python bench/app.py
+
+Starts `streamlit run streamlit_app.py` on a free local port, drives Debian's
+Chromium with Playwright, uploads an example X-ray and waits for the label.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from common import append_results
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if status.parent.name == str(pid) or fields.get("PPid", "").strip() == str(pid):
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return total / 1024
+
+
+def main() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    examples = sorted((ROOT / "examples").glob("*.jpeg"))
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.2)
+        healthy = time.perf_counter() - started
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(url)
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.set_input_files(str(examples[0]))
+            expect(page.get_by_text("Probability of pneumonia")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
+            first = time.perf_counter() - started
+            timings = []
+            for example in examples[1:]:
+                t0 = time.perf_counter()
+                uploader.set_input_files(str(example))
+                expect(page.get_by_role("heading", name=example.name)).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("Probability of pneumonia")).to_be_visible()
+                timings.append(time.perf_counter() - t0)
+            browser.close()
+        memory = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    warm = sorted(timings)[len(timings) // 2]
+    rows = [
+        ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
+        ("cold start to first answer (label + Grad-CAM) in Chromium", f"{first:.1f} s", f"{first / 10:.2f} of the goal", "≤ 10 s"),
+        ("warm classification through the browser (upload → label + Grad-CAM), median", f"{warm:.2f} s", "—", "well under 1 s of compute"),
+        ("serving process memory (RSS, after the answers)", f"{memory:.0f} MB", "—", "—"),
+    ]
+    print(append_results("App", "python bench/app.py", rows, "Includes browser upload and rendering round trips."))
+
+
+if __name__ == "__main__":
+    main()
