@@ -173,9 +173,11 @@ class Trainer:
             log.info("phase %s already done: weights loaded", name)
             return model
         self.progress.emit("phase", phase=name)
+        started = time.time()
         train(model)
         model.save_weights(weights_path)
         self.state["completed"].append(name)
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - started
         self._save_state()
         return model
 
@@ -264,7 +266,6 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        started = time.time()
         self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg))
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         splits, data_hash, manifest_path = self.load_data()
@@ -281,12 +282,12 @@ class Trainer:
             tracked.log_artifact(manifest_path)
             model = self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
             self.progress.emit("phase", phase="evaluate")
-            candidate = self.finalize(model, splits, recipe, weights_used, data_hash, tracked, time.time() - started)
+            candidate = self.finalize(model, splits, recipe, weights_used, data_hash, tracked)
             tracked.log_model_dir(candidate)
         self.progress.emit("done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"])
         return candidate
 
-    def finalize(self, model, splits, recipe, weights_used, data_hash, tracked, train_seconds) -> Path:
+    def finalize(self, model, splits, recipe, weights_used, data_hash, tracked) -> Path:
         """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
         cfg = self.config
         serving = Predictor(model, {"input_size": cfg.img_size, "threshold": 0.5})  # the exact serving path
@@ -317,7 +318,7 @@ class Trainer:
             "metrics": metrics,
             "confidence_intervals": intervals,
             "uncalibrated_at_0.5": uncalibrated,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": round(self.state.get("train_seconds", 0.0), 1),  # training phases only, summed over resumes
             "config": asdict(cfg),
             "git_commit": git_commit(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
