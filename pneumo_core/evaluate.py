@@ -22,8 +22,8 @@ def predictions_frame(files: list[str], labels: np.ndarray, logits: np.ndarray, 
         {
             "file": files,
             "label": [CLASS_NAMES[i] for i in labels],
-            "logit": np.round(logits, 6),
-            "probability": np.round(probability, 6),
+            "logit": logits,
+            "probability": probability,  # unrounded: metrics recomputed from the CSV must match the threshold exactly
             "predicted": [CLASS_NAMES[i] for i in predicted],
             "correct": predicted == np.asarray(labels),
         }
