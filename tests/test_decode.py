@@ -140,3 +140,12 @@ def test_compressed_dicom_decodes_where_a_handler_exists_else_says_so():
     assert decode_image(open(get_testdata_file("JPEG2000.dcm"), "rb").read()).shape == (1024, 256)
     with pytest.raises(ImageDecodeError, match="compression this app cannot decode"):
         decode_image(open(get_testdata_file("JPEG-lossy.dcm"), "rb").read())  # 12-bit lossy JPEG: no handler installed
+
+
+def test_very_large_film_decodes_and_canonicalizes():
+    from pneumo_core.preprocess import canonicalize
+
+    big = np.asarray(Image.fromarray(FILM).resize((3000, 3000)))
+    decoded = decode_image(encode(big, "PNG"))
+    assert decoded.shape == (3000, 3000)
+    assert canonicalize(decoded).shape == (224, 224)
