@@ -68,7 +68,7 @@ def test_upload_shows_label_probability_and_gradcam(server):
             page.goto(server, wait_until="domcontentloaded")
             expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
             page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(example))
-            expect(page.get_by_text("Probability of pneumonia")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=90_000)
             verdict = page.locator("h3").filter(has_text="NORMAL").or_(page.locator("h3").filter(has_text="PNEUMONIA"))
             expect(verdict.first).to_be_visible()
             expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
