@@ -12,9 +12,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import streamlit as st  # noqa: E402
 
 from pneumo_core import DISCLAIMER  # noqa: E402
-from ui.resources import served_model  # noqa: E402
+from ui.resources import keep_compiled_functions, served_model  # noqa: E402
 from ui.widgets import disclaimer_banner  # noqa: E402
 
+keep_compiled_functions()
 st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
 
 navigation = st.navigation(

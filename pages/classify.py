@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +45,7 @@ st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; ne
 example_columns = st.columns(len(EXAMPLES) or 1)
 for column, path in zip(example_columns, EXAMPLES):
     if column.button(path.stem.split("_")[0].title() + f" · {path.stem.split('_', 1)[1][:14]}", key=f"example_{path.name}",
-                     use_container_width=True):
+                     width="stretch"):
         st.session_state["example"] = path.name
 
 named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]
@@ -63,7 +64,7 @@ digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
 missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
 if missing:
     with st.spinner("Classifying…"):
-        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing])):
+        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing], served.explainer)):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
@@ -71,6 +72,9 @@ cams: dict[tuple[str, str], object] = st.session_state.setdefault("cams", {})
 
 
 def cam_for(digest: str, case: Case):
+    """The map for the chosen method: Grad-CAM came with the answer; the others are computed once, on demand."""
+    if method == "Grad-CAM":
+        return case.gradcam
     key = (digest, method)
     if key not in cams:
         positive = [case.prediction.label == "PNEUMONIA"]
@@ -90,7 +94,7 @@ if len(cases) > 1:
         ]
     )
     st.subheader("Results")
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
 
 for digest, case in zip(digests, cases):
@@ -104,18 +108,18 @@ for digest, case in zip(digests, cases):
         st.warning(warning, icon=":material/report:")
     left, right, info = st.columns([1, 1, 1.1])
     heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
-    left.image(case.canonical, caption="X-ray (as the model sees it)", use_container_width=True)
-    right.image(heat, caption=f"{method} overlay", use_container_width=True)
+    left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
+    right.image(heat, caption=f"{method} overlay", width="stretch")
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
         st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
-        st.plotly_chart(probability_scale(prediction), use_container_width=True, config={"displayModeBar": False},
+        st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False},
                         key=f"scale_{digest}")
         st.caption("Shaded: the uncertain band around the operating threshold. "
                    "The heat map shows where the model looked, not where disease is.")
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):
                 st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-        report = case_report_png(case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed"))
+        report = partial(case_report_png, case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed"))
         st.download_button("Download case report (PNG)", report, f"{Path(case.name).stem}_report.png", "image/png",
-                           key=f"report_{digest}")
+                           key=f"report_{digest}", on_click="ignore")  # drawn only when clicked

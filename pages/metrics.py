@@ -62,7 +62,7 @@ ci = intervals(metadata["model_sha256"], served_threshold)
 st.subheader("At the operating threshold, with 95% bootstrap intervals")
 st.dataframe(
     pd.DataFrame([{"metric": name, "value": round(point[name], 4), "95% CI": f"{ci[name][0]:.3f} – {ci[name][1]:.3f}"} for name in CI_METRICS]),
-    hide_index=True, use_container_width=False,
+    hide_index=True, width="content",
 )
 st.caption(f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split (62.5% on the official test split).")
 
@@ -77,20 +77,20 @@ left, right = st.columns(2)
 with left:
     clicked = st.plotly_chart(
         clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
-        use_container_width=True, on_select="rerun", selection_mode="points", key="confusion",
+        width="stretch", on_select="rerun", selection_mode="points", key="confusion",
     )
 roc, pr = roc_pr_figures(frame, threshold)
-right.plotly_chart(roc, use_container_width=True)
-left.plotly_chart(pr, use_container_width=True)
+right.plotly_chart(roc, width="stretch")
+left.plotly_chart(pr, width="stretch")
 predicted_mean, observed, counts = reliability_curve(labels, scores)
 reliability = go.Figure(layout={"title": f"Reliability (ECE {point['ece']:.3f})", "xaxis_title": "predicted P(pneumonia)",
                                 "yaxis_title": "observed frequency", "xaxis_range": [0, 1], "yaxis_range": [0, 1]})
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
 reliability.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
-right.plotly_chart(reliability, use_container_width=True)
+right.plotly_chart(reliability, width="stretch")
 
 st.subheader("Published results (not measured here)")
-st.dataframe(PUBLISHED, hide_index=True, use_container_width=True)
+st.dataframe(PUBLISHED, hide_index=True, width="stretch")
 st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
 
 st.subheader("What the model gets wrong")
@@ -108,15 +108,19 @@ if not (root / CLASS_NAMES[0]).is_dir():
     st.dataframe(chosen[["file", "label", "probability"]], hide_index=True)
 else:
     shown = chosen.sort_values("probability", ascending=bool(called == 0)).head(8)
-    grid = st.columns(4)
-    for i, row in enumerate(shown.itertuples()):
+    readable = []
+    for row in shown.itertuples():
         path = root / row.file
         canonical = decode_canonical(path.read_bytes()) if path.is_file() else None
-        if canonical is None or not isinstance(canonical, np.ndarray):
-            grid[i % 4].caption(f"{row.file}: not readable")
-            continue
-        cam = served.explainer.gradcam(canonical[None])[0]
-        grid[i % 4].image(overlay(canonical, cam, 0.35), caption=f"{row.file} · P={row.probability:.2f}", use_container_width=True)
+        if isinstance(canonical, np.ndarray):
+            readable.append((row, canonical))
+        else:
+            st.caption(f"{row.file}: not readable")
+    if readable:
+        canonicals = np.stack([canonical for _, canonical in readable])
+        grid = st.columns(4)
+        for i, ((row, canonical), cam) in enumerate(zip(readable, served.explainer.gradcam(canonicals))):  # one batched call
+            grid[i % 4].image(overlay(canonical, cam, 0.35), caption=f"{row.file} · P={row.probability:.2f}", width="stretch")
 
 st.subheader("Training runs (MLflow)")
 try:
@@ -131,7 +135,7 @@ if runs is not None and len(runs):
     wanted = ["tags.mlflow.runName", "status", "start_time", "params.recipe", "params.base_weights_used",
               "metrics.final_val_roc_auc", "metrics.internal_test_roc_auc", "metrics.internal_test_accuracy",
               "metrics.internal_test_sensitivity", "metrics.internal_test_specificity"]
-    st.dataframe(runs[[c for c in wanted if c in runs.columns]], hide_index=True, use_container_width=True)
+    st.dataframe(runs[[c for c in wanted if c in runs.columns]], hide_index=True, width="stretch")
     st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
 elif runs is not None:
     st.caption("No training runs recorded in this MLflow store yet.")

@@ -27,7 +27,7 @@ else:
         rows.append({"split": title, "n": values.get("n"),
                      **{name: f"{values[name]:.3f}" + (f" ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" if name in intervals else "")
                         for name in CI_METRICS if name in values}})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Threshold {meta.get('threshold', 0):.3f} ({meta.get('threshold_rule', '')}); calibration temperature "
                f"{meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals.")
 st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())

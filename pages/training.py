@@ -119,7 +119,7 @@ def follow() -> None:
         figure = go.Figure(layout={"title": "Per-epoch curves", "xaxis_title": "epoch", "height": 320})
         for column in [c for c in ("loss", "val_loss", "auc", "val_auc") if c in epochs]:
             figure.add_scatter(x=epochs["epoch"], y=epochs[column], mode="lines+markers", name=column)
-        st.plotly_chart(figure, use_container_width=True)
+        st.plotly_chart(figure, width="stretch")
     if status.state == "running":
         left, right = st.columns(2)
         if left.button("Cancel training", key="cancel"):
@@ -148,7 +148,7 @@ if job and status and status.state == "done":
     except ModelLoadError as error:
         st.error(str(error))
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.caption("Internal-test metrics of each model on its own split. Promote only what you would defend.")
     if st.button("Promote the new model", type="primary", disabled=not candidate.is_dir()):
         promote(candidate, served_model_dir())

@@ -12,12 +12,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .model import LAST_CONV_LAYER, LOGIT_LAYER
+from .model import LAST_CONV_LAYER, LOGIT_LAYER, POOLED_LAYER
 from .preprocess import CANONICAL_SIZE, to_model_input
 
 METHODS = ("Grad-CAM", "Grad-CAM++", "ScoreCAM")
 SCORECAM_CHANNELS = 32
 """ScoreCAM masks with the 32 most varied channels of 1024 (Faster-ScoreCAM): seconds, not minutes, per image."""
+BATCH_SIZE = 32
 COLORMAPS = {"Jet": cv2.COLORMAP_JET, "Turbo": cv2.COLORMAP_TURBO, "Inferno": cv2.COLORMAP_INFERNO, "Viridis": cv2.COLORMAP_VIRIDIS}
 
 
@@ -34,26 +35,37 @@ class Explainer:
     def __init__(self, model: keras.Model, input_size: int):
         self.model = model
         self.input_size = input_size
-        self._conv_and_logit = keras.Model(model.inputs, [model.get_layer(LAST_CONV_LAYER).output, model.get_layer(LOGIT_LAYER).output])
+        self._outputs = keras.Model(
+            model.inputs,
+            [model.get_layer(LAST_CONV_LAYER).output, model.get_layer(LOGIT_LAYER).output, model.get_layer(POOLED_LAYER).output],
+        )
         spec = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
-        self._gradcam = tf.function(self._gradcam_graph, input_signature=[spec])
+        self._forward_with_gradcam = tf.function(self._graph, input_signature=[spec])
         self._vis: dict[str, object] = {}
 
-    def _gradcam_graph(self, canonical: tf.Tensor) -> tf.Tensor:
+    def _graph(self, canonical: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One forward pass gives the logits, the pooled features and the Grad-CAM of the predicted class."""
         images = to_model_input(canonical, self.input_size)
         with tf.GradientTape() as tape:
-            conv, logit = self._conv_and_logit(images, training=False)
+            conv, logit, pooled = self._outputs(images, training=False)
             score = tf.where(logit >= 0.0, logit, -logit)  # evidence for the class the logit points to
         grads = tape.gradient(score, conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cams = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))
         # corner-aligned bilinear upsampling, as tf-keras-vis's scipy zoom(order=1) does
         cams = tf.compat.v1.image.resize_bilinear(cams[..., tf.newaxis], (self.input_size, self.input_size), align_corners=True)[..., 0]
-        return _normalize(cams)
+        return {"logit": tf.reshape(logit, [-1]), "pooled": pooled, "gradcam": _normalize(cams)}
+
+    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logits ``(N,)``, pooled features ``(N, 1024)``, Grad-CAMs ``(N, size, size)``) for ``(N, 224, 224)``
+        uint8 canonical images, from one compiled call per batch: the app's answer and its map cost one forward pass."""
+        parts = [self._forward_with_gradcam(tf.constant(canonical[start : start + BATCH_SIZE]))
+                 for start in range(0, len(canonical), BATCH_SIZE)]
+        return tuple(np.concatenate([part[key].numpy() for part in parts]) for key in ("logit", "pooled", "gradcam"))
 
     def gradcam(self, canonical: np.ndarray) -> np.ndarray:
         """Compiled Grad-CAM for ``(N, 224, 224)`` uint8 canonical images → ``(N, size, size)`` maps."""
-        return self._gradcam(tf.constant(canonical)).numpy()
+        return self.forward_with_gradcam(canonical)[2]
 
     def explain(self, canonical: np.ndarray, method: str = "Grad-CAM", positive: list[bool] | None = None) -> np.ndarray:
         """Maps by any method in :data:`METHODS` via tf-keras-vis (Grad-CAM uses the compiled path).
@@ -66,7 +78,7 @@ class Explainer:
 
         images = to_model_input(canonical, self.input_size)
         if positive is None:
-            positive = list(self._conv_and_logit(images, training=False)[1].numpy().reshape(-1) >= 0)
+            positive = list(self._outputs(images, training=False)[1].numpy().reshape(-1) >= 0)
         # seek_penultimate_conv_layer=False: use DenseNet's final block output itself, not the last Conv2D inside it
         options = {"max_N": SCORECAM_CHANNELS} if method == "ScoreCAM" else {}
         cams = self._vis_method(method)(

@@ -20,6 +20,7 @@ import tensorflow as tf
 from . import CLASS_NAMES
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
+from .explain import Explainer
 from .metrics import sigmoid
 from .model import LOGIT_LAYER, POOLED_LAYER
 from .ood import FeatureDensity, ood_warnings
@@ -56,6 +57,7 @@ class Case:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     dicom_fields: dict[str, str] = field(default_factory=dict)
+    gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with an Explainer
 
 
 class Predictor:
@@ -105,8 +107,11 @@ class Predictor:
         probabilities = sigmoid(logits / self.temperature)
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
 
-    def classify(self, named_payloads: list[tuple[str, bytes]]) -> list[Case]:
-        """Decode and classify (name, file bytes) pairs in one batch; unreadable files get a reason."""
+    def classify(self, named_payloads: list[tuple[str, bytes]], explainer: Explainer | None = None) -> list[Case]:
+        """Decode and classify (name, file bytes) pairs in one batch; unreadable files get a reason.
+
+        With an ``explainer`` of the same model, each case also gets its Grad-CAM from the same forward pass.
+        """
         with ThreadPoolExecutor(max_workers=2) as pool:
             decoded = list(pool.map(_decode_upload, [payload for _, payload in named_payloads]))
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
@@ -114,12 +119,16 @@ class Predictor:
                  for (name, _), item in zip(named_payloads, decoded)]
         if good:
             canonical = np.stack([decoded[i][1] for i in good])
-            logits, features = self.forward(canonical)
+            if explainer is None:
+                logits, features = self.forward(canonical)
+                maps = [None] * len(good)
+            else:
+                logits, features, maps = explainer.forward_with_gradcam(canonical)
             distances = self.density.distances(features) if self.density else [None] * len(good)
-            for i, image, prediction, distance in zip(good, canonical, self._predictions(logits), distances):
+            for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
                 upload = decoded[i][0]
                 cases[i] = Case(named_payloads[i][0], image, prediction, None,
-                                ood_warnings(upload.colourfulness, distance, self.density), upload.dicom_fields)
+                                ood_warnings(upload.colourfulness, distance, self.density), upload.dicom_fields, cam)
         return cases
 
 

@@ -74,6 +74,18 @@ def test_example_button_classifies(app_env):
     assert any(verdict in texts(at) for verdict in ("**NORMAL**", "**PNEUMONIA**", "**Uncertain**"))
 
 
+def test_reruns_keep_the_compiled_model_functions(app_env, monkeypatch):
+    """Streamlit's post-run clean-up would call keras.backend.clear_session() and force every compiled graph to be re-optimised."""
+    import keras
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(True))
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    at.run()
+    assert not at.exception and cleared == []
+
+
 def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     at = run_page()
     good = encode(synthetic_xray(200, seed=1))

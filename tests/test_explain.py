@@ -49,3 +49,15 @@ def test_overlay_blends_at_the_image_size(films, colormap):
     blended = overlay(films[0], cam, 0.5, colormap)
     assert blended.shape == (224, 224, 3) and blended.dtype == np.uint8
     np.testing.assert_array_equal(overlay(films[0], cam, 0.0, colormap)[..., 0], films[0])  # opacity 0: the film itself
+
+
+def test_answer_and_gradcam_from_one_pass_equal_the_separate_paths(explainer, films, tiny_predictor):
+    from .imaging import encode
+
+    payloads = [(f"film{i}.png", encode(film)) for i, film in enumerate(films)]
+    plain = tiny_predictor.classify(payloads)
+    explained = tiny_predictor.classify(payloads, explainer)
+    np.testing.assert_allclose([c.prediction.probability for c in explained], [c.prediction.probability for c in plain], atol=1e-5)
+    assert [c.warnings for c in explained] == [c.warnings for c in plain]
+    np.testing.assert_allclose(np.stack([c.gradcam for c in explained]), explainer.gradcam(np.stack([c.canonical for c in plain])), atol=1e-5)
+    assert all(c.gradcam is None for c in plain)
