@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir
+from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots
 from pneumo_core.jobs import JobError, cancel_job, current_job, start_job
 from pneumo_core.registry import ModelLoadError, promote, read_metadata, roll_back
 from pneumo_core.training import TrainConfig
@@ -34,7 +36,8 @@ def password_ok() -> bool:
         expected = None
     if not expected:
         return True
-    return st.text_input("Training password", type="password", key="training_password") == expected
+    given = st.text_input("Training password", type="password", key="training_password")
+    return hmac.compare_digest(given.encode(), str(expected).encode())
 
 
 if not training_enabled():
@@ -42,13 +45,6 @@ if not training_enabled():
     st.stop()
 if not password_ok():
     st.stop()
-
-
-def data_roots() -> list[Path]:
-    """Folders the page may train on: PNEUMO_DATA_ROOTS (os.pathsep-separated) or the default data folder."""
-    configured = os.environ.get("PNEUMO_DATA_ROOTS")
-    roots = [Path(p) for p in configured.split(os.pathsep)] if configured else [default_data_dir()]
-    return [root for root in roots if root.is_dir()]
 
 
 def metrics_row(name: str, metadata: dict) -> dict:
@@ -63,7 +59,7 @@ status = job.status() if job else None
 running = bool(status and status.state == "running")
 
 if not running:
-    roots = data_roots()
+    roots = training_data_roots()
     if not roots:
         st.error(f"No training data folder is available (looked for {default_data_dir()}). Set PNEUMO_DATA_DIR or PNEUMO_DATA_ROOTS.")
         st.stop()
@@ -86,6 +82,11 @@ if not running:
         smoke = c3.checkbox("Quick check (a few images, ~2 minutes)", False)
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
+        try:
+            replace(defaults, img_size=img_size, scratch_schedule=schedule).scratch_phases()
+        except ValueError as error:
+            st.error(f"The from-scratch schedule is not valid: {error}")
+            st.stop()
         args = ["--data-dir", data_dir, "--img-size", str(img_size), "--batch-size", str(batch_size), "--epochs", str(epochs),
                 "--lr", str(lr), "--base-weights", base_weights, "--scratch-schedule", schedule, "--target-sensitivity", str(target)]
         args += [] if augment else ["--no-augment"]

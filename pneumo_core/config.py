@@ -15,6 +15,7 @@ DATA_DIR_ENV = "PNEUMO_DATA_DIR"
 MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
 BASE_WEIGHTS_ENV = "PNEUMO_BASE_WEIGHTS"
 RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
+DATA_ROOTS_ENV = "PNEUMO_DATA_ROOTS"
 
 # Tried in order when PNEUMO_DATA_DIR is not set: the project's own data folder,
 # then the shared copy used in development and CI.
@@ -29,6 +30,14 @@ def default_data_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return _DEFAULT_DATA_DIRS[0]
+
+
+def training_data_roots() -> list[Path]:
+    """The only folders the app may train on: ``$PNEUMO_DATA_ROOTS`` (``os.pathsep``-separated) or the default
+    data folder, those that exist. The app offers these by name; it never takes a path typed by a visitor."""
+    configured = os.environ.get(DATA_ROOTS_ENV)
+    roots = [Path(p) for p in configured.split(os.pathsep) if p] if configured else [default_data_dir()]
+    return [root.resolve() for root in roots if root.is_dir()]
 
 
 def served_model_dir() -> Path:

@@ -81,9 +81,14 @@ class TrainConfig:
         return Augmentation(horizontal_flip=self.horizontal_flip, contrast=self.contrast)
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:
-        phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
-        if any(len(phase) != 3 for phase in phases) or phases[-1][0] != self.img_size:
-            raise ValueError(f"--scratch-schedule must be size:epochs:batch items ending at --img-size {self.img_size}")
+        problem = ValueError(f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
+                             f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16")
+        try:
+            phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
+        except ValueError:
+            raise problem from None
+        if any(len(phase) != 3 or min(phase) < 1 for phase in phases) or phases[-1][0] != self.img_size:
+            raise problem
         return phases  # type: ignore[return-value]
 
 

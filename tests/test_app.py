@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pneumo_core.evaluate import predictions_frame, write_evaluation
 from pneumo_core.registry import EVALUATION_DIR
 
 from .conftest import PROJECT_ROOT
-from .imaging import encode, synthetic_xray
+from .imaging import dicom_bytes, encode, synthetic_xray
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 TIMEOUT = 120
@@ -99,6 +100,62 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     table = at.dataframe[0].value
     assert list(table["file"]) == ["good.png", "broken.png", "also_good.jpg"]
     assert table.loc[1, "label"] == "—" and "damaged" in table.loc[1, "problem"]
+
+
+def test_dicom_patient_fields_only_in_the_expander_and_never_logged(app_env):
+    import logging
+
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Collect(level=logging.DEBUG)
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        at = run_page()
+        pixels = (synthetic_xray(200, seed=3).astype(np.uint16) * 16)
+        at.file_uploader(key="uploads").set_value([("scan.dcm", dicom_bytes(pixels), "application/dicom")]).run()
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.label == "Probability of pneumonia" for m in at.metric)
+    expander = next(e for e in at.expander if "DICOM header fields" in e.label)
+    assert "Doe^Jane" in expander.table[0].value.to_string()
+    assert "Doe^Jane" not in texts(at) and "P-123" not in texts(at)  # nowhere outside the expander
+    assert records and not any("Doe^Jane" in r or "P-123" in r or "scan.dcm" in r for r in records)
+
+
+def test_training_page_offers_only_configured_roots_and_checks_the_schedule(app_env, monkeypatch):
+    roots = [app_env / "site-a", app_env / "missing", app_env / "site-b"]
+    for root in (roots[0], roots[2]):
+        root.mkdir()
+    monkeypatch.setenv("PNEUMO_DATA_ROOTS", os.pathsep.join(str(r) for r in roots))
+    at = run_page("pages/training.py")
+    assert at.selectbox[0].label == "Data folder" and at.selectbox[0].options == [str(roots[0]), str(roots[2])]
+    at.text_input[0].set_value("224:x:16")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert any("schedule is not valid" in e.value for e in at.error)
+    assert not (app_env / "runs" / "current_job.json").exists()  # nothing was started
+
+
+def test_training_page_asks_for_the_password_from_secrets(app_env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.secrets["training"] = {"password": "s3cret"}
+    at.run()
+    at.switch_page("pages/training.py").run()
+    assert not any(b.label == "Start training" for b in at.button)
+    at.text_input(key="training_password").set_value("guess").run()
+    assert not any(b.label == "Start training" for b in at.button)
+    at.text_input(key="training_password").set_value("s3cret").run()
+    assert any(b.label == "Start training" for b in at.button)
 
 
 def test_no_model_gives_a_message_not_a_traceback(monkeypatch, tmp_path):

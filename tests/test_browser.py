@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -50,13 +51,26 @@ def server(tiny_model_dir, tmp_path_factory):
     else:
         process.kill()
         pytest.fail("the Streamlit server did not become healthy in 90 s")
-    yield url
+    yield url, Path(log.name)
     process.terminate()
     process.wait(timeout=30)
     log.close()
 
 
+def files_changed_since(start: float, roots: list[Path], skip: set[Path]) -> list[Path]:
+    changed = []
+    for root in roots:
+        for path in root.rglob("*"):
+            try:
+                if path.is_file() and path not in skip and path.stat().st_mtime >= start and path.stat().st_size < 50_000_000:
+                    changed.append(path)
+            except OSError:  # vanished while walking
+                continue
+    return changed
+
+
 def test_upload_shows_label_probability_and_gradcam(server):
+    server, _ = server
     from playwright.sync_api import expect, sync_playwright
 
     example = next((PROJECT_ROOT / "examples").glob("pneumonia_*.jpeg"))
@@ -78,3 +92,35 @@ def test_upload_shows_label_probability_and_gradcam(server):
             page.screenshot(path=str(ARTIFACTS / "classify_upload.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
+    """The upload path stores nothing: no file anywhere under /tmp or the project holds the patient's name afterwards,
+    the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .imaging import dicom_bytes, synthetic_xray
+
+    url, server_log = server
+    secret = "Qzxv^Privacytest"
+    upload = tmp_path / "patient-upload-7731.dcm"
+    upload.write_bytes(dicom_bytes(synthetic_xray(256, seed=5).astype("uint16") * 16, PatientName=secret))
+    start = time.time()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
+            expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=90_000)
+            assert not page.get_by_text(secret).is_visible()  # hidden until the user asks
+            page.get_by_text("DICOM header fields").click()
+            expect(page.get_by_text(secret)).to_be_visible()
+        finally:
+            browser.close()
+    needle = secret.encode()
+    touched = files_changed_since(start, [Path(tempfile.gettempdir()), PROJECT_ROOT], skip={upload, server_log})
+    assert not [path for path in touched if needle in path.read_bytes()]
+    log_text = server_log.read_text()
+    assert secret not in log_text and upload.name not in log_text
