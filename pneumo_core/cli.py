@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, default=None)
     evaluate.add_argument("--threshold", type=float, default=None)
     evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
+    sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
+    sanity.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="images or folders (default: internal-test images from the model's manifest)")
+    sanity.add_argument("--model", type=Path, default=None)
+    sanity.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
+    sanity.add_argument("--images", type=int, default=64, help="how many images, evenly spaced over the list (default 64)")
+    sanity.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     return parser
 
 
@@ -136,6 +143,57 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if unreadable else EXIT_OK
 
 
+def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
+    """The files the sanity check explains: the given paths, or the model's internal-test split from its manifest."""
+    if args.paths:
+        files = expand_paths(args.paths)
+    else:
+        import pandas as pd
+
+        from .config import default_data_dir
+        from .registry import EVALUATION_DIR
+
+        manifest = pd.read_csv(model_dir / EVALUATION_DIR / "manifest.csv")
+        root = class_root(args.data_dir or default_data_dir(), "train")
+        files = [root / name for name in manifest.loc[manifest["split"] == "test", "file"]]
+    if len(files) > args.images:
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.images)]
+    return files
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .predict import Predictor, decode_canonical
+    from .sanity import cascading_randomization, results_json, results_table
+
+    model_dir = args.model or served_model_dir()
+    try:
+        predictor = Predictor.load(model_dir)
+        files = sanity_files(args, model_dir)
+    except (ModelLoadError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    images = []
+    for path in files:
+        payload = _read(path)
+        image = decode_canonical(payload) if isinstance(payload, bytes) else payload
+        if isinstance(image, np.ndarray):
+            images.append(image)
+    if not images:
+        print("error: none of the images could be read (is --data-dir right?)", file=sys.stderr)
+        return EXIT_USAGE
+    results = cascading_randomization(predictor.model, predictor.input_size, np.stack(images))
+    print(f"model: {predictor.metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
+    print(results_table(results))
+    if args.out:
+        args.out.write_text(json.dumps({"model": predictor.metadata.get("name"), "images": len(images),
+                                        "stages": results_json(results)}, indent=2))
+    return EXIT_OK
+
+
+COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "sanity": run_sanity}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_predict(args) if args.command == "predict" else run_evaluate(args)
+    return COMMANDS[args.command](args)

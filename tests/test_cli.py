@@ -73,6 +73,13 @@ def test_missing_model_exits_two_with_a_message(capsys, tmp_path, upload_folder)
     assert code == 2 and records == [] and "No model found" in err
 
 
+def test_sanity_without_a_manifest_or_images_exits_two(capsys, tiny_model_dir, tmp_path):
+    code, _, err = run_cli(capsys, "sanity", "--model", tiny_model_dir)  # the tiny model has no evaluation manifest
+    assert code == 2 and "manifest.csv" in err
+    code, _, err = run_cli(capsys, "sanity", "--model", tiny_model_dir, tmp_path)  # an empty folder
+    assert code == 2 and "none of the images" in err
+
+
 def test_evaluate_writes_metrics_and_predictions(capsys, tiny_model_dir, tmp_path):
     for label, seeds in (("NORMAL", range(3)), ("PNEUMONIA", range(3, 7))):
         (tmp_path / "data" / label).mkdir(parents=True)

@@ -61,3 +61,14 @@ def test_answer_and_gradcam_from_one_pass_equal_the_separate_paths(explainer, fi
     assert [c.warnings for c in explained] == [c.warnings for c in plain]
     np.testing.assert_allclose(np.stack([c.gradcam for c in explained]), explainer.gradcam(np.stack([c.canonical for c in plain])), atol=1e-5)
     assert all(c.gradcam is None for c in plain)
+
+
+def test_sanity_check_maps_change_when_weights_are_reinitialised(tiny_predictor, films):
+    from pneumo_core.sanity import STAGES, cascading_randomization
+
+    before = [w.copy() for w in tiny_predictor.model.get_weights()]
+    results = cascading_randomization(tiny_predictor.model, tiny_predictor.input_size, films, STAGES[:1])
+    assert [r.layers_randomised for r in results] == [0, 1]  # the tiny model's head is one Dense layer
+    assert results[0].spearman_mean == 1.0
+    assert all(r.abs_spearman_mean < 0.9 for r in results[1:])  # the maps depend on the weights they explain
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny_predictor.model.get_weights()))  # trained model untouched
