@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
+from pneumo_core.registry import EVALUATION_DIR
+from pneumo_core.sanity import SANITY_FILE
 from ui.resources import served_model
 
 st.title("Model card")
@@ -30,4 +34,10 @@ else:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Threshold {meta.get('threshold', 0):.3f} ({meta.get('threshold_rule', '')}); calibration temperature "
                f"{meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals.")
+    sanity_file = served.directory / EVALUATION_DIR / SANITY_FILE
+    if sanity_file.is_file():
+        sanity = json.loads(sanity_file.read_text())
+        st.markdown(f"**Saliency sanity check** (Adebayo et al. 2018) on {sanity['images']} internal-test images: rank correlation "
+                    "of each Grad-CAM with the trained model's map as the network's weights are re-initialised from the top.")
+        st.dataframe(pd.DataFrame(sanity["stages"]).drop(columns="images"), hide_index=True, width="stretch")
 st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())

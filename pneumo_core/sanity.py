@@ -20,6 +20,9 @@ from scipy.stats import spearmanr
 from .explain import Explainer
 from .model import head_layer_names
 
+SANITY_FILE = "saliency_sanity.json"
+"""Where a model directory keeps its sanity-check results (under ``evaluation/``)."""
+
 LayerFilter = Callable[[str, keras.Model], bool]
 
 
