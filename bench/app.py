@@ -3,7 +3,8 @@
     python bench/app.py
 
 Starts `streamlit run streamlit_app.py` on a free local port, drives Debian's
-Chromium with Playwright, uploads an example X-ray and waits for the label.
+Chromium with Playwright, uploads an example X-ray and waits for the label, then
+saves a screenshot of every page in bench/out/screenshots/.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from common import append_results
 
 ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "bench" / "out" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -73,6 +75,13 @@ def main() -> None:
                 expect(page.get_by_text("Probability of pneumonia", exact=True)).to_have_count(count, timeout=60_000)
                 expect(page.get_by_text("Grad-CAM overlay", exact=True)).to_have_count(count)
                 timings.append(time.perf_counter() - t0)
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
+            for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
+                page.goto(f"{url}/{path}")
+                page.wait_for_timeout(6_000)  # charts and tables render after the script run
+                page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=True)
             browser.close()
         memory = rss_mb(server.pid)
     finally:
