@@ -69,6 +69,10 @@ if missing:
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
 cams: dict[tuple[str, str], object] = st.session_state.setdefault("cams", {})
+for digest in [d for d in cache if d not in digests]:  # a removed file is forgotten, image and maps alike
+    del cache[digest]
+for key in [k for k in cams if k[0] not in digests]:
+    del cams[key]
 
 
 def cam_for(digest: str, case: Case):

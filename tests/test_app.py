@@ -75,6 +75,15 @@ def test_example_button_classifies(app_env):
     assert any(verdict in texts(at) for verdict in ("**NORMAL**", "**PNEUMONIA**", "**Uncertain**"))
 
 
+def test_removed_uploads_are_forgotten(app_env):
+    at = run_page()
+    first, second = encode(synthetic_xray(200, seed=1)), encode(synthetic_xray(200, seed=2))
+    at.file_uploader(key="uploads").set_value([("a.png", first, "image/png"), ("b.png", second, "image/png")]).run()
+    assert len(at.session_state["cases"]) == 2
+    at.file_uploader(key="uploads").set_value([("b.png", second, "image/png")]).run()
+    assert not at.exception and len(at.session_state["cases"]) == 1
+
+
 def test_reruns_keep_the_compiled_model_functions(app_env, monkeypatch):
     """Streamlit's post-run clean-up would call keras.backend.clear_session() and force every compiled graph to be re-optimised."""
     import keras
