@@ -39,57 +39,65 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def wait_for_answers(page, count: int) -> None:
+    """Until ``count`` results (probability + X-ray + overlay) are on the page; polls every 50 ms."""
+    page.wait_for_function(
+        """n => document.querySelectorAll('[data-testid="stMetric"]').length >= n
+               && document.querySelectorAll('[data-testid="stImage"] img').length >= 2 * n""",
+        arg=count, polling=50, timeout=120_000)
+
+
 def main() -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     examples = sorted((ROOT / "examples").glob("*.jpeg"))
-    started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ})
     url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.2)
-        healthy = time.perf_counter() - started
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)  # a visitor's browser is already open
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                                   "--server.address", "127.0.0.1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ})
+        try:
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            healthy = time.perf_counter() - started
             page.goto(url)
             uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=120_000)
+            shown = time.perf_counter() - started
             uploader.set_input_files(str(examples[0]))
-            expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
+            wait_for_answers(page, 1)
             first = time.perf_counter() - started
             timings = []
             for count, example in enumerate(examples[1:], start=2):  # the uploader keeps earlier files: one more result each time
                 t0 = time.perf_counter()
                 uploader.set_input_files(str(example))
-                expect(page.get_by_text("Probability of pneumonia", exact=True)).to_have_count(count, timeout=60_000)
-                expect(page.get_by_text("Grad-CAM overlay", exact=True)).to_have_count(count)
+                wait_for_answers(page, count)
                 timings.append(time.perf_counter() - t0)
-            page.set_viewport_size({"width": 1400, "height": 1000})
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
             for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
                 page.goto(f"{url}/{path}")
                 page.wait_for_timeout(6_000)  # charts and tables render after the script run
                 page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=True)
+            memory = rss_mb(server.pid)
+        finally:
             browser.close()
-        memory = rss_mb(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+            server.terminate()
+            server.wait(timeout=30)
     warm = sorted(timings)[len(timings) // 2]
     rows = [
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
+        ("server start to the page shown (model loaded and warmed)", f"{shown:.1f} s", "—", "—"),
         ("cold start to first answer (label + Grad-CAM) in Chromium", f"{first:.1f} s", f"{first / 10:.2f} of the goal", "≤ 10 s"),
         ("warm classification through the browser (upload → label + Grad-CAM), median", f"{warm:.2f} s", "—", "well under 1 s of compute"),
         ("serving process memory (RSS, after the answers)", f"{memory:.0f} MB", "—", "—"),

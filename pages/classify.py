@@ -14,7 +14,7 @@ from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.explain import COLORMAPS, METHODS, overlay
 from pneumo_core.predict import Case
 from ui.report import case_report_png
-from ui.resources import served_model
+from ui.resources import served_model, start_loading
 from ui.widgets import probability_scale, verdict_text
 
 MAX_FILES = 12
@@ -28,8 +28,8 @@ st.markdown(
     "Images stay in this browser session's memory; nothing is stored."
 )
 
-served, problem = served_model()
-if served is None:
+_, problem = start_loading()  # does not wait: the model finishes loading while files are chosen
+if problem:
     st.error(f"No model is available, so nothing can be classified. {problem}")
     st.stop()
 
@@ -56,6 +56,11 @@ if not named_payloads and st.session_state.get("example"):
     example = PROJECT_ROOT / "examples" / st.session_state["example"]
     named_payloads = [(example.name, example.read_bytes())]
 if not named_payloads:
+    st.stop()
+
+served, problem = served_model()
+if served is None:
+    st.error(f"No model is available, so nothing can be classified. {problem}")
     st.stop()
 
 # Results live in this session only, keyed by the files' content (sliders re-render without re-running the model).

@@ -174,6 +174,20 @@ def test_no_model_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
         assert "No model" in texts(at)
 
 
+def test_a_tampered_model_file_is_refused_with_a_message(monkeypatch, tiny_model_dir, tmp_path):
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_model_dir, tampered)
+    with open(tampered / "model.keras", "ab") as handle:
+        handle.write(b"\0")
+    monkeypatch.setenv("PNEUMO_MODEL_DIR", str(tampered))
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    assert not at.exception and "does not match its metadata" in texts(at)
+    assert not any(m.label == "Probability of pneumonia" for m in at.metric)
+
+
 def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_path):
     at = run_page("pages/metrics.py")
     assert "95% bootstrap intervals" in texts(at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +28,45 @@ class Served:
         return self.predictor.metadata
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-def _load(directory: str, model_sha256: str) -> Served:
-    """Load and warm up; keyed by the file's hash so a promoted model is picked up."""
-    predictor = Predictor.load(Path(directory))
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+
+
+def _load(directory: Path) -> Served:
+    predictor = Predictor.load(directory)
     explainer = Explainer(predictor.model, predictor.input_size)
     explainer.forward_with_gradcam(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))  # the app's only compiled path
-    return Served(predictor, explainer, Path(directory))
+    return Served(predictor, explainer, directory)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _loading(directory: str, model_sha256: str) -> Future:
+    """Load and warm up in the background, once per model file (keyed by its hash, so a promotion is picked up):
+    pages paint, and visitors choose their files, while the model loads."""
+    return _LOADER.submit(_load, Path(directory))
+
+
+def start_loading() -> tuple[Future | None, str | None]:
+    """Start loading the served model without waiting; (None, a plain reason) when it is missing or damaged."""
+    directory = served_model_dir()
+    try:
+        return _loading(str(directory), read_metadata(directory)["model_sha256"]), None
+    except (ModelLoadError, KeyError, OSError, ValueError) as error:
+        return None, str(error)
+
+
+def served_model() -> tuple[Served | None, str | None]:
+    """The served model, loaded and warmed (waits for it), or (None, a plain reason)."""
+    future, problem = start_loading()
+    if future is None:
+        return None, problem
+    if not future.done():
+        with st.spinner("Loading the model…"):
+            wait([future])
+    try:
+        return future.result(), None
+    except (ModelLoadError, KeyError, OSError, ValueError) as error:
+        _loading.clear()  # try again on the next run, e.g. after the file is fixed
+        return None, str(error)
 
 
 def keep_compiled_functions() -> None:
@@ -52,10 +85,3 @@ def _keep_state() -> None:
     """Nothing to clean between runs: models live in ``st.cache_resource``."""
 
 
-def served_model() -> tuple[Served | None, str | None]:
-    """The served model, or (None, a plain reason) when it is missing or damaged."""
-    directory = served_model_dir()
-    try:
-        return _load(str(directory), read_metadata(directory)["model_sha256"]), None
-    except (ModelLoadError, KeyError, OSError, ValueError) as error:
-        return None, str(error)
