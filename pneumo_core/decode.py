@@ -57,7 +57,7 @@ def decode_upload(data: bytes) -> DecodedImage:
         raise ImageDecodeError("The file is empty.")
     if len(data) > MAX_FILE_BYTES:
         raise ImageDecodeError(
-            f"The file is too large ({len(data) / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)."
+            f"The file is too large ({len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB)."
         )
     decoded = _decode_dicom(data) if is_dicom(data) else _decode_raster(data)
     height, width = decoded.gray.shape
