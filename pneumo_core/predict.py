@@ -108,15 +108,25 @@ class Predictor:
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
 
     def classify(self, named_payloads: list[tuple[str, bytes]], explainer: Explainer | None = None) -> list[Case]:
-        """Decode and classify (name, file bytes) pairs in one batch; unreadable files get a reason.
+        """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.
 
-        With an ``explainer`` of the same model, each case also gets its Grad-CAM from the same forward pass.
+        The next batch is decoded (two threads) while the current one runs through the model. With an
+        ``explainer`` of the same model, each case also gets its Grad-CAM from the same forward pass.
         """
+        batches = [named_payloads[start : start + self.batch_size] for start in range(0, len(named_payloads), self.batch_size)]
+        cases: list[Case] = []
         with ThreadPoolExecutor(max_workers=2) as pool:
-            decoded = list(pool.map(_decode_upload, [payload for _, payload in named_payloads]))
+            pending = [pool.submit(_decode_upload, payload) for _, payload in batches[0]] if batches else []
+            for index, batch in enumerate(batches):
+                decoded = [future.result() for future in pending]
+                if index + 1 < len(batches):
+                    pending = [pool.submit(_decode_upload, payload) for _, payload in batches[index + 1]]
+                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, explainer))
+        return cases
+
+    def _classify_decoded(self, names: list[str], decoded: list, explainer: Explainer | None) -> list[Case]:
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
-        cases = [Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None
-                 for (name, _), item in zip(named_payloads, decoded)]
+        cases = [Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)]
         if good:
             canonical = np.stack([decoded[i][1] for i in good])
             if explainer is None:
@@ -127,7 +137,7 @@ class Predictor:
             distances = self.density.distances(features) if self.density else [None] * len(good)
             for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
                 upload = decoded[i][0]
-                cases[i] = Case(named_payloads[i][0], image, prediction, None,
+                cases[i] = Case(names[i], image, prediction, None,
                                 ood_warnings(upload.colourfulness, distance, self.density), upload.dicom_fields, cam)
         return cases
 
