@@ -58,9 +58,11 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)  # a visitor's browser is already open
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        server_log = open(SCREENSHOTS.parent / "server.log", "w")  # the model's load and warm-up times are logged there
         started = time.perf_counter()
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                                   "--server.address", "127.0.0.1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   "--server.address", "127.0.0.1"], cwd=ROOT, stdout=server_log, stderr=subprocess.STDOUT,
                                   env={**os.environ})
         try:
             while True:
@@ -83,7 +85,6 @@ def main() -> None:
                 uploader.set_input_files(str(example))
                 wait_for_answers(page, count)
                 timings.append(time.perf_counter() - t0)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
             for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
                 page.goto(f"{url}/{path}")
@@ -94,6 +95,7 @@ def main() -> None:
             browser.close()
             server.terminate()
             server.wait(timeout=30)
+            server_log.close()
     warm = sorted(timings)[len(timings) // 2]
     rows = [
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
