@@ -99,7 +99,7 @@ def main() -> None:
     warm = sorted(timings)[len(timings) // 2]
     rows = [
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
-        ("server start to the page shown (model loaded and warmed)", f"{shown:.1f} s", "—", "—"),
+        ("server start to the page shown (uploader ready; the model may still be loading)", f"{shown:.1f} s", "—", "—"),
         ("cold start to first answer (label + Grad-CAM) in Chromium", f"{first:.1f} s", f"{first / 10:.2f} of the goal", "≤ 10 s"),
         ("warm classification through the browser (upload → label + Grad-CAM), median", f"{warm:.2f} s", "—", "well under 1 s of compute"),
         ("serving process memory (RSS, after the answers)", f"{memory:.0f} MB", "—", "—"),
