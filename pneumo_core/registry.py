@@ -51,7 +51,8 @@ def save_model_dir(model: keras.Model, directory: Path, metadata: dict[str, Any]
     """Write ``model.keras`` and ``metadata.json`` (with the model file's SHA-256) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    serving_copy = keras.models.clone_model(model)  # uncompiled: no optimizer state in the file
+    # rebuilt from its config, uncompiled: no optimizer state in the file (clone_model would copy the compiled optimizer)
+    serving_copy = keras.Model.from_config(model.get_config())
     serving_copy.set_weights(model.get_weights())
     serving_copy.save(directory / MODEL_FILE)
     metadata = {**metadata, "model_sha256": file_sha256(directory / MODEL_FILE)}

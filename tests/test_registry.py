@@ -16,6 +16,27 @@ def test_round_trip_keeps_weights_and_metadata(tiny_model_dir):
     assert model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0).shape == (1, 1)
 
 
+def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
+    import zipfile
+
+    import h5py
+    import keras
+
+    from pneumo_core.registry import save_model_dir
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="logit")(keras.layers.Dense(8)(inputs)))
+    model.compile(keras.optimizers.AdamW(1e-3), "mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+    save_model_dir(model, tmp_path / "trained", {"input_size": 4})
+    with zipfile.ZipFile(tmp_path / "trained" / MODEL_FILE) as archive:
+        archive.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as weights:
+        assert "optimizer" not in weights
+    loaded, _ = load_model_dir(tmp_path / "trained")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights()))
+
+
 def test_changed_model_file_is_refused(tiny_model_dir, tmp_path):
     copy = tmp_path / "tampered"
     shutil.copytree(tiny_model_dir, copy)
