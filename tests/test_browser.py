@@ -10,7 +10,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -21,6 +23,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+
+class RunningServer(NamedTuple):
+    url: str
+    log: Path
 
 
 def free_port() -> int:
@@ -51,7 +58,7 @@ def server(tiny_model_dir, tmp_path_factory):
     else:
         process.kill()
         pytest.fail("the Streamlit server did not become healthy in 90 s")
-    yield url, Path(log.name)
+    yield RunningServer(url, Path(log.name))
     process.terminate()
     process.wait(timeout=30)
     log.close()
@@ -69,43 +76,11 @@ def files_changed_since(start: float, roots: list[Path], skip: set[Path]) -> lis
     return changed
 
 
-def test_upload_shows_label_probability_and_gradcam(server):
-    server, _ = server
+@contextmanager
+def page_with_answer(url: str, upload: Path):
+    """A Chromium page on the app, after ``upload`` went through the file uploader and its answer is shown."""
     from playwright.sync_api import expect, sync_playwright
 
-    example = next((PROJECT_ROOT / "examples").glob("pneumonia_*.jpeg"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server, wait_until="domcontentloaded")
-            expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(example))
-            expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=90_000)
-            verdict = page.locator("h3").filter(has_text="NORMAL").or_(page.locator("h3").filter(has_text="PNEUMONIA"))
-            expect(verdict.first).to_be_visible()
-            expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
-            images = page.locator('[data-testid="stImage"] img')
-            expect(images).to_have_count(2)
-            assert all(images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(2))
-            page.screenshot(path=str(ARTIFACTS / "classify_upload.png"), full_page=True)
-        finally:
-            browser.close()
-
-
-def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
-    """The upload path stores nothing: no file anywhere under /tmp or the project holds the patient's name afterwards,
-    the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
-    from playwright.sync_api import expect, sync_playwright
-
-    from .imaging import dicom_bytes, synthetic_xray
-
-    url, server_log = server
-    secret = "Qzxv^Privacytest"
-    upload = tmp_path / "patient-upload-7731.dcm"
-    upload.write_bytes(dicom_bytes(synthetic_xray(256, seed=5).astype("uint16") * 16, PatientName=secret))
-    start = time.time()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -114,13 +89,43 @@ def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
             expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
             page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
             expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=90_000)
-            assert not page.get_by_text(secret).is_visible()  # hidden until the user asks
-            page.get_by_text("DICOM header fields").click()
-            expect(page.get_by_text(secret)).to_be_visible()
+            yield page
         finally:
             browser.close()
+
+
+def test_upload_shows_label_probability_and_gradcam(server):
+    from playwright.sync_api import expect
+
+    example = next((PROJECT_ROOT / "examples").glob("pneumonia_*.jpeg"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with page_with_answer(server.url, example) as page:
+        verdict = page.locator("h3").filter(has_text="NORMAL").or_(page.locator("h3").filter(has_text="PNEUMONIA"))
+        expect(verdict.first).to_be_visible()
+        expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
+        images = page.locator('[data-testid="stImage"] img')
+        expect(images).to_have_count(2)
+        assert all(images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(2))
+        page.screenshot(path=str(ARTIFACTS / "classify_upload.png"), full_page=True)
+
+
+def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
+    """The upload path stores nothing: no file anywhere under /tmp or the project holds the patient's name afterwards,
+    the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
+    from playwright.sync_api import expect
+
+    from .imaging import dicom_bytes, synthetic_xray
+
+    secret = "Qzxv^Privacytest"
+    upload = tmp_path / "patient-upload-7731.dcm"
+    upload.write_bytes(dicom_bytes(synthetic_xray(256, seed=5).astype("uint16") * 16, PatientName=secret))
+    start = time.time()
+    with page_with_answer(server.url, upload) as page:
+        assert not page.get_by_text(secret).is_visible()  # hidden until the user asks
+        page.get_by_text("DICOM header fields").click()
+        expect(page.get_by_text(secret)).to_be_visible()
     needle = secret.encode()
-    touched = files_changed_since(start, [Path(tempfile.gettempdir()), PROJECT_ROOT], skip={upload, server_log})
+    touched = files_changed_since(start, [Path(tempfile.gettempdir()), PROJECT_ROOT], skip={upload, server.log})
     assert not [path for path in touched if needle in path.read_bytes()]
-    log_text = server_log.read_text()
+    log_text = server.log.read_text()
     assert secret not in log_text and upload.name not in log_text
