@@ -12,8 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import streamlit as st  # noqa: E402
 
 from pneumo_core import DISCLAIMER  # noqa: E402
-from pneumo_core.config import served_model_dir  # noqa: E402
-from pneumo_core.registry import read_metadata  # noqa: E402
 from ui.resources import keep_compiled_functions, start_loading  # noqa: E402
 from ui.widgets import disclaimer_banner  # noqa: E402
 
@@ -32,11 +30,8 @@ navigation = st.navigation(
 with st.sidebar:
     st.markdown("### :material/pulmonology: pneumo")
     st.warning(DISCLAIMER, icon=":material/warning:")
-    loading, problem = start_loading()  # once per server process, in the background: the page paints meanwhile
-    if loading:
-        st.caption(f"Model: `{read_metadata(served_model_dir()).get('name', 'unnamed')}`")
-    else:
-        st.caption("No model is being served.")
+    loading = start_loading()  # once per server process, in the background: the page paints meanwhile
+    st.caption(f"Model: `{loading.model_name}`" if loading.future else "No model is being served.")
 
 navigation.run()
 disclaimer_banner()

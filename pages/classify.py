@@ -28,9 +28,9 @@ st.markdown(
     "Images stay in this browser session's memory; nothing is stored."
 )
 
-_, problem = start_loading()  # does not wait: the model finishes loading while files are chosen
-if problem:
-    st.error(f"No model is available, so nothing can be classified. {problem}")
+loading = start_loading()  # does not wait: the model finishes loading while files are chosen
+if loading.problem:
+    st.error(f"No model is available, so nothing can be classified. {loading.problem}")
     st.stop()
 
 with st.sidebar:

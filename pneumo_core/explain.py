@@ -19,6 +19,7 @@ METHODS = ("Grad-CAM", "Grad-CAM++", "ScoreCAM")
 SCORECAM_CHANNELS = 32
 """ScoreCAM masks with the 32 most varied channels of 1024 (Faster-ScoreCAM): seconds, not minutes, per image."""
 BATCH_SIZE = 32
+"""Images per compiled call, for serving and explaining alike."""
 COLORMAPS = {"Jet": cv2.COLORMAP_JET, "Turbo": cv2.COLORMAP_TURBO, "Inferno": cv2.COLORMAP_INFERNO, "Viridis": cv2.COLORMAP_VIRIDIS}
 
 

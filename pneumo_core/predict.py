@@ -20,7 +20,7 @@ import tensorflow as tf
 from . import CLASS_NAMES
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
-from .explain import Explainer
+from .explain import BATCH_SIZE, Explainer
 from .metrics import sigmoid
 from .model import LOGIT_LAYER, POOLED_LAYER
 from .ood import FeatureDensity, ood_warnings
@@ -63,7 +63,7 @@ class Case:
 class Predictor:
     """The served model, ready to answer: ``Predictor.load()`` then ``predict_canonical`` / ``predict_files``."""
 
-    batch_size = 32
+    batch_size = BATCH_SIZE
 
     def __init__(self, model, metadata: dict[str, Any], threshold: float | None = None, density: FeatureDensity | None = None):
         self.model = model

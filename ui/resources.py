@@ -6,6 +6,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
@@ -53,18 +54,25 @@ def _loading(directory: str, model_sha256: str) -> Future:
     return _LOADER.submit(_load, Path(directory))
 
 
-def start_loading() -> tuple[Future | None, str | None]:
-    """Start loading the served model without waiting; (None, a plain reason) when it is missing or damaged."""
+class Loading(NamedTuple):
+    future: Future | None  # None when there is no usable model
+    model_name: str | None
+    problem: str | None  # a plain reason when there is no usable model
+
+
+def start_loading() -> Loading:
+    """Start loading the served model without waiting (its metadata is read once per call, which also spots a promotion)."""
     directory = served_model_dir()
     try:
-        return _loading(str(directory), read_metadata(directory)["model_sha256"]), None
+        metadata = read_metadata(directory)
+        return Loading(_loading(str(directory), metadata["model_sha256"]), metadata.get("name", "unnamed"), None)
     except (ModelLoadError, KeyError, OSError, ValueError) as error:
-        return None, str(error)
+        return Loading(None, None, str(error))
 
 
 def served_model() -> tuple[Served | None, str | None]:
     """The served model, loaded and warmed (waits for it), or (None, a plain reason)."""
-    future, problem = start_loading()
+    future, _, problem = start_loading()
     if future is None:
         return None, problem
     if not future.done():
