@@ -39,8 +39,17 @@ def app_model_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture
 def app_env(monkeypatch, app_model_dir, tmp_path):
+    """The tiny model, a private runs folder and a Kermany-layout data folder holding synthetic films under the file names
+    of the model's evaluation (so the Metrics page can show them): no dependence on ../shared."""
+    import pandas as pd
+
+    data = tmp_path / "data" / "chest_xray"
+    for seed, name in enumerate(pd.read_csv(app_model_dir / EVALUATION_DIR / "test_predictions.csv")["file"]):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes(encode(synthetic_xray(160, seed=seed), "JPEG"))
     monkeypatch.setenv("PNEUMO_MODEL_DIR", str(app_model_dir))
     monkeypatch.setenv("PNEUMO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PNEUMO_DATA_DIR", str(data))
     return tmp_path
 
 
