@@ -17,7 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from pneumo_core.training import TrainConfig
+from pneumo_core.train_config import TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,15 +20,18 @@ from common import append_results, timed
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pneumo_core.config import served_model_dir  # noqa: E402
 from pneumo_core.model import LOGIT_LAYER  # noqa: E402
-from pneumo_core.predict import Predictor  # noqa: E402
+from pneumo_core.registry import load_model_dir  # noqa: E402
 
 THREADS = os.cpu_count() or 1
 
 
 def tflite_runner(concrete, batch: int):
+    from ai_edge_litert.interpreter import Interpreter
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=THREADS)
+    interpreter = Interpreter(model_content=converter.convert(), num_threads=THREADS)
     index = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(index, [batch, *concrete.inputs[0].shape[1:]])
     interpreter.allocate_tensors()
@@ -62,9 +65,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    predictor = Predictor.load(args.model)
-    size = predictor.input_size
-    logit_model = tf.keras.Model(predictor.model.inputs, predictor.model.get_layer(LOGIT_LAYER).output)
+    model, metadata = load_model_dir(args.model or served_model_dir())
+    size = int(metadata["input_size"])
+    logit_model = tf.keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
     rng = np.random.default_rng(0)
     inputs = {batch: rng.uniform(-2, 2, (batch, size, size, 3)).astype(np.float32) for batch in (1, 32)}
 
@@ -94,7 +97,7 @@ def main() -> None:
         rows.append((name, f"batch 1: {single * 1000:.1f} ms; batch 32: {rate:.1f} img/s; largest logit difference {difference:.1e}",
                      f"{baseline['single'] / single:.2f} × speed at batch 1, {rate / baseline['rate']:.2f} × at batch 32", "a real win to adopt"))
     print(append_results("Alternative runtimes", "python bench/runtimes.py", rows,
-                         f"Model: {predictor.metadata.get('name')}; {THREADS} threads everywhere. {skipped}".strip()))
+                         f"Model: {metadata.get('name')}; {THREADS} threads everywhere; TFLite through LiteRT (ai-edge-litert), as served. {skipped}".strip()))
 
 
 if __name__ == "__main__":

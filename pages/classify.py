@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.explain import COLORMAPS, METHODS, overlay
 from pneumo_core.predict import Case
+from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, overlay
 from ui.report import case_report_png
 from ui.resources import served_model, start_loading
 from ui.widgets import probability_scale, verdict_text
@@ -35,7 +35,7 @@ if loading.problem:
 
 with st.sidebar:
     st.subheader("Explanation")
-    method = st.selectbox("Method", METHODS, key="cam_method", help="Grad-CAM is instant; Grad-CAM++ and ScoreCAM take a few seconds.")
+    method = st.selectbox("Method", METHODS, key="cam_method", help="Grad-CAM comes with the answer; Grad-CAM++ and ScoreCAM take a few seconds (the first one longer: it loads TensorFlow).")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
     colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
 
@@ -69,7 +69,7 @@ digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
 missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
 if missing:
     with st.spinner("Classifying…"):
-        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing], served.explainer)):
+        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_gradcam=True)):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
@@ -82,13 +82,13 @@ for key in [k for k in cams if k[0] not in digests]:
 
 def cam_for(digest: str, case: Case):
     """The map for the chosen method: Grad-CAM came with the answer; the others are computed once, on demand."""
-    if method == "Grad-CAM":
+    if method == DEFAULT_METHOD:
         return case.gradcam
     key = (digest, method)
     if key not in cams:
         positive = [case.prediction.label == "PNEUMONIA"]
         with st.spinner(f"Computing {method}…"):
-            cams[key] = served.explainer.explain(case.canonical[None], method, positive)[0]
+            cams[key] = served.explainer().explain(case.canonical[None], method, positive)[0]
     return cams[key]
 
 

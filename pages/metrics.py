@@ -11,10 +11,10 @@ from pneumo_core import CLASS_NAMES
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri
 from pneumo_core.data import class_root
 from pneumo_core.evaluate import roc_pr_figures
-from pneumo_core.explain import overlay
 from pneumo_core.metrics import CI_METRICS, bootstrap_intervals, classification_metrics, reliability_curve
 from pneumo_core.predict import decode_canonical
 from pneumo_core.registry import EVALUATION_DIR
+from pneumo_core.saliency import overlay
 from ui.resources import served_model
 from ui.widgets import clickable_confusion
 
@@ -119,7 +119,7 @@ else:
     if readable:
         canonicals = np.stack([canonical for _, canonical in readable])
         grid = st.columns(4)
-        for i, ((row, canonical), cam) in enumerate(zip(readable, served.explainer.gradcam(canonicals))):  # one batched call
+        for i, ((row, canonical), cam) in enumerate(zip(readable, served.predictor.gradcams(canonicals))):  # one batched call
             grid[i % 4].image(overlay(canonical, cam, 0.35), caption=f"{row.file} · P={row.probability:.2f}", width="stretch")
 
 st.subheader("Training runs (MLflow)")

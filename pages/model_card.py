@@ -9,8 +9,7 @@ import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
-from pneumo_core.registry import EVALUATION_DIR
-from pneumo_core.sanity import SANITY_FILE
+from pneumo_core.registry import EVALUATION_DIR, SANITY_FILE
 from ui.resources import served_model
 
 st.title("Model card")

@@ -14,7 +14,7 @@ import streamlit as st
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots
 from pneumo_core.jobs import JobError, cancel_job, current_job, start_job
 from pneumo_core.registry import ModelLoadError, promote, read_metadata, roll_back
-from pneumo_core.training import TrainConfig
+from pneumo_core.train_config import TrainConfig
 
 st.title("Training")
 

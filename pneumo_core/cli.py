@@ -1,4 +1,4 @@
-"""``python -m pneumo_core predict|evaluate``: the command-line contract other tools rely on.
+"""``python -m pneumo_core predict|evaluate|sanity|export-tflite``: the command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold"}`` or ``{"file", "error"}``.
@@ -17,6 +17,7 @@ import numpy as np
 from . import DISCLAIMER
 from .data import IMAGE_SUFFIXES, class_root, list_labelled_images
 from .decode import ImageDecodeError
+from .predict import RUNTIMES
 from .registry import ModelLoadError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -34,11 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files or folders (recursed)")
     predict.add_argument("--model", type=Path, default=None, help="model directory (default: the served model)")
     predict.add_argument("--threshold", type=float, default=None, help="override the model's operating threshold")
+    predict.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                         help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     evaluate = commands.add_parser("evaluate", help="metrics and per-image predictions for a labelled folder")
     evaluate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or test/ holding them)")
     evaluate.add_argument("--model", type=Path, default=None)
     evaluate.add_argument("--threshold", type=float, default=None)
+    evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
     sanity.add_argument("paths", nargs="*", type=Path, metavar="PATH",
@@ -47,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
     sanity.add_argument("--images", type=int, default=64, help="how many images, evenly spaced over the list (default 64)")
     sanity.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
+    export.add_argument("--model", type=Path, default=None)
     return parser
 
 
@@ -79,7 +85,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        predictor = Predictor.load(args.model, args.threshold)
+        predictor = Predictor.load(args.model, args.threshold, args.runtime)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -114,7 +120,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .predict import Predictor, decode_canonical
 
     try:
-        predictor = Predictor.load(args.model, args.threshold)
+        predictor = Predictor.load(args.model, args.threshold, args.runtime)
         listing = list_labelled_images(class_root(args.data_dir, "test"))
     except (ModelLoadError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -163,12 +169,13 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
 
 def run_sanity(args: argparse.Namespace) -> int:
     from .config import served_model_dir
-    from .predict import Predictor, decode_canonical
+    from .predict import decode_canonical
+    from .registry import load_model_dir
     from .sanity import cascading_randomization, results_json, results_table
 
     model_dir = args.model or served_model_dir()
     try:
-        predictor = Predictor.load(model_dir)
+        model, metadata = load_model_dir(model_dir)
         files = sanity_files(args, model_dir)
     except (ModelLoadError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -182,16 +189,29 @@ def run_sanity(args: argparse.Namespace) -> int:
     if not images:
         print("error: none of the images could be read (is --data-dir right?)", file=sys.stderr)
         return EXIT_USAGE
-    results = cascading_randomization(predictor.model, predictor.input_size, np.stack(images))
-    print(f"model: {predictor.metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
+    results = cascading_randomization(model, int(metadata["input_size"]), np.stack(images))
+    print(f"model: {metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
     print(results_table(results))
     if args.out:
-        args.out.write_text(json.dumps({"model": predictor.metadata.get("name"), "images": len(images),
+        args.out.write_text(json.dumps({"model": metadata.get("name"), "images": len(images),
                                         "stages": results_json(results)}, indent=2))
     return EXIT_OK
 
 
-COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "sanity": run_sanity}
+def run_export_tflite(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .registry import add_tflite
+
+    try:
+        path = add_tflite(args.model or served_model_dir())
+    except (ModelLoadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"written: {path} ({path.stat().st_size / 1e6:.1f} MB) and its SHA-256 in the metadata")
+    return EXIT_OK
+
+
+COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "sanity": run_sanity, "export-tflite": run_export_tflite}
 
 
 def main(argv: list[str] | None = None) -> int:

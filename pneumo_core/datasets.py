@@ -7,36 +7,15 @@ so an epoch never touches the disk: the pipeline shuffles, batches, augments
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .preprocess import to_model_input
+from .model import to_model_input
+from .train_config import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random transforms applied to canonical images (values 0..255) during training.
-
-    Defaults are the seed recipe: rotation ±15°, shifts ±10%, zoom ±10%,
-    horizontal flip, brightness ×0.8–1.2. ``contrast`` adds Keras's random
-    contrast (0 = off).
-    """
-
-    rotation_deg: float = 15.0
-    shift: float = 0.1
-    zoom: float = 0.1
-    horizontal_flip: bool = True
-    brightness: tuple[float, float] = (0.8, 1.2)
-    contrast: float = 0.0
-
-    def as_params(self) -> dict[str, object]:
-        return {f"aug_{key}": value for key, value in asdict(self).items()}
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:

@@ -1,5 +1,6 @@
 """The classifier: Keras's DenseNet121 base + pooling + dropout head + sigmoid, built flat.
 
+:func:`to_model_input` is the model's side of preprocessing (see :mod:`pneumo_core.preprocess`).
 The model is built functionally on one graph (``input_tensor=``), not as a
 nested base model, so Grad-CAM can reach DenseNet's last convolutional block
 (:data:`LAST_CONV_LAYER`). The head ends in a linear ``logit`` layer followed
@@ -13,8 +14,12 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
-from keras.applications import DenseNet121
+from keras.applications import DenseNet121, densenet
+
+from .preprocess import CANONICAL_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +107,19 @@ def head_layer_names(model: keras.Model) -> list[str]:
     """Names of the layers after pooling (the part trained on cached features)."""
     names = [layer.name for layer in model.layers]
     return names[names.index(POOLED_LAYER) + 1 :]
+
+
+def to_model_input(canonical: tf.Tensor | np.ndarray, size: int) -> tf.Tensor:
+    """Canonical images ``(N, 224, 224[, 1])`` with values 0..255 → model input ``(N, size, size, 3)``.
+
+    Accepts uint8 or float (augmented) values; pure TensorFlow so it runs inside
+    ``tf.data`` and compiled serving functions alike.
+    """
+    images = tf.convert_to_tensor(canonical)
+    if images.shape.rank == 3:
+        images = images[..., tf.newaxis]
+    images = tf.cast(images, tf.float32)
+    if size != CANONICAL_SIZE:
+        images = tf.image.resize(images, (size, size), method="area")
+    images = tf.repeat(images, 3, axis=-1)
+    return densenet.preprocess_input(images)

@@ -1,9 +1,11 @@
-"""Serving: a loaded model with a compiled, batched function from canonical images to P(PNEUMONIA).
+"""Serving: a model directory's network, ready to answer with P(PNEUMONIA), its warnings and its Grad-CAM.
 
 Use :class:`Predictor` everywhere a model answers (CLI, app, benchmarks). It
-loads the model directory safely once, compiles preprocessing + forward pass
-with a fixed input signature, and applies the calibration temperature and the
-operating threshold stored in the metadata.
+loads the model directory safely once, runs its serving graph on one of two
+runtimes (LiteRT when the directory has a TFLite copy, else compiled
+TensorFlow), and applies the calibration temperature and the operating threshold
+stored in the metadata. This module imports neither TensorFlow nor Keras: with
+the LiteRT runtime, the app answers without loading them at all.
 """
 
 from __future__ import annotations
@@ -11,22 +13,22 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from . import CLASS_NAMES
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
-from .explain import BATCH_SIZE, Explainer
 from .metrics import sigmoid
-from .model import LOGIT_LAYER, POOLED_LAYER
 from .ood import FeatureDensity, ood_warnings
-from .preprocess import CANONICAL_SIZE, canonicalize, to_model_input
-from .registry import load_model_dir
+from .preprocess import CANONICAL_SIZE, canonicalize
+from .registry import ModelLoadError, load_lite_path, load_model_dir, read_metadata
 
+BATCH_SIZE = 32
+"""Images per call: decoded together, and run together by the TensorFlow runtime."""
+RUNTIMES = ("auto", "tflite", "tensorflow")
+"""``auto`` serves the TFLite copy when the model directory has one and LiteRT is installed."""
 
 UNCERTAIN_MARGIN = 0.10
 """A probability within this distance of the threshold is reported as uncertain."""
@@ -57,45 +59,69 @@ class Case:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     dicom_fields: dict[str, str] = field(default_factory=dict)
-    gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with an Explainer
+    gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with_gradcam
+
+
+class Network(Protocol):
+    """A serving graph on some runtime (:class:`~pneumo_core.network.KerasNetwork`, :class:`~pneumo_core.lite.LiteNetwork`)."""
+
+    input_size: int
+
+    def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto") -> Network:
+    """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    from . import lite
+
+    if runtime == "tflite" and not lite.available():
+        raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
+    if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata and lite.available()):
+        return lite.LiteNetwork(load_lite_path(directory, metadata))
+    from .network import KerasNetwork
+
+    return KerasNetwork(load_model_dir(directory)[0], int(metadata["input_size"]))
 
 
 class Predictor:
-    """The served model, ready to answer: ``Predictor.load()`` then ``predict_canonical`` / ``predict_files``."""
+    """The served model, ready to answer: ``Predictor.load()`` then ``classify`` / ``predict_canonical``."""
 
     batch_size = BATCH_SIZE
 
-    def __init__(self, model, metadata: dict[str, Any], threshold: float | None = None, density: FeatureDensity | None = None):
-        self.model = model
+    def __init__(self, network: Network, metadata: dict[str, Any], threshold: float | None = None,
+                 density: FeatureDensity | None = None):
+        self.network = network
         self.metadata = metadata
         self.input_size = int(metadata["input_size"])
         self.threshold = float(metadata["threshold"] if threshold is None else threshold)
         self.temperature = float(metadata.get("temperature", 1.0))
         self.density = density
-        heads = keras.Model(model.inputs, [model.get_layer(LOGIT_LAYER).output, model.get_layer(POOLED_LAYER).output])
-        spec = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
-        self._forward = tf.function(lambda images: heads(to_model_input(images, self.input_size), training=False),
-                                    input_signature=[spec])
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threshold: float | None = None) -> "Predictor":
+    def load(cls, model_dir: Path | None = None, threshold: float | None = None, runtime: str = "auto") -> "Predictor":
         directory = Path(model_dir) if model_dir else served_model_dir()
-        model, metadata = load_model_dir(directory)
-        return cls(model, metadata, threshold, FeatureDensity.load(directory))
+        metadata = read_metadata(directory)
+        return cls(load_network(directory, metadata, runtime), metadata, threshold, FeatureDensity.load(directory))
+
+    @property
+    def runtime(self) -> str:
+        return "tflite" if type(self.network).__name__ == "LiteNetwork" else "tensorflow"
 
     def warm_up(self) -> None:
-        self.predict_canonical(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))
+        """Run the serving graph once, so the first visitor does not wait for its compilation."""
+        self.network.forward_with_gradcam(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images, in batches."""
-        logits, features = [], []
-        for start in range(0, len(canonical), self.batch_size):
-            batch_logits, batch_features = self._forward(tf.constant(canonical[start : start + self.batch_size]))
-            logits.append(batch_logits.numpy().reshape(-1))
-            features.append(batch_features.numpy())
-        if not logits:
-            return np.zeros(0), np.zeros((0, 0))
-        return np.concatenate(logits), np.concatenate(features)
+        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
+        return self.network.forward(canonical)
+
+    def gradcams(self, canonical: np.ndarray) -> np.ndarray:
+        """Grad-CAMs ``(N, size, size)`` of the predicted classes for ``(N, 224, 224)`` uint8 canonical images."""
+        return self.network.forward_with_gradcam(canonical)[2]
 
     def logits_canonical(self, canonical: np.ndarray) -> np.ndarray:
         return self.forward(canonical)[0]
@@ -107,11 +133,11 @@ class Predictor:
         probabilities = sigmoid(logits / self.temperature)
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
 
-    def classify(self, named_payloads: list[tuple[str, bytes]], explainer: Explainer | None = None) -> list[Case]:
+    def classify(self, named_payloads: list[tuple[str, bytes]], with_gradcam: bool = False) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.
 
-        The next batch is decoded (two threads) while the current one runs through the model. With an
-        ``explainer`` of the same model, each case also gets its Grad-CAM from the same forward pass.
+        The next batch is decoded (two threads) while the current one runs through the model. With
+        ``with_gradcam``, each case also gets its Grad-CAM from the same forward pass.
         """
         batches = [named_payloads[start : start + self.batch_size] for start in range(0, len(named_payloads), self.batch_size)]
         cases: list[Case] = []
@@ -121,19 +147,19 @@ class Predictor:
                 decoded = [future.result() for future in pending]
                 if index + 1 < len(batches):
                     pending = [pool.submit(_decode_upload, payload) for _, payload in batches[index + 1]]
-                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, explainer))
+                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, with_gradcam))
         return cases
 
-    def _classify_decoded(self, names: list[str], decoded: list, explainer: Explainer | None) -> list[Case]:
+    def _classify_decoded(self, names: list[str], decoded: list, with_gradcam: bool) -> list[Case]:
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
         cases = [Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)]
         if good:
             canonical = np.stack([decoded[i][1] for i in good])
-            if explainer is None:
-                logits, features = self.forward(canonical)
-                maps = [None] * len(good)
+            if with_gradcam:
+                logits, features, maps = self.network.forward_with_gradcam(canonical)
             else:
-                logits, features, maps = explainer.forward_with_gradcam(canonical)
+                logits, features = self.network.forward(canonical)
+                maps = [None] * len(good)
             distances = self.density.distances(features) if self.density else [None] * len(good)
             for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
                 upload = decoded[i][0]

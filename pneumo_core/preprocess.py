@@ -8,7 +8,8 @@ Two steps, shared by training, prediction, Grad-CAM and the app:
    ``flow_from_directory``), so uploads of original-size films look like the
    training images, then stretches the 0.5–99.5 percentile range to 0–255 so
    exposure differences between hospitals matter less.
-2. :func:`to_model_input` (TensorFlow, batched): canonical images → float32
+2. :func:`pneumo_core.model.to_model_input` (TensorFlow, batched, part of every
+   serving graph): canonical images → float32
    ``(N, size, size, 3)``, area-resized to the model's input size and scaled with
    DenseNet's own ``preprocess_input`` (ImageNet mean/std, "torch" mode).
 
@@ -20,8 +21,6 @@ test checks it).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
-from keras.applications import densenet
 from PIL import Image
 
 CANONICAL_SIZE = 224
@@ -49,19 +48,3 @@ def canonicalize(gray: np.ndarray) -> np.ndarray:
         return gray.copy()
     stretched = (gray.astype(np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.round(stretched), 0, 255).astype(np.uint8)
-
-
-def to_model_input(canonical: tf.Tensor | np.ndarray, size: int) -> tf.Tensor:
-    """Canonical images ``(N, 224, 224[, 1])`` with values 0..255 → model input ``(N, size, size, 3)``.
-
-    Accepts uint8 or float (augmented) values; pure TensorFlow so it runs inside
-    ``tf.data`` and compiled serving functions alike.
-    """
-    images = tf.convert_to_tensor(canonical)
-    if images.shape.rank == 3:
-        images = images[..., tf.newaxis]
-    images = tf.cast(images, tf.float32)
-    if size != CANONICAL_SIZE:
-        images = tf.image.resize(images, (size, size), method="area")
-    images = tf.repeat(images, 3, axis=-1)
-    return densenet.preprocess_input(images)

@@ -1,9 +1,13 @@
 """Model directories: save a trained model with its metadata, load it safely, promote it atomically.
 
-A model directory holds ``model.keras``, ``metadata.json`` (class names, input
-size, preprocessing, threshold, temperature, base weights, data manifest hash,
-metrics, git commit, date, the file's SHA-256) and ``evaluation/`` (per-image
-predictions of the internal test and validation splits, file names only).
+A model directory holds ``model.keras``, its TFLite copy ``model.tflite`` (224-px
+models), ``metadata.json`` (class names, input size, preprocessing, threshold,
+temperature, base weights, data manifest hash, metrics, git commit, date, both
+files' SHA-256) and ``evaluation/`` (per-image predictions of the internal test
+and validation splits, file names only).
+
+Keras is imported only by the functions that read or write ``model.keras``, so
+the app can serve the TFLite copy without loading TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from .config import PROJECT_ROOT
 
+if TYPE_CHECKING:
+    import keras
+
 MODEL_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
 EVALUATION_DIR = "evaluation"
+SANITY_FILE = "saliency_sanity.json"
+"""Where a model directory keeps its saliency sanity-check results (under ``evaluation/``)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -48,7 +56,11 @@ def git_commit() -> str:
 
 
 def save_model_dir(model: keras.Model, directory: Path, metadata: dict[str, Any]) -> Path:
-    """Write ``model.keras`` and ``metadata.json`` (with the model file's SHA-256) into ``directory``."""
+    """Write ``model.keras``, its TFLite copy (224-px models) and ``metadata.json`` with the files' SHA-256."""
+    import keras
+
+    from .preprocess import CANONICAL_SIZE
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # rebuilt from its config, uncompiled: no optimizer state in the file (clone_model would copy the compiled optimizer)
@@ -56,8 +68,29 @@ def save_model_dir(model: keras.Model, directory: Path, metadata: dict[str, Any]
     serving_copy.set_weights(model.get_weights())
     serving_copy.save(directory / MODEL_FILE)
     metadata = {**metadata, "model_sha256": file_sha256(directory / MODEL_FILE)}
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n")
+    if int(metadata["input_size"]) == CANONICAL_SIZE:
+        metadata["tflite_sha256"] = _write_tflite(serving_copy, directory)
+    _write_metadata(directory, metadata)
     return directory
+
+
+def add_tflite(directory: Path) -> Path:
+    """Give an existing model directory its TFLite copy (models saved before the copy existed)."""
+    model, metadata = load_model_dir(directory)
+    _write_metadata(directory, {**metadata, "tflite_sha256": _write_tflite(model, Path(directory))})
+    return Path(directory) / TFLITE_FILE
+
+
+def _write_tflite(model: keras.Model, directory: Path) -> str:
+    from .network import export_tflite
+
+    path = directory / TFLITE_FILE
+    path.write_bytes(export_tflite(model, model.input_shape[1]))
+    return file_sha256(path)
+
+
+def _write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
+    (Path(directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n")
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
@@ -67,19 +100,32 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _checked(path: Path, expected_sha256: str | None) -> Path:
+    """``path``, after checking it exists and its SHA-256 is the one the metadata recorded."""
+    if not path.is_file():
+        raise ModelLoadError(f"The model file {path} is missing.")
+    if file_sha256(path) != expected_sha256:
+        raise ModelLoadError(
+            f"The model file {path.name} in {path.parent} does not match its metadata (SHA-256 differs): it was changed or damaged."
+        )
+    return path
+
+
 def load_model_dir(directory: Path) -> tuple[keras.Model, dict[str, Any]]:
     """Load a model directory in Keras safe mode after checking the file's SHA-256 against its metadata."""
+    import keras
+
     directory = Path(directory)
     metadata = read_metadata(directory)
-    model_path = directory / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelLoadError(f"The model file {model_path} is missing.")
-    if file_sha256(model_path) != metadata.get("model_sha256"):
-        raise ModelLoadError(
-            f"The model file in {directory} does not match its metadata (SHA-256 differs): it was changed or damaged."
-        )
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-    return model, metadata
+    model_path = _checked(directory / MODEL_FILE, metadata.get("model_sha256"))
+    return keras.saving.load_model(model_path, compile=False, safe_mode=True), metadata
+
+
+def load_lite_path(directory: Path, metadata: dict[str, Any]) -> Path:
+    """The directory's TFLite file, checked against its metadata."""
+    if "tflite_sha256" not in metadata:
+        raise ModelLoadError(f"The model in {directory} has no TFLite copy (python -m pneumo_core export-tflite adds one).")
+    return _checked(Path(directory) / TFLITE_FILE, metadata["tflite_sha256"])
 
 
 def promote(candidate: Path, served: Path) -> Path | None:

@@ -17,11 +17,8 @@ import keras
 import numpy as np
 from scipy.stats import spearmanr
 
-from .explain import Explainer
 from .model import head_layer_names
-
-SANITY_FILE = "saliency_sanity.json"
-"""Where a model directory keeps its sanity-check results (under ``evaluation/``)."""
+from .network import KerasNetwork
 
 LayerFilter = Callable[[str, keras.Model], bool]
 
@@ -77,7 +74,7 @@ def cascading_randomization(model: keras.Model, input_size: int, canonical: np.n
     fresh = keras.models.clone_model(model)  # same architecture, new initial weights
     randomised = keras.models.clone_model(model)
     randomised.set_weights(model.get_weights())
-    trained_maps = Explainer(model, input_size).gradcam(canonical)
+    trained_maps = KerasNetwork(model, input_size).forward_with_gradcam(canonical)[2]
     results = [StageResult("trained model (nothing re-initialised)", 0, 1.0, 1.0, 0.0, 1.0, len(canonical))]
     done: set[str] = set()
     for label, selects in stages:
@@ -85,7 +82,7 @@ def cascading_randomization(model: keras.Model, input_size: int, canonical: np.n
             if layer.weights and layer.name not in done and selects(layer.name, model):
                 layer.set_weights(fresh.get_layer(layer.name).get_weights())
                 done.add(layer.name)
-        rho = rank_correlations(trained_maps, Explainer(randomised, input_size).gradcam(canonical))
+        rho = rank_correlations(trained_maps, KerasNetwork(randomised, input_size).forward_with_gradcam(canonical)[2])
         results.append(StageResult(label, len(done), float(rho.mean()), float(np.median(rho)), float(rho.std()),
                                    float(np.abs(rho).mean()), len(canonical)))
     return results

@@ -15,7 +15,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,71 +25,22 @@ import pandas as pd
 import tensorflow as tf
 
 from . import CLASS_NAMES
-from .config import default_base_weights, default_data_dir, runs_dir
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
-from .datasets import Augmentation, make_dataset
+from .datasets import make_dataset
 from .evaluate import predictions_frame, write_evaluation
 from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature, sigmoid
 from .ood import FeatureDensity
+from .network import KerasNetwork
 from .predict import Predictor
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .preprocess import PREPROCESSING_SPEC
-from .progress import ProgressCallback, ProgressWriter
+from .callbacks import ProgressCallback
+from .progress import ProgressWriter
 from .registry import EVALUATION_DIR, git_commit, save_model_dir
 from .tracking import MlflowEpochLogger, TrackedRun
+from .train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run; defaults are the seed recipe (224 px, batch 16, 15 epochs, Adam 1e-4)."""
-
-    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
-    img_size: int = 224
-    batch_size: int = 16
-    epochs: int = 15
-    lr: float = 1e-4
-    base_weights: str = field(default_factory=default_base_weights)
-    dropout: float = 0.3
-    head_units: int = 256
-    # Transfer recipe (pretrained base available)
-    feature_views: int = 3
-    fine_tune_layers: int = 52  # DenseNet121's conv5 block 13-16 and final bn: the top ~10% of layers
-    fine_tune_epochs: int = 5
-    # From-scratch recipe (no pretrained base): "size:epochs:batch" phases, the last at img_size
-    scratch_schedule: str = "128:15:32,224:3:16"
-    scratch_lr: float = 1e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.05
-    augment: bool = True
-    horizontal_flip: bool = True
-    contrast: float = 0.0
-    target_sensitivity: float = 0.97
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 42
-    output_dir: str = field(default_factory=lambda: str(runs_dir()))
-    run_name: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S"))
-    progress_file: str | None = None
-    experiment: str = "pneumo"
-    smoke: bool = False
-
-    def augmentation(self) -> Augmentation | None:
-        if not self.augment:
-            return None
-        return Augmentation(horizontal_flip=self.horizontal_flip, contrast=self.contrast)
-
-    def scratch_phases(self) -> list[tuple[int, int, int]]:
-        problem = ValueError(f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
-                             f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16")
-        try:
-            phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
-        except ValueError:
-            raise problem from None
-        if any(len(phase) != 3 or min(phase) < 1 for phase in phases) or phases[-1][0] != self.img_size:
-            raise problem
-        return phases  # type: ignore[return-value]
 
 
 SMOKE_OVERRIDES = {
@@ -295,7 +246,7 @@ class Trainer:
     def finalize(self, model, splits, recipe, weights_used, data_hash, tracked) -> Path:
         """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
         cfg = self.config
-        serving = Predictor(model, {"input_size": cfg.img_size, "threshold": 0.5})  # the exact serving path
+        serving = Predictor(KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5})  # the serving graph
         logits, features = {}, {}
         for name in ("train", "val", "test"):
             logits[name], features[name] = serving.forward(splits[name].images)

@@ -84,6 +84,16 @@ def test_example_button_classifies(app_env):
     assert any(verdict in texts(at) for verdict in ("**NORMAL**", "**PNEUMONIA**", "**Uncertain**"))
 
 
+@pytest.mark.parametrize("method", ["Grad-CAM++", "ScoreCAM"])
+def test_other_saliency_methods_load_the_keras_model_on_demand(app_env, method):
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    at.selectbox(key="cam_method").set_value(method).run()
+    assert not at.exception
+    assert [key[1] for key in at.session_state["cams"]] == [method]
+    assert f"{method} overlay" in [image.caption for element in at.get("image") for image in element.proto.imgs]
+
+
 def test_removed_uploads_are_forgotten(app_env):
     at = run_page()
     first, second = encode(synthetic_xray(200, seed=1)), encode(synthetic_xray(200, seed=2))

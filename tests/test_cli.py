@@ -73,6 +73,13 @@ def test_missing_model_exits_two_with_a_message(capsys, tmp_path, upload_folder)
     assert code == 2 and records == [] and "No model found" in err
 
 
+def test_tflite_runtime_or_export_on_a_model_without_one_exits_two(capsys, tiny_model_dir, upload_folder):
+    code, records, err = run_cli(capsys, "predict", "--model", tiny_model_dir, "--runtime", "tflite", upload_folder)
+    assert code == 2 and records == [] and "no TFLite copy" in err
+    code, _, err = run_cli(capsys, "export-tflite", "--model", tiny_model_dir)  # 64 px: area resizing has no TFLite kernel
+    assert code == 2 and "Only 224-px models" in err
+
+
 def test_sanity_without_a_manifest_or_images_exits_two(capsys, tiny_model_dir, tmp_path):
     code, _, err = run_cli(capsys, "sanity", "--model", tiny_model_dir)  # the tiny model has no evaluation manifest
     assert code == 2 and "manifest.csv" in err

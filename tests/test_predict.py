@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pneumo_core.preprocess import canonicalize, to_model_input
+from pneumo_core.model import to_model_input
+from pneumo_core.preprocess import canonicalize
 
 from .imaging import synthetic_xray
 
@@ -12,7 +13,7 @@ def test_batched_compiled_forward_equals_per_image_model_predict(tiny_predictor,
     films = np.stack([canonicalize(synthetic_xray(180 + 10 * s, seed=s)) for s in range(5)])
     monkeypatch.setattr(tiny_predictor, "batch_size", 2)  # crosses batch boundaries, with a short last batch
     fast = [p.probability for p in tiny_predictor.predict_canonical(films)]
-    plain = [float(tiny_predictor.model.predict(to_model_input(film[None], tiny_predictor.input_size), verbose=0)[0, 0]) for film in films]
+    plain = [float(tiny_predictor.network.model.predict(to_model_input(film[None], tiny_predictor.input_size), verbose=0)[0, 0]) for film in films]
     assert tiny_predictor.temperature == 1.0
     assert fast == pytest.approx(plain, abs=1e-5)
 

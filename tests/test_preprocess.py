@@ -9,7 +9,8 @@ import tensorflow as tf
 from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
 from pneumo_core.datasets import Augmentation, make_dataset
 from pneumo_core.decode import decode_image
-from pneumo_core.preprocess import CANONICAL_SIZE, canonicalize, to_model_input
+from pneumo_core.model import to_model_input
+from pneumo_core.preprocess import CANONICAL_SIZE, canonicalize
 
 from .imaging import synthetic_xray
 

@@ -46,6 +46,21 @@ def test_changed_model_file_is_refused(tiny_model_dir, tmp_path):
         load_model_dir(copy)
 
 
+def test_changed_tflite_file_is_refused(tmp_path):
+    """The served model's TFLite copy is checked like its Keras file (copied, then one byte appended)."""
+    from pneumo_core.predict import Predictor
+    from pneumo_core.registry import TFLITE_FILE
+
+    from .conftest import SERVED_MODEL
+
+    copy = tmp_path / "served"
+    shutil.copytree(SERVED_MODEL, copy, ignore=shutil.ignore_patterns(MODEL_FILE, "evaluation"))
+    with open(copy / TFLITE_FILE, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelLoadError, match="model.tflite .* does not match its metadata"):
+        Predictor.load(copy, runtime="tflite")
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="No model found"):
         load_model_dir(tmp_path / "nothing")

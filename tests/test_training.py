@@ -12,7 +12,8 @@ import pytest
 
 from pneumo_core.progress import job_status, read_progress
 from pneumo_core.registry import load_model_dir
-from pneumo_core.training import TrainConfig, Trainer, run_training
+from pneumo_core.train_config import TrainConfig
+from pneumo_core.training import Trainer, run_training
 
 from .conftest import PROJECT_ROOT
 

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
 import streamlit as st
 from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
 from pneumo_core.config import served_model_dir
-from pneumo_core.explain import Explainer
-from pneumo_core.predict import Predictor
-from pneumo_core.preprocess import CANONICAL_SIZE
-from pneumo_core.registry import ModelLoadError, read_metadata
+from pneumo_core.predict import RUNTIMES, Predictor
+from pneumo_core.registry import ModelLoadError, load_model_dir, read_metadata
+
+if TYPE_CHECKING:
+    from pneumo_core.explain import Explainer
 
 log = get_logger(__name__)  # Streamlit's handler: the server log shows load times (never anything about uploads)
 
@@ -25,26 +26,42 @@ log = get_logger(__name__)  # Streamlit's handler: the server log shows load tim
 @dataclass(frozen=True)
 class Served:
     predictor: Predictor
-    explainer: Explainer
     directory: Path
 
     @property
     def metadata(self) -> dict:
         return self.predictor.metadata
 
+    def explainer(self) -> Explainer:
+        """tf-keras-vis methods for this model (loads TensorFlow and the Keras model on first use)."""
+        return _explainer(str(self.directory), self.metadata["model_sha256"])
+
 
 _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
 
+def serving_runtime() -> str:
+    """``PNEUMO_RUNTIME`` (auto, tflite or tensorflow; default auto: TFLite when the model has a copy)."""
+    runtime = os.environ.get("PNEUMO_RUNTIME", "auto").strip().lower()
+    return runtime if runtime in RUNTIMES else "auto"
+
+
 def _load(directory: Path) -> Served:
     started = time.perf_counter()
-    predictor = Predictor.load(directory)
-    explainer = Explainer(predictor.model, predictor.input_size)
+    predictor = Predictor.load(directory, runtime=serving_runtime())
     loaded = time.perf_counter()
-    explainer.forward_with_gradcam(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))  # the app's only compiled path
-    log.info("model %s loaded in %.1f s, compiled and warmed in %.1f s", predictor.metadata.get("name"),
-             loaded - started, time.perf_counter() - loaded)
-    return Served(predictor, explainer, directory)
+    predictor.warm_up()  # the serving graph answers and explains: the app's only path for a first answer
+    log.info("model %s loaded in %.2f s on %s, warmed in %.2f s", predictor.metadata.get("name"),
+             loaded - started, predictor.runtime, time.perf_counter() - loaded)
+    return Served(predictor, directory)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _explainer(directory: str, model_sha256: str) -> Explainer:
+    from pneumo_core.explain import Explainer
+
+    model, metadata = load_model_dir(Path(directory))
+    return Explainer(model, int(metadata["input_size"]))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
