@@ -21,7 +21,9 @@ else:
     st.markdown(
         f"**{meta.get('name')}** · created {meta.get('created', '?')} from commit `{meta.get('git_commit', '?')}` · "
         f"recipe **{meta.get('recipe')}** · base weights **{meta.get('base_weights')}** · input {meta.get('input_size')} px · "
-        f"trained in {meta.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores"
+        f"trained in {meta.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores · served by "
+        + ("**LiteRT** (its TFLite copy; same outputs as TensorFlow within 1e-4, checked by the tests)"
+           if served.predictor.runtime == "tflite" else "**TensorFlow**")
     )
     rows = []
     for split, title in (("val", "validation (used for threshold and calibration)"), ("test", "internal test (never tuned on)")):

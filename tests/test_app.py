@@ -219,7 +219,7 @@ def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_pat
 
 def test_model_card_page(app_env):
     at = run_page("pages/model_card.py")
-    assert "Intended use" in texts(at) and "tiny-test-model" in texts(at)
+    assert "Intended use" in texts(at) and "tiny-test-model" in texts(at) and "served by **TensorFlow**" in texts(at)
 
 
 def test_training_page_form_and_disabled(app_env, monkeypatch):
