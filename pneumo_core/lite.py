@@ -1,8 +1,8 @@
 """The serving graph run by LiteRT (TFLite) with XNNPACK: same outputs as :class:`~pneumo_core.network.KerasNetwork`,
 without importing TensorFlow.
 
-On this 2-core CPU it answers in about half the time of the compiled TensorFlow function at
-batch 1, and the app starts without TensorFlow's import (``bench/runtimes.py``, ``bench/app.py``).
+On this 2-core CPU an answer with its Grad-CAM takes about 0.6 × the time of the same graph compiled by
+TensorFlow, and the app starts without TensorFlow's import (``bench/serving.py``, ``bench/app.py``).
 The file is made by :func:`pneumo_core.network.export_tflite` when a model directory is saved.
 """
 
@@ -28,13 +28,15 @@ def available() -> bool:
 class LiteNetwork:
     """A TFLite serving graph (batch 1), called image by image; safe to share between threads."""
 
+    runtime = "tflite"
+
     def __init__(self, path: Path, threads: int = THREADS):
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._run = self._interpreter.get_signature_runner()
         self._lock = threading.Lock()  # an interpreter runs one call at a time
-        self.input_size = int(self._interpreter.get_signature_runner().get_output_details()["gradcam"]["shape"][-1])
+        self.input_size = int(self._run.get_output_details()["gradcam"]["shape"][-1])
 
     def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits ``(N,)``, pooled features ``(N, 1024)``, Grad-CAMs ``(N, size, size)``) for ``(N, 224, 224)`` uint8."""

@@ -63,6 +63,8 @@ def _head_dense_layers(model: keras.Model) -> list[layers.Dense]:
 class KerasNetwork:
     """A Keras classifier's serving graph, compiled with fixed input signatures and run in batches."""
 
+    runtime = "tensorflow"
+
     def __init__(self, model: keras.Model, input_size: int):
         self.model = model
         self.input_size = input_size

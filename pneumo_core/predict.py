@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import CLASS_NAMES
+from . import CLASS_NAMES, lite
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .metrics import sigmoid
@@ -65,6 +65,7 @@ class Case:
 class Network(Protocol):
     """A serving graph on some runtime (:class:`~pneumo_core.network.KerasNetwork`, :class:`~pneumo_core.lite.LiteNetwork`)."""
 
+    runtime: str  # one of RUNTIMES other than "auto"
     input_size: int
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -76,8 +77,6 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
     """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
-    from . import lite
-
     if runtime == "tflite" and not lite.available():
         raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
     if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata and lite.available()):
@@ -109,7 +108,7 @@ class Predictor:
 
     @property
     def runtime(self) -> str:
-        return "tflite" if type(self.network).__name__ == "LiteNetwork" else "tensorflow"
+        return self.network.runtime
 
     def warm_up(self) -> None:
         """Run the serving graph once, so the first visitor does not wait for its compilation."""

@@ -59,6 +59,19 @@ def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
                                [p.probability for p in compiled._predictions(np.log(plain / (1 - plain)))], atol=1e-4)
 
 
+def test_one_tflite_interpreter_serves_concurrent_sessions(example_films):
+    """Streamlit runs each visitor's script in its own thread; they share one cached predictor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lite = Predictor.load(SERVED_MODEL)
+    alone = lite.network.forward_with_gradcam(example_films)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda _: lite.network.forward_with_gradcam(example_films), range(8)))
+    for result in together:
+        for a, b in zip(result, alone):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_the_app_serving_path_runs_without_tensorflow():
     """Classifying with the TFLite copy (what the app does) never imports TensorFlow or Keras: the app starts fast."""
     script = (
