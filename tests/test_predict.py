@@ -31,3 +31,23 @@ def test_pipelined_classify_keeps_order_and_answers_across_batches(tiny_predicto
     assert [c.prediction.probability for c in pipelined if c.prediction] == pytest.approx(
         [c.prediction.probability for c in whole if c.prediction], abs=1e-6)
     assert tiny_predictor.classify([]) == []
+
+
+@pytest.mark.parametrize("threshold", [0.082, 0.5, 0.9])
+def test_uncertain_band_is_symmetric_in_log_odds_around_the_threshold(threshold):
+    from pneumo_core.predict import UNCERTAIN_LOG_ODDS, Prediction
+
+    low, high = Prediction(0.5, threshold, 0.0).uncertain_band
+    log_odds = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert low < threshold < high
+    assert log_odds(high) - log_odds(threshold) == pytest.approx(UNCERTAIN_LOG_ODDS)
+    assert log_odds(threshold) - log_odds(low) == pytest.approx(UNCERTAIN_LOG_ODDS)
+    assert Prediction(threshold, threshold, 0.0).uncertain
+    assert not Prediction(low / 2, threshold, 0.0).uncertain and not Prediction((1 + high) / 2, threshold, 0.0).uncertain
+
+
+def test_a_confident_normal_call_is_not_uncertain_at_a_low_threshold():
+    """At served-v2's threshold (0.082) a film with P = 0.003 is a clear NORMAL, not 'uncertain'."""
+    from pneumo_core.predict import Prediction
+
+    assert Prediction(0.0031, 0.0816, -5.8).label == "NORMAL" and not Prediction(0.0031, 0.0816, -5.8).uncertain

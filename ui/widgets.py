@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.predict import UNCERTAIN_MARGIN, Prediction
+from pneumo_core.predict import Prediction
 
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
@@ -20,7 +20,8 @@ def probability_scale(prediction: Prediction) -> go.Figure:
     t, p = prediction.threshold, prediction.probability
     figure = go.Figure()
     figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0)
-    figure.add_shape(type="rect", x0=max(0, t - UNCERTAIN_MARGIN), x1=min(1, t + UNCERTAIN_MARGIN), y0=0, y1=1,
+    low, high = prediction.uncertain_band
+    figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1,
                      fillcolor="rgba(183,121,31,0.25)", line_width=0)
     figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2})
     figure.add_scatter(x=[p], y=[0.5], mode="markers", marker={"size": 18, "color": CALM_AMBER if prediction.uncertain else CALM_BLUE,
