@@ -33,7 +33,7 @@ else:
                      **{name: f"{values[name]:.3f}" + (f" ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" if name in intervals else "")
                         for name in CI_METRICS if name in values}})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption(f"Threshold {meta.get('threshold', 0):.3f} ({meta.get('threshold_rule', '')}); calibration temperature "
+    st.caption(f"Threshold {meta.get('threshold', 0):.3f}: {meta.get('threshold_rule', 'not recorded')}. Calibration temperature "
                f"{meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals.")
     sanity_file = served.directory / EVALUATION_DIR / SANITY_FILE
     if sanity_file.is_file():
