@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from sklearn import metrics as skm
 
 from . import CLASS_NAMES
-from .metrics import classification_metrics, sigmoid
+from .logits import sigmoid
+from .metrics import classification_metrics
 
 
 def predictions_frame(files: list[str], labels: np.ndarray, logits: np.ndarray, temperature: float, threshold: float) -> pd.DataFrame:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
 
 OOD_FILE = "ood.npz"
 COLOUR_LIMIT = 15.0
@@ -30,6 +29,8 @@ class FeatureDensity:
 
     @classmethod
     def fit(cls, train_features: np.ndarray, val_features: np.ndarray, quantile: float = VALIDATION_QUANTILE) -> "FeatureDensity":
+        from sklearn.covariance import LedoitWolf  # training only: serving loads the fitted density with NumPy
+
         estimate = LedoitWolf().fit(train_features.astype(np.float64))
         density = cls(estimate.location_, estimate.precision_, 0.0)
         return cls(density.mean, density.precision, float(np.quantile(density.distances(val_features), quantile)))

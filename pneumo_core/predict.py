@@ -21,7 +21,7 @@ import numpy as np
 from . import CLASS_NAMES, lite
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
-from .metrics import sigmoid
+from .logits import sigmoid
 from .ood import FeatureDensity, ood_warnings
 from .preprocess import CANONICAL_SIZE, canonicalize
 from .registry import ModelLoadError, load_lite_path, load_model_dir, read_metadata

@@ -28,7 +28,8 @@ from . import CLASS_NAMES
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
 from .datasets import make_dataset
 from .evaluate import predictions_frame, write_evaluation
-from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature, sigmoid
+from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
+from .logits import sigmoid
 from .ood import FeatureDensity
 from .network import KerasNetwork
 from .predict import Predictor

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from pneumo_core.logits import sigmoid
 from pneumo_core.metrics import (
     choose_threshold,
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
-    sigmoid,
 )
 
 
