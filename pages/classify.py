@@ -58,7 +58,7 @@ if not named_payloads and st.session_state.get("example"):
 if not named_payloads:
     st.stop()
 
-served, problem = served_model()
+served, problem = served_model(loading)
 if served is None:
     st.error(f"No model is available, so nothing can be classified. {problem}")
     st.stop()

@@ -36,7 +36,6 @@ class LiteNetwork:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._run = self._interpreter.get_signature_runner()
         self._lock = threading.Lock()  # an interpreter runs one call at a time
-        self.input_size = int(self._run.get_output_details()["gradcam"]["shape"][-1])
 
     def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits ``(N,)``, pooled features ``(N, 1024)``, Grad-CAMs ``(N, size, size)``) for ``(N, 224, 224)`` uint8."""

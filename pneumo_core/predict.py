@@ -77,7 +77,6 @@ class Network(Protocol):
     """A serving graph on some runtime (:class:`~pneumo_core.network.KerasNetwork`, :class:`~pneumo_core.lite.LiteNetwork`)."""
 
     runtime: str  # one of RUNTIMES other than "auto"
-    input_size: int
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -88,10 +87,11 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
     """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
-    if runtime == "tflite" and not lite.available():
-        raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
-    if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata and lite.available()):
-        return lite.LiteNetwork(load_lite_path(directory, metadata))
+    if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata):
+        if lite.available():
+            return lite.LiteNetwork(load_lite_path(directory, metadata))
+        if runtime == "tflite":
+            raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
     from .network import KerasNetwork
 
     return KerasNetwork(load_model_dir(directory)[0], int(metadata["input_size"]))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import PROJECT_ROOT
+from .preprocess import CANONICAL_SIZE
 
 if TYPE_CHECKING:
     import keras
@@ -58,8 +59,6 @@ def git_commit() -> str:
 def save_model_dir(model: keras.Model, directory: Path, metadata: dict[str, Any]) -> Path:
     """Write ``model.keras``, its TFLite copy (224-px models) and ``metadata.json`` with the files' SHA-256."""
     import keras
-
-    from .preprocess import CANONICAL_SIZE
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

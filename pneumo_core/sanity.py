@@ -75,6 +75,7 @@ def cascading_randomization(model: keras.Model, input_size: int, canonical: np.n
     randomised = keras.models.clone_model(model)
     randomised.set_weights(model.get_weights())
     trained_maps = KerasNetwork(model, input_size).forward_with_gradcam(canonical)[2]
+    randomised_network = KerasNetwork(randomised, input_size)  # its compiled graph reads the weights set below
     results = [StageResult("trained model (nothing re-initialised)", 0, 1.0, 1.0, 0.0, 1.0, len(canonical))]
     done: set[str] = set()
     for label, selects in stages:
@@ -82,7 +83,7 @@ def cascading_randomization(model: keras.Model, input_size: int, canonical: np.n
             if layer.weights and layer.name not in done and selects(layer.name, model):
                 layer.set_weights(fresh.get_layer(layer.name).get_weights())
                 done.add(layer.name)
-        rho = rank_correlations(trained_maps, KerasNetwork(randomised, input_size).forward_with_gradcam(canonical)[2])
+        rho = rank_correlations(trained_maps, randomised_network.forward_with_gradcam(canonical)[2])
         results.append(StageResult(label, len(done), float(rho.mean()), float(np.median(rho)), float(rho.std()),
                                    float(np.abs(rho).mean()), len(canonical)))
     return results

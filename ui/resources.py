@@ -34,7 +34,7 @@ class Served:
 
     def explainer(self) -> Explainer:
         """tf-keras-vis methods for this model (loads TensorFlow and the Keras model on first use)."""
-        return _explainer(str(self.directory), self.metadata["model_sha256"])
+        return _explainer(str(self.directory), self.metadata["model_sha256"], self.predictor)
 
 
 _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
@@ -57,11 +57,12 @@ def _load(directory: Path) -> Served:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _explainer(directory: str, model_sha256: str) -> Explainer:
+def _explainer(directory: str, model_sha256: str, _predictor: Predictor) -> Explainer:
+    """Keyed by the model file; the TensorFlow runtime's Keras model is reused, the TFLite one loads it."""
     from pneumo_core.explain import Explainer
 
-    model, metadata = load_model_dir(Path(directory))
-    return Explainer(model, int(metadata["input_size"]))
+    model = _predictor.network.model if _predictor.runtime == "tensorflow" else load_model_dir(Path(directory))[0]
+    return Explainer(model, _predictor.input_size)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -87,9 +88,10 @@ def start_loading() -> Loading:
         return Loading(None, None, str(error))
 
 
-def served_model() -> tuple[Served | None, str | None]:
-    """The served model, loaded and warmed (waits for it), or (None, a plain reason)."""
-    future, _, problem = start_loading()
+def served_model(loading: Loading | None = None) -> tuple[Served | None, str | None]:
+    """The served model, loaded and warmed (waits for it), or (None, a plain reason); pass the ``loading`` this
+    run already started, if any."""
+    future, _, problem = loading or start_loading()
     if future is None:
         return None, problem
     if not future.done():
