@@ -28,20 +28,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="head epochs on cached features (transfer recipe)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate of the transfer recipe")
-    parser.add_argument("--base-weights", default=defaults.base_weights, help="auto | imagenet | none | PATH (env PNEUMO_BASE_WEIGHTS)")
+    parser.add_argument(
+        "--base-weights", default=defaults.base_weights, help="auto | imagenet | none | PATH (env PNEUMO_BASE_WEIGHTS)"
+    )
     parser.add_argument("--dropout", type=float, default=defaults.dropout)
     parser.add_argument("--head-units", type=int, default=defaults.head_units, help="hidden Dense units in the head (0: none)")
-    parser.add_argument("--feature-views", type=int, default=defaults.feature_views, help="cached feature views (1 clean + augmented)")
-    parser.add_argument("--fine-tune-layers", type=int, default=defaults.fine_tune_layers, help="top base layers unfrozen (0: no fine-tuning)")
+    parser.add_argument(
+        "--feature-views", type=int, default=defaults.feature_views, help="cached feature views (1 clean + augmented)"
+    )
+    parser.add_argument(
+        "--fine-tune-layers", type=int, default=defaults.fine_tune_layers, help="top base layers unfrozen (0: no fine-tuning)"
+    )
     parser.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
     parser.add_argument("--scratch-schedule", default=defaults.scratch_schedule, help="from-scratch phases size:epochs:batch,...")
     parser.add_argument("--scratch-lr", type=float, default=defaults.scratch_lr)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--no-flip", dest="horizontal_flip", action="store_false", help="no horizontal flips (they move the heart)")
+    parser.add_argument(
+        "--no-flip", dest="horizontal_flip", action="store_false", help="no horizontal flips (they move the heart)"
+    )
     parser.add_argument("--contrast", type=float, default=defaults.contrast, help="random contrast factor (0: off)")
-    parser.add_argument("--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation")
+    parser.add_argument("--gamma", type=float, default=defaults.gamma, help="random gamma exp(U(-g, g)) (0: off)")
+    parser.add_argument(
+        "--sharpness", type=float, default=defaults.sharpness, help="random unsharp mask amount, negative blurs (0: off)"
+    )
+    parser.add_argument("--noise", type=float, default=defaults.noise, help="max Gaussian noise std in grey levels (0: off)")
+    parser.add_argument(
+        "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"
+    )
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -65,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if saved.exists():  # a resumed run keeps its original settings
             config = TrainConfig(**{**json.loads(saved.read_text()), "progress_file": config.progress_file})
 
-    from pneumo_core.progress import ProgressWriter
-    from pneumo_core.registry import promote
     from pneumo_core.config import served_model_dir
+    from pneumo_core.registry import promote
     from pneumo_core.training import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed

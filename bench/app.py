@@ -21,8 +21,16 @@ from common import append_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "bench" / "out" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def rss_mb(pid: int) -> float:
@@ -44,7 +52,10 @@ def wait_for_answers(page, count: int) -> None:
     page.wait_for_function(
         """n => document.querySelectorAll('[data-testid="stMetric"]').length >= n
                && document.querySelectorAll('[data-testid="stImage"] img').length >= 2 * n""",
-        arg=count, polling=50, timeout=120_000)
+        arg=count,
+        polling=50,
+        timeout=120_000,
+    )
 
 
 def show_method(page, method: str, count: int) -> float:
@@ -55,7 +66,10 @@ def show_method(page, method: str, count: int) -> float:
     page.wait_for_function(
         """([method, n]) => [...document.querySelectorAll('[data-testid="stImageCaption"]')]
                .filter(e => e.textContent.trim() === method + ' overlay').length >= n""",
-        arg=[method, count], polling=50, timeout=600_000)
+        arg=[method, count],
+        polling=50,
+        timeout=600_000,
+    )
     return time.perf_counter() - started
 
 
@@ -68,14 +82,30 @@ def main() -> None:
     examples = sorted((ROOT / "examples").glob("*.jpeg"))
     url = f"http://127.0.0.1:{port}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)  # a visitor's browser is already open
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )  # a visitor's browser is already open
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         server_log = open(SCREENSHOTS.parent / "server.log", "w")  # the model's load and warm-up times are logged there
         started = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                                   "--server.address", "127.0.0.1"], cwd=ROOT, stdout=server_log, stderr=subprocess.STDOUT,
-                                  env={**os.environ})
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+            ],
+            cwd=ROOT,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
         try:
             while True:
                 try:
@@ -115,11 +145,25 @@ def main() -> None:
     rows = [
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
         ("server start to the page shown (uploader ready; the model may still be loading)", f"{shown:.1f} s", "—", "—"),
-        ("cold start to first answer (label + Grad-CAM) in Chromium", f"{first:.1f} s", f"{first / 10:.2f} of the goal", "≤ 10 s"),
-        ("warm classification through the browser (upload → label + Grad-CAM), median", f"{warm:.2f} s", "—", "well under 1 s of compute"),
+        (
+            "cold start to first answer (label + Grad-CAM) in Chromium",
+            f"{first:.1f} s",
+            f"{first / 10:.2f} of the goal",
+            "≤ 10 s",
+        ),
+        (
+            "warm classification through the browser (upload → label + Grad-CAM), median",
+            f"{warm:.2f} s",
+            "—",
+            "well under 1 s of compute",
+        ),
         ("serving process memory (RSS) after the answers on the Classify page", f"{memory_classify:.0f} MB", "—", "—"),
-        (f"Grad-CAM++ for the {len(examples)} images, first use (loads TensorFlow and the Keras model)",
-         f"{methods['Grad-CAM++']:.1f} s", "—", "—"),
+        (
+            f"Grad-CAM++ for the {len(examples)} images, first use (loads TensorFlow and the Keras model)",
+            f"{methods['Grad-CAM++']:.1f} s",
+            "—",
+            "—",
+        ),
         (f"ScoreCAM for the {len(examples)} images", f"{methods['ScoreCAM']:.1f} s", "—", "—"),
         ("back to Grad-CAM (it came with the answers)", f"{methods['Grad-CAM']:.2f} s", "—", "—"),
         ("serving process memory (RSS) after the other methods (TensorFlow loaded)", f"{memory_methods:.0f} MB", "—", "—"),

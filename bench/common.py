@@ -6,9 +6,9 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -36,21 +36,40 @@ def machine() -> str:
     import keras
     import tensorflow as tf
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
-    return (f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-            f"Keras {keras.__version__}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}"
+    )
 
 
 def append_results(title: str, command: str, rows: list[tuple[str, str, str, str]], notes: str = "") -> str:
     """Append a table (measure, value, ratio, goal) to RESULTS.md and return it as text."""
-    lines = [f"## {title} — {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}", "", f"Machine: {machine()}  ",
-             f"Command: `{command}`", "", "| measure | value | ratio | goal |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"## {title} — {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `{command}`",
+        "",
+        "| measure | value | ratio | goal |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if notes:
         lines += ["", notes]
     text = "\n".join(lines) + "\n\n"
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `bench/`; ratios compare against a baseline run in the same process.\n\n")
+        RESULTS.write_text(
+            "# Benchmark results\n\n"
+            "Each section is appended by a script in `bench/`; ratios compare against a baseline run in the same process.\n\n"
+        )
     with RESULTS.open("a") as handle:
         handle.write(text)
     return text

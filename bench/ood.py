@@ -16,10 +16,9 @@ import argparse
 import io
 from pathlib import Path
 
-from common import append_results
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from common import append_results
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from pneumo_core.config import default_data_dir, served_model_dir  # noqa: E402
@@ -49,15 +48,22 @@ def non_xrays(rng: np.random.Generator, xray_examples: list[bytes]) -> dict[str,
         page = Image.new("L", (600, 800), 255)
         draw = ImageDraw.Draw(page)
         for line in range(30):
-            draw.text((40, 30 + 24 * line), f"Report {i}: patient history line {line} " + "lorem ipsum " * 3, fill=0,
-                      font=ImageFont.load_default(16))
+            draw.text(
+                (40, 30 + 24 * line),
+                f"Report {i}: patient history line {line} " + "lorem ipsum " * 3,
+                fill=0,
+                font=ImageFont.load_default(16),
+            )
         documents.append(np.asarray(page))
     patterns = []
     for i in range(10):
         yy, xx = np.mgrid[0:256, 0:256]
         patterns.append(((xx + yy * (i % 3)) % 256).astype(np.uint8))  # gradients
         patterns.append((((xx // (8 + 4 * i)) + (yy // (8 + 4 * i))) % 2 * 255).astype(np.uint8))  # checkerboards
-    dicoms = [open(get_testdata_file(name), "rb").read() for name in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm")]
+    dicoms = [
+        open(get_testdata_file(name), "rb").read()
+        for name in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm")
+    ]
     inverted = [png(255 - np.asarray(Image.open(io.BytesIO(x)).convert("L"))) for x in xray_examples]
     return {
         "colour photo crops": [png(c) for c in crops],
@@ -79,9 +85,19 @@ def main() -> None:
     files = pd.read_csv(directory / EVALUATION_DIR / "test_predictions.csv")["file"].tolist()
     root = class_root(default_data_dir())
     xrays = [(root / f).read_bytes() for f in files]
-    flagged = [bool(case.warnings) for start in range(0, len(xrays), 64)
-               for case in predictor.classify([(str(i), x) for i, x in enumerate(xrays[start : start + 64])])]
-    rows = [("held-out chest X-rays (internal test)", f"{len(xrays)} images", f"false alarms {np.mean(flagged):.1%}", "low (limit: 99th pct of validation)")]
+    flagged = [
+        bool(case.warnings)
+        for start in range(0, len(xrays), 64)
+        for case in predictor.classify([(str(i), x) for i, x in enumerate(xrays[start : start + 64])])
+    ]
+    rows = [
+        (
+            "held-out chest X-rays (internal test)",
+            f"{len(xrays)} images",
+            f"false alarms {np.mean(flagged):.1%}",
+            "low (limit: 99th pct of validation)",
+        )
+    ]
     detected_all = []
     for name, payloads in non_xrays(np.random.default_rng(0), xrays[:20]).items():
         cases = predictor.classify([(str(i), p) for i, p in enumerate(payloads)])
@@ -89,9 +105,16 @@ def main() -> None:
         detected_all += detected
         rows.append((name, f"{len(detected)} images", f"detected {np.mean(detected):.0%}", "high"))
     rows.append(("all non-X-rays", f"{len(detected_all)} images", f"detected {np.mean(detected_all):.0%}", "high"))
-    print(append_results("Not-a-chest-X-ray checks", "python bench/ood.py", rows,
-                         f"Model: {predictor.metadata.get('name')}; limit {predictor.density.limit:.1f} (Mahalanobis, Ledoit-Wolf)."
-                         if predictor.density else "Model without a feature density: colour check only."))
+    print(
+        append_results(
+            "Not-a-chest-X-ray checks",
+            "python bench/ood.py",
+            rows,
+            f"Model: {predictor.metadata.get('name')}; limit {predictor.density.limit:.1f} (Mahalanobis, Ledoit-Wolf)."
+            if predictor.density
+            else "Model without a feature density: colour check only.",
+        )
+    )
 
 
 if __name__ == "__main__":

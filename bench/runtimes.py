@@ -15,10 +15,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from common import append_results, timed
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import append_results, timed
 
 from pneumo_core.config import served_model_dir  # noqa: E402
 from pneumo_core.model import LOGIT_LAYER  # noqa: E402
@@ -71,13 +70,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     inputs = {batch: rng.uniform(-2, 2, (batch, size, size, 3)).astype(np.float32) for batch in (1, 32)}
 
-    runners: dict[str, dict[int, object]] = {"TensorFlow, compiled (baseline)": {}, "XLA (jit_compile)": {}, "TFLite (XNNPACK)": {}}
+    runners: dict[str, dict[int, object]] = {
+        "TensorFlow, compiled (baseline)": {},
+        "XLA (jit_compile)": {},
+        "TFLite (XNNPACK)": {},
+    }
     compiled = tf.function(lambda x: logit_model(x, training=False), input_signature=[tf.TensorSpec([None, size, size, 3])])
     xla = tf.function(lambda x: logit_model(x, training=False), jit_compile=True)
     for batch in (1, 32):
         runners["TensorFlow, compiled (baseline)"][batch] = lambda x: compiled(x).numpy()
         runners["XLA (jit_compile)"][batch] = lambda x: xla(x).numpy()
-        concrete = tf.function(lambda x: logit_model(x, training=False)).get_concrete_function(tf.TensorSpec([batch, size, size, 3]))
+        concrete = tf.function(lambda x: logit_model(x, training=False)).get_concrete_function(
+            tf.TensorSpec([batch, size, size, 3])
+        )
         runners["TFLite (XNNPACK)"][batch] = tflite_runner(concrete, batch)
     skipped = ""
     try:
@@ -90,14 +95,27 @@ def main() -> None:
     for name, by_batch in runners.items():
         reference = runners["TensorFlow, compiled (baseline)"][1](inputs[1])
         difference = float(np.abs(np.asarray(by_batch[1](inputs[1])).reshape(-1) - reference.reshape(-1)).max())
-        single = float(np.median(timed(lambda: by_batch[1](inputs[1]), args.runs)))
-        batch_seconds = float(np.median(timed(lambda: by_batch[32](inputs[32]), max(3, args.runs // 10), warmup=1)))
+        single = float(np.median(timed(lambda run=by_batch[1]: run(inputs[1]), args.runs)))
+        batch_seconds = float(np.median(timed(lambda run=by_batch[32]: run(inputs[32]), max(3, args.runs // 10), warmup=1)))
         rate = 32 / batch_seconds
         baseline = baseline or {"single": single, "rate": rate}
-        rows.append((name, f"batch 1: {single * 1000:.1f} ms; batch 32: {rate:.1f} img/s; largest logit difference {difference:.1e}",
-                     f"{baseline['single'] / single:.2f} × speed at batch 1, {rate / baseline['rate']:.2f} × at batch 32", "a real win to adopt"))
-    print(append_results("Alternative runtimes", "python bench/runtimes.py", rows,
-                         f"Model: {metadata.get('name')}; {THREADS} threads everywhere; TFLite through LiteRT (ai-edge-litert), as served. {skipped}".strip()))
+        rows.append(
+            (
+                name,
+                f"batch 1: {single * 1000:.1f} ms; batch 32: {rate:.1f} img/s; largest logit difference {difference:.1e}",
+                f"{baseline['single'] / single:.2f} × speed at batch 1, {rate / baseline['rate']:.2f} × at batch 32",
+                "a real win to adopt",
+            )
+        )
+    print(
+        append_results(
+            "Alternative runtimes",
+            "python bench/runtimes.py",
+            rows,
+            f"Model: {metadata.get('name')}; {THREADS} threads everywhere; "
+            f"TFLite through LiteRT (ai-edge-litert), as served. {skipped}".strip(),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import append_results, p50_p95, timed
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import append_results, p50_p95, timed
 from PIL import Image  # noqa: E402
 
 from pneumo_core.config import served_model_dir  # noqa: E402
@@ -60,8 +59,14 @@ def main() -> None:
     bare_p50 = p50_p95(timed(lambda: forward(one).numpy(), args.runs))[0]
     achieved = 2 * DENSENET121_GMACS_224 * (size / 224) ** 2 / bare_p50
     rows.append(("float32 matmul 2048² (machine peak proxy)", f"{gflops:.0f} GFLOP/s", "1.00", "—"))
-    rows.append(("bare compiled TensorFlow forward, batch 1 (baseline)", f"{bare_p50 * 1000:.1f} ms = {achieved:.0f} GFLOP/s",
-                 f"{achieved / gflops:.2f} of matmul", "—"))
+    rows.append(
+        (
+            "bare compiled TensorFlow forward, batch 1 (baseline)",
+            f"{bare_p50 * 1000:.1f} ms = {achieved:.0f} GFLOP/s",
+            f"{achieved / gflops:.2f} of matmul",
+            "—",
+        )
+    )
 
     # 1. single upload → probability, on each runtime
     def seed_style():  # PIL load, resize, Keras predict on one image
@@ -72,11 +77,17 @@ def main() -> None:
     seed_p50 = p50_p95(timed(seed_style, max(20, args.runs // 5)))[0]
     for runtime, predictor in predictors.items():
         predictor.warm_up()
-        ours_p50, ours_p95 = p50_p95(timed(lambda: predictor.classify([("x.jpeg", payload)]), args.runs))
+        ours_p50, ours_p95 = p50_p95(timed(lambda p=predictor: p.classify([("x.jpeg", payload)]), args.runs))
         lite_speed = achieved * bare_p50 / ours_p50 if runtime == "tflite" else None
-        rows.append((f"upload → probability, {runtime} runtime{' (served default)' if runtime == 'tflite' else ''}, p50 / p95",
-                     f"{ours_p50 * 1000:.1f} / {ours_p95 * 1000:.1f} ms" + (f" (≈ {lite_speed:.0f} GFLOP/s incl. decode)" if lite_speed else ""),
-                     f"{ours_p50 / bare_p50:.2f} × bare forward; {seed_p50 / ours_p50:.1f} × faster than seed way", "≤ 1.3 × bare forward"))
+        rows.append(
+            (
+                f"upload → probability, {runtime} runtime{' (served default)' if runtime == 'tflite' else ''}, p50 / p95",
+                f"{ours_p50 * 1000:.1f} / {ours_p95 * 1000:.1f} ms"
+                + (f" (≈ {lite_speed:.0f} GFLOP/s incl. decode)" if lite_speed else ""),
+                f"{ours_p50 / bare_p50:.2f} × bare forward; {seed_p50 / ours_p50:.1f} × faster than seed way",
+                "≤ 1.3 × bare forward",
+            )
+        )
     rows.append(("upload → probability (seed: PIL + model.predict), p50", f"{seed_p50 * 1000:.1f} ms", "baseline", "—"))
 
     # 2. folder throughput: CLI vs per-image model.predict vs bare batch-32 forward
@@ -94,15 +105,31 @@ def main() -> None:
             in_process = predictor.classify(payloads)
             rate = 256 / (time.perf_counter() - started)
             assert all(case.prediction for case in in_process)
-            rows.append((f"folder → predictions in process, {runtime} runtime (decode pipelined with the model)", f"{rate:.1f} img/s",
-                         f"{rate / bare_rate:.2f} × bare batch rate", "≥ 0.9 ×"))
+            rows.append(
+                (
+                    f"folder → predictions in process, {runtime} runtime (decode pipelined with the model)",
+                    f"{rate:.1f} img/s",
+                    f"{rate / bare_rate:.2f} × bare batch rate",
+                    "≥ 0.9 ×",
+                )
+            )
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pneumo_core", "predict", *(["--model", args.model] if args.model else []), folder],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pneumo_core", "predict", *(["--model", args.model] if args.model else []), folder],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         cli_total = time.perf_counter() - started
         assert len(done.stdout.splitlines()) == 256
-    rows.append(("`python -m pneumo_core predict` on 256 files, incl. start-up", f"{256 / cli_total:.1f} img/s ({cli_total:.1f} s)",
-                 f"{(256 / cli_total) / per_image_rate:.1f} × per-image model.predict", "—"))
+    rows.append(
+        (
+            "`python -m pneumo_core predict` on 256 files, incl. start-up",
+            f"{256 / cli_total:.1f} img/s ({cli_total:.1f} s)",
+            f"{(256 / cli_total) / per_image_rate:.1f} × per-image model.predict",
+            "—",
+        )
+    )
     rows.append(("per-image model.predict (seed way)", f"{per_image_rate:.1f} img/s", "baseline", "—"))
 
     # 3. Grad-CAM per method vs tf-keras-vis Gradcam called the usual way
@@ -113,20 +140,34 @@ def main() -> None:
 
     usual = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
     images = to_model_input(canonical, size)
-    vis = np.median(timed(lambda: usual(BinaryScore(True), images, penultimate_layer=LAST_CONV_LAYER, seek_penultimate_conv_layer=False), 10))
+    vis = np.median(
+        timed(lambda: usual(BinaryScore(True), images, penultimate_layer=LAST_CONV_LAYER, seek_penultimate_conv_layer=False), 10)
+    )
     rows.append(("tf-keras-vis Gradcam, usual call", f"{vis * 1000:.0f} ms", "baseline", "—"))
     for runtime, predictor in predictors.items():
-        both = np.median(timed(lambda: predictor.network.forward_with_gradcam(canonical), args.runs))
-        rows.append((f"answer + Grad-CAM in one serving-graph call, {runtime} runtime", f"{both * 1000:.1f} ms",
-                     f"{both / bare_p50:.2f} × bare forward; {vis / both:.0f} × faster than tf-keras-vis", "≤ 2 × forward"))
+        both = np.median(timed(lambda p=predictor: p.network.forward_with_gradcam(canonical), args.runs))
+        rows.append(
+            (
+                f"answer + Grad-CAM in one serving-graph call, {runtime} runtime",
+                f"{both * 1000:.1f} ms",
+                f"{both / bare_p50:.2f} × bare forward; {vis / both:.0f} × faster than tf-keras-vis",
+                "≤ 2 × forward",
+            )
+        )
     explainer = Explainer(model, size)
     for method in METHODS[1:]:
-        seconds = np.median(timed(lambda: explainer.explain(canonical, method, [True]), 3, warmup=1))
+        seconds = np.median(timed(lambda m=method: explainer.explain(canonical, m, [True]), 3, warmup=1))
         rows.append((f"{method} (tf-keras-vis)", f"{seconds * 1000:.0f} ms", f"{seconds / bare_p50:.0f} × forward", "—"))
 
-    print(append_results("Serving", "python bench/serving.py" + (f" --model {args.model}" if args.model else ""), rows,
-                         f"Model: {metadata.get('name')} ({size} px). The app and the CLI serve the TFLite copy (LiteRT, XNNPACK, "
-                         "2 threads, batch 1); the tensorflow runtime is the compiled graph at batch 32."))
+    print(
+        append_results(
+            "Serving",
+            "python bench/serving.py" + (f" --model {args.model}" if args.model else ""),
+            rows,
+            f"Model: {metadata.get('name')} ({size} px). The app and the CLI serve the TFLite copy (LiteRT, XNNPACK, "
+            "2 threads, batch 1); the tensorflow runtime is the compiled graph at batch 32.",
+        )
+    )
     print(json.dumps({"ok": True}))
 
 

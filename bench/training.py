@@ -12,11 +12,10 @@ import argparse
 import math
 import time
 
-from common import append_results
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import append_results
 
 from pneumo_core.config import default_data_dir  # noqa: E402
 from pneumo_core.data import class_root, list_labelled_images, load_canonical_images  # noqa: E402
@@ -61,13 +60,16 @@ def main() -> None:
         started = time.perf_counter()
         views.append(features.predict(dataset, verbose=0))
         extract_seconds.append((time.perf_counter() - started) * scale)
-    rows.append(("seed frozen recipe, 15 epochs through the frozen network (extrapolated)", f"{seed_total / 60:.1f} min",
-                 "baseline", "—"))
+    rows.append(
+        ("seed frozen recipe, 15 epochs through the frozen network (extrapolated)", f"{seed_total / 60:.1f} min", "baseline", "—")
+    )
     for count in (1, 3):
         inputs = keras.Input(shape=(views[0].shape[1],))
         head = keras.Model(inputs, build_head(inputs, 0.3, 256))
         head.compile(keras.optimizers.Adam(1e-4), "binary_crossentropy")
-        x_full = np.resize(np.concatenate(views[:count]), (count * TRAIN_IMAGES, views[0].shape[1]))  # the head at full size: cheap, so real
+        x_full = np.resize(
+            np.concatenate(views[:count]), (count * TRAIN_IMAGES, views[0].shape[1])
+        )  # the head at full size: cheap, so real
         y_full = np.resize(np.tile(labels, count), count * TRAIN_IMAGES)
         started = time.perf_counter()
         head.fit(x_full, y_full, batch_size=16, epochs=EPOCHS, verbose=0)
@@ -75,8 +77,14 @@ def main() -> None:
         extract = sum(extract_seconds[:count])
         total = extract + head_seconds
         what = "1 clean view (no augmentation)" if count == 1 else f"{count} views (1 clean + {count - 1} augmented, the default)"
-        rows.append((f"cached features, {what} + 15 head epochs", f"{total / 60:.2f} min (features {extract:.0f} s, head {head_seconds:.0f} s)",
-                     f"{seed_total / total:.1f} × faster", "≥ 10 ×"))
+        rows.append(
+            (
+                f"cached features, {what} + 15 head epochs",
+                f"{total / 60:.2f} min (features {extract:.0f} s, head {head_seconds:.0f} s)",
+                f"{seed_total / total:.1f} × faster",
+                "≥ 10 ×",
+            )
+        )
 
     # 4c. from-scratch: full pipeline (augmentation in tf.data) vs bare train step on cached tensors
     for size, batch in ((128, 32), (224, 16)):
@@ -86,12 +94,26 @@ def main() -> None:
         for _ in bare.take(math.ceil(args.images / batch)):
             pass  # fill the cache
         bare_step = fit_seconds(model, bare, 10)
-        pipeline_step = fit_seconds(model, make_dataset(images, labels, size, batch, Augmentation(contrast=0.2), shuffle=True).repeat(), 10)
+        pipeline_step = fit_seconds(
+            model, make_dataset(images, labels, size, batch, Augmentation(contrast=0.2), shuffle=True).repeat(), 10
+        )
         epoch = pipeline_step * math.ceil(TRAIN_IMAGES / batch)
-        rows.append((f"from scratch {size} px batch {batch}: step with augmenting pipeline", f"{pipeline_step:.2f} s (epoch ≈ {epoch / 60:.1f} min)",
-                     f"{pipeline_step / bare_step:.2f} × bare step ({bare_step:.2f} s)", "≤ 1.15 ×"))
-    print(append_results("Training", f"python bench/training.py --images {args.images}", rows,
-                         "Extrapolated to the 3,725-image train split; random-init weights."))
+        rows.append(
+            (
+                f"from scratch {size} px batch {batch}: step with augmenting pipeline",
+                f"{pipeline_step:.2f} s (epoch ≈ {epoch / 60:.1f} min)",
+                f"{pipeline_step / bare_step:.2f} × bare step ({bare_step:.2f} s)",
+                "≤ 1.15 ×",
+            )
+        )
+    print(
+        append_results(
+            "Training",
+            f"python bench/training.py --images {args.images}",
+            rows,
+            "Extrapolated to the 3,725-image train split; random-init weights.",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,13 @@ if loading.problem:
 
 with st.sidebar:
     st.subheader("Explanation")
-    method = st.selectbox("Method", METHODS, key="cam_method", help="Grad-CAM comes with the answer; Grad-CAM++ and ScoreCAM take a few seconds (the first one longer: it loads TensorFlow).")
+    method = st.selectbox(
+        "Method",
+        METHODS,
+        key="cam_method",
+        help="Grad-CAM comes with the answer; Grad-CAM++ and ScoreCAM take a few seconds "
+        "(the first one longer: it loads TensorFlow).",
+    )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
     colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
 
@@ -44,8 +50,9 @@ uploads = st.file_uploader("Chest X-ray images", type=UPLOAD_TYPES, accept_multi
 st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; never used to train the model):")
 example_columns = st.columns(len(EXAMPLES) or 1)
 for column, path in zip(example_columns, EXAMPLES):
-    if column.button(path.stem.split("_")[0].title() + f" · {path.stem.split('_', 1)[1][:14]}", key=f"example_{path.name}",
-                     width="stretch"):
+    if column.button(
+        path.stem.split("_")[0].title() + f" · {path.stem.split('_', 1)[1][:14]}", key=f"example_{path.name}", width="stretch"
+    ):
         st.session_state["example"] = path.name
 
 named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]
@@ -69,7 +76,9 @@ digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
 missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
 if missing:
     with st.spinner("Classifying…"):
-        for digest, case in zip([d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_gradcam=True)):
+        for digest, case in zip(
+            [d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_gradcam=True)
+        ):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
@@ -95,10 +104,13 @@ def cam_for(digest: str, case: Case):
 if len(cases) > 1:
     table = pd.DataFrame(
         [
-            {"file": c.name, "label": c.prediction.label if c.prediction else "—",
-             "P(pneumonia)": round(c.prediction.probability, 4) if c.prediction else None,
-             "uncertain": c.prediction.uncertain if c.prediction else None,
-             "problem": c.error or ("does not look like a chest X-ray" if c.warnings else "")}
+            {
+                "file": c.name,
+                "label": c.prediction.label if c.prediction else "—",
+                "P(pneumonia)": round(c.prediction.probability, 4) if c.prediction else None,
+                "uncertain": c.prediction.uncertain if c.prediction else None,
+                "problem": c.error or ("does not look like a chest X-ray" if c.warnings else ""),
+            }
             for c in cases
         ]
     )
@@ -122,13 +134,22 @@ for digest, case in zip(digests, cases):
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
         st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
-        st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False},
-                        key=f"scale_{digest}")
-        st.caption("Shaded: the uncertain band around the operating threshold. "
-                   "The heat map shows where the model looked, not where disease is.")
+        st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
+        st.caption(
+            "Shaded: the uncertain band around the operating threshold. "
+            "The heat map shows where the model looked, not where disease is."
+        )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):
                 st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-        report = partial(case_report_png, case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed"))
-        st.download_button("Download case report (PNG)", report, f"{Path(case.name).stem}_report.png", "image/png",
-                           key=f"report_{digest}", on_click="ignore")  # drawn only when clicked
+        report = partial(
+            case_report_png, case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed")
+        )
+        st.download_button(
+            "Download case report (PNG)",
+            report,
+            f"{Path(case.name).stem}_report.png",
+            "image/png",
+            key=f"report_{digest}",
+            on_click="ignore",
+        )  # drawn only when clicked

@@ -27,8 +27,12 @@ PUBLISHED = pd.DataFrame(
     ],
     columns=["reference (official 624-image test split)", "accuracy", "sensitivity", "specificity", "ROC AUC"],
 )
-CELLS = {"False positives (NORMAL called PNEUMONIA)": (0, 1), "False negatives (PNEUMONIA called NORMAL)": (1, 0),
-         "True positives": (1, 1), "True negatives": (0, 0)}
+CELLS = {
+    "False positives (NORMAL called PNEUMONIA)": (0, 1),
+    "False negatives (PNEUMONIA called NORMAL)": (1, 0),
+    "True positives": (1, 1),
+    "True negatives": (0, 0),
+}
 
 st.title("Metrics of the served model")
 served, problem = served_model()
@@ -61,30 +65,54 @@ point = classification_metrics(labels, scores, served_threshold)
 ci = intervals(metadata["model_sha256"], served_threshold)
 st.subheader("At the operating threshold, with 95% bootstrap intervals")
 st.dataframe(
-    pd.DataFrame([{"metric": name, "value": round(point[name], 4), "95% CI": f"{ci[name][0]:.3f} – {ci[name][1]:.3f}"} for name in CI_METRICS]),
-    hide_index=True, width="content",
+    pd.DataFrame(
+        [
+            {"metric": name, "value": round(point[name], 4), "95% CI": f"{ci[name][0]:.3f} – {ci[name][1]:.3f}"}
+            for name in CI_METRICS
+        ]
+    ),
+    hide_index=True,
+    width="content",
 )
-st.caption(f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split (62.5% on the official test split).")
+st.caption(
+    f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split (62.5% on the official test split)."
+)
 
 st.subheader("Explore the threshold")
-st.info("Exploration only: moving this slider does not change the served model. Thresholds are chosen on validation data, never on test data.", icon=":material/search:")
+st.info(
+    "Exploration only: moving this slider does not change the served model. "
+    "Thresholds are chosen on validation data, never on test data.",
+    icon=":material/search:",
+)
 threshold = st.slider("Threshold on P(pneumonia)", 0.0, 1.0, served_threshold, 0.01, key="explore_threshold")
 explored = classification_metrics(labels, scores, threshold)
 columns = st.columns(4)
-for column, (name, key) in zip(columns, [("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("PPV", "precision"), ("NPV", "npv")]):
+for column, (name, key) in zip(
+    columns, [("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("PPV", "precision"), ("NPV", "npv")]
+):
     column.metric(name, f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs served")
 left, right = st.columns(2)
 with left:
     clicked = st.plotly_chart(
         clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
-        width="stretch", on_select="rerun", selection_mode="points", key="confusion",
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key="confusion",
     )
 roc, pr = roc_pr_figures(frame, threshold)
 right.plotly_chart(roc, width="stretch")
 left.plotly_chart(pr, width="stretch")
 predicted_mean, observed, counts = reliability_curve(labels, scores)
-reliability = go.Figure(layout={"title": f"Reliability (ECE {point['ece']:.3f})", "xaxis_title": "predicted P(pneumonia)",
-                                "yaxis_title": "observed frequency", "xaxis_range": [0, 1], "yaxis_range": [0, 1]})
+reliability = go.Figure(
+    layout={
+        "title": f"Reliability (ECE {point['ece']:.3f})",
+        "xaxis_title": "predicted P(pneumonia)",
+        "yaxis_title": "observed frequency",
+        "xaxis_range": [0, 1],
+        "yaxis_range": [0, 1],
+    }
+)
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
 reliability.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
 right.plotly_chart(reliability, width="stretch")
@@ -97,7 +125,9 @@ st.subheader("What the model gets wrong")
 points = (clicked or {}).get("selection", {}).get("points", []) if clicked else []
 if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get("applied_click"):
     truth_name, called_name = st.session_state["applied_click"] = points[0]["customdata"]  # a new click picks the cell
-    st.session_state["cell"] = next(k for k, v in CELLS.items() if v == (CLASS_NAMES.index(truth_name), CLASS_NAMES.index(called_name)))
+    st.session_state["cell"] = next(
+        k for k, v in CELLS.items() if v == (CLASS_NAMES.index(truth_name), CLASS_NAMES.index(called_name))
+    )
 cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
 truth, called = CELLS[cell]
 chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]
@@ -132,9 +162,18 @@ except Exception as error:  # noqa: BLE001 - any store problem is shown, not rai
     runs = None
     st.info(f"The MLflow store could not be read ({type(error).__name__}).")
 if runs is not None and len(runs):
-    wanted = ["tags.mlflow.runName", "status", "start_time", "params.recipe", "params.base_weights_used",
-              "metrics.final_val_roc_auc", "metrics.internal_test_roc_auc", "metrics.internal_test_accuracy",
-              "metrics.internal_test_sensitivity", "metrics.internal_test_specificity"]
+    wanted = [
+        "tags.mlflow.runName",
+        "status",
+        "start_time",
+        "params.recipe",
+        "params.base_weights_used",
+        "metrics.final_val_roc_auc",
+        "metrics.internal_test_roc_auc",
+        "metrics.internal_test_accuracy",
+        "metrics.internal_test_sensitivity",
+        "metrics.internal_test_specificity",
+    ]
     st.dataframe(runs[[c for c in wanted if c in runs.columns]], hide_index=True, width="stretch")
     st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
 elif runs is not None:

@@ -36,12 +36,23 @@ class ProgressCallback(keras.callbacks.Callback):
         if now - self._last_emit >= self.interval_s:
             self._last_emit = now
             self.writer.emit(
-                "step", phase=self.phase, epoch=self._epoch + 1, epochs=self.epochs, step=batch + 1, steps=self.steps,
-                metrics={k: float(v) for k, v in (logs or {}).items()}, eta_s=self._eta(self._done_steps),
+                "step",
+                phase=self.phase,
+                epoch=self._epoch + 1,
+                epochs=self.epochs,
+                step=batch + 1,
+                steps=self.steps,
+                metrics={k: float(v) for k, v in (logs or {}).items()},
+                eta_s=self._eta(self._done_steps),
             )
 
     def on_epoch_end(self, epoch, logs=None):
         self.writer.emit(
-            "epoch", phase=self.phase, epoch=epoch + 1, epochs=self.epochs, steps=self.steps,
-            metrics={k: float(v) for k, v in (logs or {}).items()}, eta_s=self._eta(self._done_steps),
+            "epoch",
+            phase=self.phase,
+            epoch=epoch + 1,
+            epochs=self.epochs,
+            steps=self.steps,
+            metrics={k: float(v) for k, v in (logs or {}).items()},
+            eta_s=self._eta(self._done_steps),
         )

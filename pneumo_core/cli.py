@@ -35,18 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files or folders (recursed)")
     predict.add_argument("--model", type=Path, default=None, help="model directory (default: the served model)")
     predict.add_argument("--threshold", type=float, default=None, help="override the model's operating threshold")
-    predict.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                         help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow")
+    predict.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow",
+    )
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     evaluate = commands.add_parser("evaluate", help="metrics and per-image predictions for a labelled folder")
-    evaluate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or test/ holding them)")
+    evaluate.add_argument(
+        "data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or test/ holding them)"
+    )
     evaluate.add_argument("--model", type=Path, default=None)
     evaluate.add_argument("--threshold", type=float, default=None)
     evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
-    sanity.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="images or folders (default: internal-test images from the model's manifest)")
+    sanity.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="images or folders (default: internal-test images from the model's manifest)",
+    )
     sanity.add_argument("--model", type=Path, default=None)
     sanity.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
     sanity.add_argument("--images", type=int, default=64, help="how many images, evenly spaced over the list (default 64)")
@@ -107,8 +118,12 @@ def run_predict(args: argparse.Namespace) -> int:
                 failed = True
                 record = {"file": str(path), "error": error}
             else:
-                record = {"file": str(path), "label": result.prediction.label, "probability": round(result.prediction.probability, 6),
-                          "threshold": round(result.prediction.threshold, 6)}
+                record = {
+                    "file": str(path),
+                    "label": result.prediction.label,
+                    "probability": round(result.prediction.probability, 6),
+                    "threshold": round(result.prediction.threshold, 6),
+                }
                 if result.warnings:
                     record["warnings"] = list(result.warnings)
             print(json.dumps(record), flush=True)
@@ -139,7 +154,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     unreadable = len(listing) - len(keep)
     listing = listing.iloc[keep]
     logits = predictor.logits_canonical(np.stack(canonical))
-    frame = predictions_frame(listing["file"].tolist(), listing["label"].to_numpy(), logits, predictor.temperature, predictor.threshold)
+    frame = predictions_frame(
+        listing["file"].tolist(), listing["label"].to_numpy(), logits, predictor.temperature, predictor.threshold
+    )
     metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation")
     print(f"model: {predictor.metadata.get('name')}  threshold: {predictor.threshold:.4f}  data: {args.data_dir}")
     print(format_metrics_table({"evaluation": metrics}))
@@ -193,8 +210,9 @@ def run_sanity(args: argparse.Namespace) -> int:
     print(f"model: {metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
     print(results_table(results))
     if args.out:
-        args.out.write_text(json.dumps({"model": metadata.get("name"), "images": len(images),
-                                        "stages": results_json(results)}, indent=2))
+        args.out.write_text(
+            json.dumps({"model": metadata.get("name"), "images": len(images), "stages": results_json(results)}, indent=2)
+        )
     return EXIT_OK
 
 

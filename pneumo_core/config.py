@@ -1,21 +1,39 @@
-"""Where things live: data folders, the served model, the MLflow store.
+"""Every setting in one place: locations, runtime choices, operator access, training switches.
 
-Every location has a default relative to the project root and an environment
-variable that overrides it, so the app, the CLI, CI and the tests agree.
+Each setting has a default relative to the project root and an environment variable
+that overrides it (the README's settings table lists them all), so the app, the CLI,
+the API, CI and the tests agree. Secrets may also come from ``.streamlit/secrets.toml``
+(``[operator] password``, ``[training] enabled``); environment variables win.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DATA_DIR_ENV = "PNEUMO_DATA_DIR"
-MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
-BASE_WEIGHTS_ENV = "PNEUMO_BASE_WEIGHTS"
-RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
 DATA_ROOTS_ENV = "PNEUMO_DATA_ROOTS"
+MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
+RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
+RUNTIME_ENV = "PNEUMO_RUNTIME"
+LITE_THREADS_ENV = "PNEUMO_LITE_THREADS"
+BASE_WEIGHTS_ENV = "PNEUMO_BASE_WEIGHTS"
+BASE_WEIGHTS_FILE_ENV = "PNEUMO_BASE_WEIGHTS_FILE"
+TRAINING_ENV = "PNEUMO_TRAINING"
+OPERATOR_PASSWORD_ENV = "PNEUMO_OPERATOR_PASSWORD"
+PUBLIC_ENV = "PNEUMO_PUBLIC"
+SECRETS_FILE_ENV = "PNEUMO_SECRETS_FILE"
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+
+MLFLOW_EXPERIMENT = "pneumo"
+"""The MLflow experiment every training run logs to (``train.py --experiment`` can change it)."""
+
+_OFF = ("off", "0", "false", "no", "disabled")
+_ON = ("on", "1", "true", "yes", "enabled")
 
 # Tried in order when PNEUMO_DATA_DIR is not set: the project's own data folder,
 # then the shared copy used in development and CI.
@@ -33,8 +51,8 @@ def default_data_dir() -> Path:
 
 
 def training_data_roots() -> list[Path]:
-    """The only folders the app may train on: ``$PNEUMO_DATA_ROOTS`` (``os.pathsep``-separated) or the default
-    data folder, those that exist. The app offers these by name; it never takes a path typed by a visitor."""
+    """The only folders the app may read labelled data from: ``$PNEUMO_DATA_ROOTS`` (``os.pathsep``-separated) or the
+    default data folder, those that exist. The app offers these by name; it never takes a path typed by a visitor."""
     configured = os.environ.get(DATA_ROOTS_ENV)
     roots = [Path(p) for p in configured.split(os.pathsep) if p] if configured else [default_data_dir()]
     return [root.resolve() for root in roots if root.is_dir()]
@@ -50,11 +68,65 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, PROJECT_ROOT / "runs"))
 
 
+def audit_log_path() -> Path:
+    """The operator-action log (:mod:`pneumo_core.audit`), beside the runs."""
+    return runs_dir() / "operator_actions.jsonl"
+
+
 def mlflow_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or a SQLite file in the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    return os.environ.get(MLFLOW_URI_ENV, f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
 
 
 def default_base_weights() -> str:
     """``$PNEUMO_BASE_WEIGHTS`` or ``auto`` (see :func:`pneumo_core.model.resolve_base_weights`)."""
     return os.environ.get(BASE_WEIGHTS_ENV, "auto")
+
+
+def base_weights_file() -> Path | None:
+    """A local DenseNet121 weights file for ``--base-weights auto`` (``$PNEUMO_BASE_WEIGHTS_FILE``), if set."""
+    value = os.environ.get(BASE_WEIGHTS_FILE_ENV)
+    return Path(value) if value else None
+
+
+def serving_runtime() -> str:
+    """``$PNEUMO_RUNTIME``: ``auto`` (default: TFLite when the model has a copy), ``tflite`` or ``tensorflow``."""
+    runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
+    return runtime if runtime in ("auto", "tflite", "tensorflow") else "auto"
+
+
+def lite_threads() -> int:
+    """Threads of the LiteRT interpreter (``$PNEUMO_LITE_THREADS``, default 2: this machine's cores)."""
+    try:
+        return max(1, int(os.environ.get(LITE_THREADS_ENV, "2")))
+    except ValueError:
+        return 2
+
+
+def secrets() -> dict[str, Any]:
+    """``.streamlit/secrets.toml`` (or ``$PNEUMO_SECRETS_FILE``) as a dict; empty when absent or unreadable."""
+    path = Path(os.environ.get(SECRETS_FILE_ENV, PROJECT_ROOT / ".streamlit" / "secrets.toml"))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def operator_password() -> str | None:
+    """``$PNEUMO_OPERATOR_PASSWORD``, else ``[operator] password`` in the secrets file; None when neither is set."""
+    value = os.environ.get(OPERATOR_PASSWORD_ENV) or secrets().get("operator", {}).get("password")
+    return str(value) if value else None
+
+
+def marked_public() -> bool:
+    """``$PNEUMO_PUBLIC=1``: others reach this server (e.g. through a reverse proxy on this machine), so a
+    loopback bind address does not make it private."""
+    return os.environ.get(PUBLIC_ENV, "").strip().lower() in _ON
+
+
+def training_enabled() -> bool:
+    """Off with ``$PNEUMO_TRAINING=off`` or ``[training] enabled = false`` in the secrets file (a public demo)."""
+    value = os.environ.get(TRAINING_ENV)
+    if value is not None:
+        return value.strip().lower() not in _OFF
+    return bool(secrets().get("training", {}).get("enabled", True))

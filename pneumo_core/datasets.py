@@ -32,6 +32,41 @@ def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:
     return keras.Sequential(transforms, name="augmentation")
 
 
+def _blurred(batch: tf.Tensor) -> tf.Tensor:
+    """A 3×3 binomial blur (σ ≈ 0.7 px) of ``(N, H, W, 1)`` images, edges replicated."""
+    kernel = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    kernel = tf.reshape(tf.tensordot(kernel, kernel, axes=0), (3, 3, 1, 1))
+    padded = tf.pad(batch, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")
+
+
+def batch_augmenter(aug: Augmentation, seed: int):
+    """A ``tf.data`` map function: (uint8 batch, labels) → (augmented float batch in 0..255, labels).
+
+    Geometry first (Keras layers), then per-image photometric changes: brightness,
+    gamma, blur/sharpen, noise. Each is drawn independently per image.
+    """
+    transforms = augmentation_layers(aug, seed)
+    generator = tf.random.Generator.from_seed(seed)
+    low, high = aug.brightness
+
+    def augment(batch, batch_labels):
+        batch = transforms(tf.cast(batch, tf.float32), training=True)
+        per_image = [tf.shape(batch)[0], 1, 1, 1]
+        batch = tf.clip_by_value(batch * generator.uniform(per_image, low, high), 0.0, 255.0)
+        if aug.gamma:
+            batch = 255.0 * tf.pow(batch / 255.0, tf.exp(generator.uniform(per_image, -aug.gamma, aug.gamma)))
+        if aug.sharpness:
+            amount = generator.uniform(per_image, -aug.sharpness, aug.sharpness)
+            batch = tf.clip_by_value(batch + amount * (batch - _blurred(batch)), 0.0, 255.0)
+        if aug.noise:
+            sigma = generator.uniform(per_image, 0.0, aug.noise)
+            batch = tf.clip_by_value(batch + sigma * generator.normal(tf.shape(batch)), 0.0, 255.0)
+        return batch, batch_labels
+
+    return augment
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -47,15 +82,6 @@ def make_dataset(
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if augmentation is not None:
-        transforms = augmentation_layers(augmentation, seed)
-        low, high = augmentation.brightness
-        generator = tf.random.Generator.from_seed(seed)
-
-        def augment(batch, batch_labels):
-            batch = transforms(tf.cast(batch, tf.float32), training=True)
-            factor = generator.uniform([tf.shape(batch)[0], 1, 1, 1], low, high)
-            return tf.clip_by_value(batch * factor, 0.0, 255.0), batch_labels
-
-        dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda batch, batch_labels: (to_model_input(batch, size), batch_labels), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

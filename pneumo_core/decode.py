@@ -85,7 +85,9 @@ def _decode_raster(data: bytes) -> DecodedImage:
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageDecodeError(f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused.") from None
+        raise ImageDecodeError(
+            f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused."
+        ) from None
     except UnidentifiedImageError:
         if data.startswith(_IMAGE_SIGNATURES):
             raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
@@ -125,7 +127,16 @@ def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-DICOM_PATIENT_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "Modality", "BodyPartExamined", "ViewPosition")
+DICOM_PATIENT_FIELDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+)
 
 
 def _decode_dicom(data: bytes) -> DecodedImage:

@@ -15,7 +15,9 @@ from .logits import sigmoid
 from .metrics import classification_metrics
 
 
-def predictions_frame(files: list[str], labels: np.ndarray, logits: np.ndarray, temperature: float, threshold: float) -> pd.DataFrame:
+def predictions_frame(
+    files: list[str], labels: np.ndarray, logits: np.ndarray, temperature: float, threshold: float
+) -> pd.DataFrame:
     """One row per image: file, true label, calibrated P(PNEUMONIA), predicted label, correct."""
     probability = sigmoid(np.asarray(logits) / temperature)
     predicted = (probability >= threshold).astype(int)
@@ -41,8 +43,13 @@ def confusion_figure(frame: pd.DataFrame, threshold: float, title: str = "Confus
     matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
     return go.Figure(
         go.Heatmap(
-            z=matrix, x=[f"predicted {c}" for c in CLASS_NAMES], y=[f"true {c}" for c in CLASS_NAMES],
-            text=matrix, texttemplate="%{text}", colorscale="Blues", showscale=False,
+            z=matrix,
+            x=[f"predicted {c}" for c in CLASS_NAMES],
+            y=[f"true {c}" for c in CLASS_NAMES],
+            text=matrix,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
         ),
         layout={"title": f"{title} (threshold {threshold:.3f})", "yaxis": {"autorange": "reversed"}},
     )
@@ -55,10 +62,20 @@ def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go
     point = classification_metrics(labels, scores, threshold)
     fpr, tpr, _ = skm.roc_curve(labels, scores)
     precision, recall, _ = skm.precision_recall_curve(labels, scores)
-    roc = go.Figure(layout={"title": f"ROC (AUC {point['roc_auc']:.3f})", "xaxis_title": "1 − specificity", "yaxis_title": "sensitivity"})
+    roc = go.Figure(
+        layout={"title": f"ROC (AUC {point['roc_auc']:.3f})", "xaxis_title": "1 − specificity", "yaxis_title": "sensitivity"}
+    )
     roc.add_scatter(x=fpr, y=tpr, mode="lines", name="ROC")
-    roc.add_scatter(x=[1 - point["specificity"]], y=[point["sensitivity"]], mode="markers", marker_size=12, name="operating point")
-    pr = go.Figure(layout={"title": f"Precision-recall (AP {point['pr_auc']:.3f})", "xaxis_title": "recall (sensitivity)", "yaxis_title": "precision (PPV)"})
+    roc.add_scatter(
+        x=[1 - point["specificity"]], y=[point["sensitivity"]], mode="markers", marker_size=12, name="operating point"
+    )
+    pr = go.Figure(
+        layout={
+            "title": f"Precision-recall (AP {point['pr_auc']:.3f})",
+            "xaxis_title": "recall (sensitivity)",
+            "yaxis_title": "precision (PPV)",
+        }
+    )
     pr.add_scatter(x=recall, y=precision, mode="lines", name="PR")
     pr.add_scatter(x=[point["sensitivity"]], y=[point["precision"]], mode="markers", marker_size=12, name="operating point")
     return roc, pr
@@ -79,7 +96,23 @@ def write_evaluation(frame: pd.DataFrame, threshold: float, out_dir: Path, name:
 
 def format_metrics_table(rows: dict[str, dict[str, float]]) -> str:
     """A plain-text table: one column per split name, one row per metric."""
-    keys = ["n", "accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc", "pr_auc", "brier", "ece", "tp", "fp", "tn", "fn"]
+    keys = [
+        "n",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "npv",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+    ]
     names = list(rows)
     lines = [f"{'metric':<12}" + "".join(f"{n:>12}" for n in names)]
     for key in keys:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import PROJECT_ROOT, runs_dir
@@ -69,16 +69,26 @@ def start_job(train_args: list[str], root: Path | None = None) -> Job:
     except FileExistsError:
         raise JobError("Another training job is being started right now.") from None
     os.close(descriptor)
-    run_name = datetime.now(timezone.utc).strftime("app-%Y%m%d-%H%M%S")
+    run_name = datetime.now(UTC).strftime("app-%Y%m%d-%H%M%S")
     run_dir = root / run_name
     run_dir.mkdir(parents=True)
     progress, log = run_dir / "progress.jsonl", run_dir / "train.log"
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *train_args, "--output-dir", str(root),
-               "--run-name", run_name, "--progress-file", str(progress)]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        *train_args,
+        "--output-dir",
+        str(root),
+        "--run-name",
+        run_name,
+        "--progress-file",
+        str(progress),
+    ]
     with log.open("w") as handle:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    job = Job(run_name, process.pid, str(run_dir), str(progress), str(log), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    job = Job(run_name, process.pid, str(run_dir), str(progress), str(log), datetime.now(UTC).isoformat(timespec="seconds"))
     (root / JOB_FILE).write_text(json.dumps(asdict(job), indent=2))
     return job
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-THREADS = 2
+from .config import lite_threads
 
 
 def available() -> bool:
@@ -30,10 +30,10 @@ class LiteNetwork:
 
     runtime = "tflite"
 
-    def __init__(self, path: Path, threads: int = THREADS):
+    def __init__(self, path: Path, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or lite_threads())
         self._run = self._interpreter.get_signature_runner()
         self._lock = threading.Lock()  # an interpreter runs one call at a time
 

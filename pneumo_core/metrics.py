@@ -27,7 +27,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
         "pr_auc": float(skm.average_precision_score(labels, probabilities)) if both_classes else float("nan"),
         "brier": float(np.mean((probabilities - labels) ** 2)),
         "ece": expected_calibration_error(labels, probabilities),
-        "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn),
+        "tp": int(tp),
+        "fp": int(fp),
+        "tn": int(tn),
+        "fn": int(fn),
         "n": int(len(labels)),
         "threshold": float(threshold),
     }
@@ -95,8 +98,15 @@ def bootstrap_intervals(
         sample = classification_metrics(labels[index], probabilities[index], threshold)
         return np.array([sample[name] for name in CI_METRICS])
 
-    result = bootstrap((np.arange(len(labels)),), statistic, n_resamples=resamples, method="percentile",
-                       vectorized=False, random_state=np.random.default_rng(seed), confidence_level=0.95)
+    result = bootstrap(
+        (np.arange(len(labels)),),
+        statistic,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=False,
+        random_state=np.random.default_rng(seed),
+        confidence_level=0.95,
+    )
     low, high = result.confidence_interval
     return {name: (float(lo), float(hi)) for name, lo, hi in zip(CI_METRICS, low, high)}
 

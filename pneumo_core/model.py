@@ -10,7 +10,6 @@ by a ``probability`` sigmoid, so calibration can scale the logit.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import keras
@@ -19,6 +18,7 @@ import tensorflow as tf
 from keras import layers
 from keras.applications import DenseNet121, densenet
 
+from .config import base_weights_file
 from .preprocess import CANONICAL_SIZE
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def resolve_base_weights(spec: str) -> tuple[str | None, str]:
         if not path.is_file():
             raise BaseWeightsError(f"Base weights file not found: {path}")
         return str(path), f"file:{path.name}"
-    for candidate in (os.environ.get("PNEUMO_BASE_WEIGHTS_FILE"), Path.home() / ".keras" / "models" / IMAGENET_FILE):
+    for candidate in (base_weights_file(), Path.home() / ".keras" / "models" / IMAGENET_FILE):
         if candidate and Path(candidate).is_file():
             return str(candidate), f"file:{Path(candidate).name}"
     try:

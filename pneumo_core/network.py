@@ -52,8 +52,10 @@ def _head_dense_layers(model: keras.Model) -> list[layers.Dense]:
         if isinstance(layer, layers.Dropout):
             continue
         if not isinstance(layer, layers.Dense) or layer.activation not in (keras.activations.relu, keras.activations.linear):
-            raise ValueError(f"Layer {name!r} is not a Dense layer with a ReLU or linear activation; "
-                             "the closed-form Grad-CAM supports only such heads.")
+            raise ValueError(
+                f"Layer {name!r} is not a Dense layer with a ReLU or linear activation; "
+                "the closed-form Grad-CAM supports only such heads."
+            )
         dense.append(layer)
         if name == LOGIT_LAYER:
             return dense

@@ -28,7 +28,7 @@ class FeatureDensity:
     limit: float
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, val_features: np.ndarray, quantile: float = VALIDATION_QUANTILE) -> "FeatureDensity":
+    def fit(cls, train_features: np.ndarray, val_features: np.ndarray, quantile: float = VALIDATION_QUANTILE) -> FeatureDensity:
         from sklearn.covariance import LedoitWolf  # training only: serving loads the fitted density with NumPy
 
         estimate = LedoitWolf().fit(train_features.astype(np.float64))
@@ -40,11 +40,15 @@ class FeatureDensity:
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0))
 
     def save(self, directory: Path) -> None:
-        np.savez_compressed(Path(directory) / OOD_FILE, mean=self.mean.astype(np.float32),
-                            precision=self.precision.astype(np.float32), limit=np.float64(self.limit))
+        np.savez_compressed(
+            Path(directory) / OOD_FILE,
+            mean=self.mean.astype(np.float32),
+            precision=self.precision.astype(np.float32),
+            limit=np.float64(self.limit),
+        )
 
     @classmethod
-    def load(cls, directory: Path) -> "FeatureDensity | None":
+    def load(cls, directory: Path) -> FeatureDensity | None:
         path = Path(directory) / OOD_FILE
         if not path.is_file():
             return None
@@ -58,6 +62,8 @@ def ood_warnings(colourfulness: float, distance: float | None, density: FeatureD
     if colourfulness > COLOUR_LIMIT:
         found.append(f"{NOT_AN_XRAY}: it is a colour picture, and X-rays are gray.")
     if density is not None and distance is not None and distance > density.limit:
-        found.append(f"{NOT_AN_XRAY}: it is unlike the X-rays the model was trained on "
-                     f"(feature distance {distance:.0f}, limit {density.limit:.0f}). Treat the result as meaningless.")
+        found.append(
+            f"{NOT_AN_XRAY}: it is unlike the X-rays the model was trained on "
+            f"(feature distance {distance:.0f}, limit {density.limit:.0f}). Treat the result as meaningless."
+        )
     return tuple(found)

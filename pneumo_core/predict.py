@@ -102,8 +102,9 @@ class Predictor:
 
     batch_size = BATCH_SIZE
 
-    def __init__(self, network: Network, metadata: dict[str, Any], threshold: float | None = None,
-                 density: FeatureDensity | None = None):
+    def __init__(
+        self, network: Network, metadata: dict[str, Any], threshold: float | None = None, density: FeatureDensity | None = None
+    ):
         self.network = network
         self.metadata = metadata
         self.input_size = int(metadata["input_size"])
@@ -112,7 +113,7 @@ class Predictor:
         self.density = density
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threshold: float | None = None, runtime: str = "auto") -> "Predictor":
+    def load(cls, model_dir: Path | None = None, threshold: float | None = None, runtime: str = "auto") -> Predictor:
         directory = Path(model_dir) if model_dir else served_model_dir()
         metadata = read_metadata(directory)
         return cls(load_network(directory, metadata, runtime), metadata, threshold, FeatureDensity.load(directory))
@@ -162,7 +163,9 @@ class Predictor:
 
     def _classify_decoded(self, names: list[str], decoded: list, with_gradcam: bool) -> list[Case]:
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
-        cases = [Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)]
+        cases = [
+            Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)
+        ]
         if good:
             canonical = np.stack([decoded[i][1] for i in good])
             if with_gradcam:
@@ -173,8 +176,15 @@ class Predictor:
             distances = self.density.distances(features) if self.density else [None] * len(good)
             for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
                 upload = decoded[i][0]
-                cases[i] = Case(names[i], image, prediction, None,
-                                ood_warnings(upload.colourfulness, distance, self.density), upload.dicom_fields, cam)
+                cases[i] = Case(
+                    names[i],
+                    image,
+                    prediction,
+                    None,
+                    ood_warnings(upload.colourfulness, distance, self.density),
+                    upload.dicom_fields,
+                    cam,
+                )
         return cases
 
 

@@ -86,4 +86,6 @@ def job_status(path: Path) -> JobStatus:
         return JobStatus(last["event"], events)
     if _process_alive(int(last.get("pid", -1))):
         return JobStatus("running", events)
-    return JobStatus("failed", events + [{"event": "failed", "error": "The training process stopped without finishing (killed or crashed)."}])
+    return JobStatus(
+        "failed", events + [{"event": "failed", "error": "The training process stopped without finishing (killed or crashed)."}]
+    )

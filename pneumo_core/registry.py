@@ -105,7 +105,8 @@ def _checked(path: Path, expected_sha256: str | None) -> Path:
         raise ModelLoadError(f"The model file {path} is missing.")
     if file_sha256(path) != expected_sha256:
         raise ModelLoadError(
-            f"The model file {path.name} in {path.parent} does not match its metadata (SHA-256 differs): it was changed or damaged."
+            f"The model file {path.name} in {path.parent} does not match its metadata (SHA-256 differs): "
+            "it was changed or damaged."
         )
     return path
 

@@ -12,7 +12,12 @@ import numpy as np
 DEFAULT_METHOD = "Grad-CAM"
 """Computed in the serving graph, so it arrives with the answer."""
 METHODS = (DEFAULT_METHOD, "Grad-CAM++", "ScoreCAM")
-COLORMAPS = {"Jet": cv2.COLORMAP_JET, "Turbo": cv2.COLORMAP_TURBO, "Inferno": cv2.COLORMAP_INFERNO, "Viridis": cv2.COLORMAP_VIRIDIS}
+COLORMAPS = {
+    "Jet": cv2.COLORMAP_JET,
+    "Turbo": cv2.COLORMAP_TURBO,
+    "Inferno": cv2.COLORMAP_INFERNO,
+    "Viridis": cv2.COLORMAP_VIRIDIS,
+}
 
 
 def overlay(canonical: np.ndarray, cam: np.ndarray, opacity: float = 0.4, colormap: str = "Jet") -> np.ndarray:

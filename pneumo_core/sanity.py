@@ -33,7 +33,10 @@ def _dense_blocks(prefix: str, blocks: range) -> LayerFilter:
 
 STAGES: list[tuple[str, LayerFilter]] = [
     ("head (dense layers and logit)", _in_head),
-    ("+ final batch norm, conv5 block 16", lambda name, model: name == "bn" or _dense_blocks("conv5", range(16, 17))(name, model)),
+    (
+        "+ final batch norm, conv5 block 16",
+        lambda name, model: name == "bn" or _dense_blocks("conv5", range(16, 17))(name, model),
+    ),
     ("+ conv5 blocks 13-15", _dense_blocks("conv5", range(13, 16))),
     ("+ conv5 blocks 1-12 (all of dense block 4)", _dense_blocks("conv5", range(1, 13))),
     ("+ dense block 3 and transition (conv4, pool4)", lambda name, _: name.startswith(("conv4_", "pool4_"))),
@@ -62,8 +65,9 @@ def rank_correlations(reference: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return np.asarray(values)
 
 
-def cascading_randomization(model: keras.Model, input_size: int, canonical: np.ndarray,
-                            stages: list[tuple[str, LayerFilter]] = STAGES, seed: int = 2018) -> list[StageResult]:
+def cascading_randomization(
+    model: keras.Model, input_size: int, canonical: np.ndarray, stages: list[tuple[str, LayerFilter]] = STAGES, seed: int = 2018
+) -> list[StageResult]:
     """Grad-CAM rank correlation with the trained model after each cumulative re-initialisation stage.
 
     The trained ``model`` is never modified: stages work on a clone whose layers take their
@@ -84,15 +88,27 @@ def cascading_randomization(model: keras.Model, input_size: int, canonical: np.n
                 layer.set_weights(fresh.get_layer(layer.name).get_weights())
                 done.add(layer.name)
         rho = rank_correlations(trained_maps, randomised_network.forward_with_gradcam(canonical)[2])
-        results.append(StageResult(label, len(done), float(rho.mean()), float(np.median(rho)), float(rho.std()),
-                                   float(np.abs(rho).mean()), len(canonical)))
+        results.append(
+            StageResult(
+                label,
+                len(done),
+                float(rho.mean()),
+                float(np.median(rho)),
+                float(rho.std()),
+                float(np.abs(rho).mean()),
+                len(canonical),
+            )
+        )
     return results
 
 
 def results_table(results: list[StageResult]) -> str:
     lines = ["| re-initialised | layers | Spearman ρ mean | median | sd | mean abs(ρ) |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.stage} | {r.layers_randomised} | {r.spearman_mean:.3f} | {r.spearman_median:.3f} | {r.spearman_std:.3f} "
-              f"| {r.abs_spearman_mean:.3f} |" for r in results]
+    lines += [
+        f"| {r.stage} | {r.layers_randomised} | {r.spearman_mean:.3f} | {r.spearman_median:.3f} | {r.spearman_std:.3f} "
+        f"| {r.abs_spearman_mean:.3f} |"
+        for r in results
+    ]
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ class TrackedRun:
     def __init__(self, experiment: str, run_name: str, state: dict[str, Any]):
         self.experiment, self.run_name, self.state = experiment, run_name, state
 
-    def __enter__(self) -> "TrackedRun":
+    def __enter__(self) -> TrackedRun:
         mlflow.set_tracking_uri(mlflow_tracking_uri())
         mlflow.set_experiment(self.experiment)
         run = mlflow.start_run(run_id=self.state.get("mlflow_run_id"), run_name=self.run_name)
@@ -58,7 +58,9 @@ class TrackedRun:
     def log_final(self, metrics, uncalibrated, temperature: float, threshold: float, evaluation_dir: Path) -> None:
         for split, values in metrics.items():
             mlflow.log_metrics({f"{FINAL_PREFIX[split]}_{key}": values[key] for key in REPORTED})
-            mlflow.log_metrics({f"{FINAL_PREFIX[split]}_uncalibrated_{key}": uncalibrated[split][key] for key in ("brier", "ece")})
+            mlflow.log_metrics(
+                {f"{FINAL_PREFIX[split]}_uncalibrated_{key}": uncalibrated[split][key] for key in ("brier", "ece")}
+            )
         mlflow.log_metrics({"temperature": temperature, "threshold": threshold})
         mlflow.log_artifacts(str(evaluation_dir), "evaluation")
 

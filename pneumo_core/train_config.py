@@ -7,7 +7,7 @@ can build and check a configuration without loading it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .config import default_base_weights, default_data_dir, runs_dir
 
@@ -17,8 +17,11 @@ class Augmentation:
     """Random transforms applied to canonical images (values 0..255) during training.
 
     Defaults are the seed recipe: rotation ±15°, shifts ±10%, zoom ±10%,
-    horizontal flip, brightness ×0.8–1.2. ``contrast`` adds Keras's random
-    contrast (0 = off).
+    horizontal flip, brightness ×0.8–1.2. The rest (0 = off) imitate acquisition
+    differences between sites: ``contrast`` is Keras's random contrast factor,
+    ``gamma`` draws a per-image gamma exp(U(-gamma, gamma)), ``sharpness`` an
+    unsharp-mask amount in U(-sharpness, sharpness) (negative = blur), and
+    ``noise`` a per-image Gaussian noise standard deviation in U(0, noise) grey levels.
     """
 
     rotation_deg: float = 15.0
@@ -27,6 +30,9 @@ class Augmentation:
     horizontal_flip: bool = True
     brightness: tuple[float, float] = (0.8, 1.2)
     contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -56,12 +62,15 @@ class TrainConfig:
     augment: bool = True
     horizontal_flip: bool = True
     contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 42
     output_dir: str = field(default_factory=lambda: str(runs_dir()))
-    run_name: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S"))
+    run_name: str = field(default_factory=lambda: datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
     progress_file: str | None = None
     experiment: str = "pneumo"
     smoke: bool = False
@@ -69,11 +78,19 @@ class TrainConfig:
     def augmentation(self) -> Augmentation | None:
         if not self.augment:
             return None
-        return Augmentation(horizontal_flip=self.horizontal_flip, contrast=self.contrast)
+        return Augmentation(
+            horizontal_flip=self.horizontal_flip,
+            contrast=self.contrast,
+            gamma=self.gamma,
+            sharpness=self.sharpness,
+            noise=self.noise,
+        )
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:
-        problem = ValueError(f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
-                             f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16")
+        problem = ValueError(
+            f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
+            f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16"
+        )
         try:
             phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
         except ValueError:

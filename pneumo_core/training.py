@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -25,17 +25,17 @@ import pandas as pd
 import tensorflow as tf
 
 from . import CLASS_NAMES
+from .callbacks import ProgressCallback
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
 from .datasets import make_dataset
 from .evaluate import predictions_frame, write_evaluation
-from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
 from .logits import sigmoid
-from .ood import FeatureDensity
-from .network import KerasNetwork
-from .predict import Predictor
+from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
+from .network import KerasNetwork
+from .ood import FeatureDensity
+from .predict import Predictor
 from .preprocess import PREPROCESSING_SPEC
-from .callbacks import ProgressCallback
 from .progress import ProgressWriter
 from .registry import EVALUATION_DIR, git_commit, save_model_dir
 from .tracking import MlflowEpochLogger, TrackedRun
@@ -45,8 +45,13 @@ log = logging.getLogger(__name__)
 
 
 SMOKE_OVERRIDES = {
-    "img_size": 64, "batch_size": 8, "epochs": 1, "feature_views": 1, "fine_tune_epochs": 1,
-    "scratch_schedule": "48:1:8,64:1:8", "head_units": 8,
+    "img_size": 64,
+    "batch_size": 8,
+    "epochs": 1,
+    "feature_views": 1,
+    "fine_tune_epochs": 1,
+    "scratch_schedule": "48:1:8,64:1:8",
+    "head_units": 8,
 }
 SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
 
@@ -147,12 +152,21 @@ class Trainer:
         def train_head(model: keras.Model) -> None:
             features = keras.Model(model.input, model.get_layer(POOLED_LAYER).output)
             views = [None] + [cfg.augmentation()] * (cfg.feature_views - 1) if cfg.augment else [None]
-            train_x = np.concatenate([
-                features.predict(make_dataset(splits["train"].images, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(lambda x, _: x), verbose=0)
-                for i, aug in enumerate(views)
-            ])
+            train_x = np.concatenate(
+                [
+                    features.predict(
+                        make_dataset(splits["train"].images, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(
+                            lambda x, _: x
+                        ),
+                        verbose=0,
+                    )
+                    for i, aug in enumerate(views)
+                ]
+            )
             train_y = np.tile(splits["train"].labels, len(views))
-            val_x = features.predict(make_dataset(splits["val"].images, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0)
+            val_x = features.predict(
+                make_dataset(splits["val"].images, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0
+            )
             with self.strategy.scope():
                 inputs = keras.Input(shape=(train_x.shape[1],))
                 head = keras.Model(inputs, build_head(inputs, cfg.dropout, cfg.head_units))
@@ -161,8 +175,17 @@ class Trainer:
             callbacks = self._callbacks("head", cfg.epochs, steps, tracked, 3) + [
                 keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_lr=1e-7)
             ]
-            head.fit(train_x, train_y, batch_size=cfg.batch_size, epochs=cfg.epochs, validation_data=(val_x, splits["val"].labels),
-                     class_weight=class_weights(train_y), callbacks=callbacks, shuffle=True, verbose=0)
+            head.fit(
+                train_x,
+                train_y,
+                batch_size=cfg.batch_size,
+                epochs=cfg.epochs,
+                validation_data=(val_x, splits["val"].labels),
+                class_weight=class_weights(train_y),
+                callbacks=callbacks,
+                shuffle=True,
+                verbose=0,
+            )
             for name in head_layer_names(model):
                 model.get_layer(name).set_weights(head.get_layer(name).get_weights())
 
@@ -171,14 +194,23 @@ class Trainer:
         def fine_tune(model: keras.Model) -> None:
             model.set_weights(head_model.get_weights())
             base_layers = model.layers[: model.layers.index(model.get_layer(POOLED_LAYER))]
-            for layer in base_layers[:-cfg.fine_tune_layers] if cfg.fine_tune_layers else base_layers:
+            for layer in base_layers[: -cfg.fine_tune_layers] if cfg.fine_tune_layers else base_layers:
                 layer.trainable = False
             for layer in base_layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False  # keep ImageNet statistics (inference mode)
             model.compile(keras.optimizers.Adam(cfg.lr / 10), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-            self._fit(model, splits, size, cfg.batch_size, cfg.fine_tune_epochs, tracked, "fine_tune", patience=2,
-                      extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=1, min_lr=1e-7)])
+            self._fit(
+                model,
+                splits,
+                size,
+                cfg.batch_size,
+                cfg.fine_tune_epochs,
+                tracked,
+                "fine_tune",
+                patience=2,
+                extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=1, min_lr=1e-7)],
+            )
 
         if cfg.fine_tune_layers and cfg.fine_tune_epochs:
             return self._phase("fine_tune", build, fine_tune)
@@ -191,12 +223,16 @@ class Trainer:
         for index, (size, epochs, batch) in enumerate(cfg.scratch_phases()):
             peak = cfg.scratch_lr if index == 0 else cfg.scratch_lr * 0.2
 
-            def train(model: keras.Model, size=size, epochs=epochs, batch=batch, peak=peak, index=index) -> None:
+            def train(
+                model: keras.Model, size=size, epochs=epochs, batch=batch, peak=peak, index=index, previous=previous
+            ) -> None:
                 if previous is not None:
                     model.set_weights(previous.get_weights())
                 steps = math.ceil(len(splits["train"].images) / batch)
                 schedule = keras.optimizers.schedules.CosineDecay(
-                    0.0, decay_steps=max(1, epochs * steps), warmup_target=peak,
+                    0.0,
+                    decay_steps=max(1, epochs * steps),
+                    warmup_target=peak,
                     warmup_steps=max(1, int((0.1 if index == 0 else 0.05) * epochs * steps)),
                 )
                 model.compile(
@@ -213,11 +249,19 @@ class Trainer:
 
     def _fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
         cfg = self.config
-        train = make_dataset(splits["train"].images, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed)
+        train = make_dataset(
+            splits["train"].images, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed
+        )
         val = make_dataset(splits["val"].images, splits["val"].labels, size, 32)
         steps = math.ceil(len(splits["train"].images) / batch)
-        model.fit(train, validation_data=val, epochs=epochs, class_weight=class_weights(splits["train"].labels),
-                  callbacks=self._callbacks(phase, epochs, steps, tracked, patience) + list(extra), verbose=0)
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            class_weight=class_weights(splits["train"].labels),
+            callbacks=self._callbacks(phase, epochs, steps, tracked, patience) + list(extra),
+            verbose=0,
+        )
 
     # ----- the whole run -------------------------------------------------------------
     def run(self) -> Path:
@@ -230,24 +274,32 @@ class Trainer:
         recipe = "transfer" if weights else "scratch"
         with TrackedRun(cfg.experiment, cfg.run_name, self.state) as tracked:
             self._save_state()
-            tracked.log_params({
-                **{k: v for k, v in asdict(cfg).items() if k not in ("progress_file", "output_dir")},
-                **(cfg.augmentation() or Augmentation()).as_params(),
-                "recipe": recipe, "base_weights_used": weights_used, "data_manifest_sha256": data_hash,
-                **{f"n_{name}": len(split.labels) for name, split in splits.items()},
-            })
+            tracked.log_params(
+                {
+                    **{k: v for k, v in asdict(cfg).items() if k not in ("progress_file", "output_dir")},
+                    **(cfg.augmentation().as_params() if cfg.augment else {"aug": "off"}),
+                    "recipe": recipe,
+                    "base_weights_used": weights_used,
+                    "data_manifest_sha256": data_hash,
+                    **{f"n_{name}": len(split.labels) for name, split in splits.items()},
+                }
+            )
             tracked.log_artifact(manifest_path)
             model = self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
             self.progress.emit("phase", phase="evaluate")
             candidate = self.finalize(model, splits, recipe, weights_used, data_hash, tracked)
             tracked.log_model_dir(candidate)
-        self.progress.emit("done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"])
+        self.progress.emit(
+            "done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"]
+        )
         return candidate
 
     def finalize(self, model, splits, recipe, weights_used, data_hash, tracked) -> Path:
         """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
         cfg = self.config
-        serving = Predictor(KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5})  # the serving graph
+        serving = Predictor(
+            KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5}
+        )  # the serving graph
         logits, features = {}, {}
         for name in ("train", "val", "test"):
             logits[name], features[name] = serving.forward(splits[name].images)
@@ -278,7 +330,7 @@ class Trainer:
             "train_seconds": round(self.state.get("train_seconds", 0.0), 1),  # training phases only, summed over resumes
             "config": asdict(cfg),
             "git_commit": git_commit(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "smoke": cfg.smoke,
         }
         save_model_dir(model, candidate, metadata)

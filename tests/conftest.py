@@ -33,17 +33,23 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(sandbox: Path) -> Path:
     """An untrained 64-px classifier saved as a model directory (fast; for contract tests, not accuracy)."""
+    import keras
+
     from pneumo_core import CLASS_NAMES
     from pneumo_core.model import build_classifier
     from pneumo_core.preprocess import PREPROCESSING_SPEC
     from pneumo_core.registry import save_model_dir
 
-    import keras
-
     keras.utils.set_random_seed(0)
     model = build_classifier(64, None, dropout=0.0, head_units=0)
-    metadata = {"name": "tiny-test-model", "class_names": list(CLASS_NAMES), "input_size": 64,
-                "preprocessing": PREPROCESSING_SPEC, "threshold": 0.5, "temperature": 1.0}
+    metadata = {
+        "name": "tiny-test-model",
+        "class_names": list(CLASS_NAMES),
+        "input_size": 64,
+        "preprocessing": PREPROCESSING_SPEC,
+        "threshold": 0.5,
+        "temperature": 1.0,
+    }
     return save_model_dir(model, sandbox / "tiny_model", metadata)
 
 

@@ -12,7 +12,11 @@ def synthetic_xray(size: int = 96, seed: int = 0) -> np.ndarray:
     """A grayscale image shaped vaguely like a chest film: dark lungs in a bright body, some noise."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
-    body = 180 - 120 * (((x - 0.3) ** 2 / 0.02 + (y - 0.5) ** 2 / 0.09) < 1) - 120 * (((x - 0.7) ** 2 / 0.02 + (y - 0.5) ** 2 / 0.09) < 1)
+    body = (
+        180
+        - 120 * (((x - 0.3) ** 2 / 0.02 + (y - 0.5) ** 2 / 0.09) < 1)
+        - 120 * (((x - 0.7) ** 2 / 0.02 + (y - 0.5) ** 2 / 0.09) < 1)
+    )
     return np.clip(body + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
 
 
@@ -25,8 +29,14 @@ def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> byte
     return buffer.getvalue()
 
 
-def dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12, frames: int = 1,
-                with_pixels: bool = True, **attributes) -> bytes:
+def dicom_bytes(
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 12,
+    frames: int = 1,
+    with_pixels: bool = True,
+    **attributes,
+) -> bytes:
     """A minimal DICOM Part 10 file (CR, explicit VR little endian) holding ``pixels`` as uint16."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

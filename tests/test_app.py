@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +32,9 @@ def app_model_dir(tiny_model_dir, tmp_path_factory):
     directory = tmp_path_factory.mktemp("served") / "served"
     shutil.copytree(tiny_model_dir, directory)
     rng = np.random.default_rng(0)
-    files = [f"NORMAL/IM-0{i}15-0001.jpeg" for i in range(1, 7)] + [f"PNEUMONIA/person{i}_bacteria_{i}.jpeg" for i in range(1, 11)]
+    files = [f"NORMAL/IM-0{i}15-0001.jpeg" for i in range(1, 7)] + [
+        f"PNEUMONIA/person{i}_bacteria_{i}.jpeg" for i in range(1, 11)
+    ]
     labels = np.array([0] * 6 + [1] * 10)
     frame = predictions_frame(files, labels, rng.normal(labels * 2 - 1, 1.0), 1.0, 0.5)
     write_evaluation(frame, 0.5, directory / EVALUATION_DIR, "test")
@@ -50,7 +54,24 @@ def app_env(monkeypatch, app_model_dir, tmp_path):
     monkeypatch.setenv("PNEUMO_MODEL_DIR", str(app_model_dir))
     monkeypatch.setenv("PNEUMO_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PNEUMO_DATA_DIR", str(data))
-    return tmp_path
+    monkeypatch.setenv("PNEUMO_SECRETS_FILE", str(tmp_path / "no-secrets.toml"))
+    monkeypatch.delenv("PNEUMO_OPERATOR_PASSWORD", raising=False)
+    monkeypatch.delenv("PNEUMO_PUBLIC", raising=False)
+    with bind_address("127.0.0.1"):  # the committed .streamlit/config.toml: loopback, operators need no password
+        yield tmp_path
+
+
+@contextlib.contextmanager
+def bind_address(address: str | None):
+    """Streamlit's ``server.address`` option for AppTest runs (they bind nothing: the option is only read)."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        yield
+    finally:
+        config.set_option("server.address", before)
 
 
 def run_page(page: str | None = None) -> AppTest:
@@ -64,7 +85,12 @@ def run_page(page: str | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [e.value for e in at.error] + [w.value for w in at.warning]
+    parts = (
+        [m.value for m in at.markdown]
+        + [m.value for m in at.caption]
+        + [e.value for e in at.error]
+        + [w.value for w in at.warning]
+    )
     parts += [i.value for i in at.info] + [t.value for t in at.title] + [s.value for s in at.subheader]
     return "\n".join(str(p) for p in parts)
 
@@ -104,7 +130,9 @@ def test_removed_uploads_are_forgotten(app_env):
 
 
 def test_reruns_keep_the_compiled_model_functions(app_env, monkeypatch):
-    """Streamlit's post-run clean-up would call keras.backend.clear_session() and force every compiled graph to be re-optimised."""
+    """Streamlit's post-run clean-up would call keras.backend.clear_session().
+
+    That would force every compiled graph to be re-optimised."""
     import keras
 
     cleared = []
@@ -118,8 +146,11 @@ def test_reruns_keep_the_compiled_model_functions(app_env, monkeypatch):
 def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     at = run_page()
     good = encode(synthetic_xray(200, seed=1))
-    uploads = [("good.png", good, "image/png"), ("broken.png", b"\x89PNG garbage", "image/png"),
-               ("also_good.jpg", encode(synthetic_xray(150, seed=2), "JPEG"), "image/jpeg")]
+    uploads = [
+        ("good.png", good, "image/png"),
+        ("broken.png", b"\x89PNG garbage", "image/png"),
+        ("also_good.jpg", encode(synthetic_xray(150, seed=2), "JPEG"), "image/jpeg"),
+    ]
     at.file_uploader(key="uploads").set_value(uploads).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len([m for m in at.metric if m.label == "Probability of pneumonia"]) == 2
@@ -147,7 +178,7 @@ def test_dicom_patient_fields_only_in_the_expander_and_never_logged(app_env):
         logger.setLevel(logging.DEBUG)
     try:
         at = run_page()
-        pixels = (synthetic_xray(200, seed=3).astype(np.uint16) * 16)
+        pixels = synthetic_xray(200, seed=3).astype(np.uint16) * 16
         at.file_uploader(key="uploads").set_value([("scan.dcm", dicom_bytes(pixels), "application/dicom")]).run()
     finally:
         for logger, level in zip(loggers, levels):
@@ -174,16 +205,98 @@ def test_training_page_offers_only_configured_roots_and_checks_the_schedule(app_
     assert not (app_env / "runs" / "current_job.json").exists()  # nothing was started
 
 
-def test_training_page_asks_for_the_password_from_secrets(app_env):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.secrets["training"] = {"password": "s3cret"}
-    at.run()
-    at.switch_page("pages/training.py").run()
-    assert not any(b.label == "Start training" for b in at.button)
-    at.text_input(key="training_password").set_value("guess").run()
-    assert not any(b.label == "Start training" for b in at.button)
-    at.text_input(key="training_password").set_value("s3cret").run()
-    assert any(b.label == "Start training" for b in at.button)
+OPERATOR_CONTROLS = (
+    "Start training",
+    "Cancel training",
+    "Force stop",
+    "Promote the new model",
+    "Roll back to the previous model",
+)
+
+
+def operator_controls(at: AppTest) -> list[str]:
+    return [b.label for b in at.button if b.label in OPERATOR_CONTROLS]
+
+
+def unlock(at: AppTest, password: str) -> AppTest:
+    at.text_input(key="operator_password").set_value(password)
+    return next(b for b in at.button if b.label == "Unlock operator actions").click().run()
+
+
+def test_exposed_server_without_password_shows_no_operator_controls(app_env, running_job):
+    with bind_address("0.0.0.0"):
+        at = run_page("pages/training.py")
+        assert operator_controls(at) == [] and "no operator password is set" in texts(at)
+        assert "running" in texts(at)  # viewers still follow the job, read-only
+    with bind_address(None):  # Streamlit's own default: every interface
+        assert operator_controls(run_page("pages/training.py")) == []
+
+
+def test_loopback_marked_public_is_treated_as_exposed(app_env, monkeypatch):
+    monkeypatch.setenv("PNEUMO_PUBLIC", "1")  # e.g. behind a reverse proxy on this machine
+    assert operator_controls(run_page("pages/training.py")) == []
+
+
+def test_loopback_server_without_password_keeps_the_operator_workflow(app_env, running_job):
+    at = run_page("pages/training.py")
+    assert operator_controls(at) == ["Cancel training", "Force stop"]  # a job runs: no new start, cancel at hand
+
+
+@pytest.mark.parametrize("source", ["environment", "secrets file"])
+def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, monkeypatch, source):
+    import ui.access
+    from pneumo_core.access import Throttle
+
+    monkeypatch.setattr(ui.access, "_THROTTLE", Throttle(free=1))
+    if source == "environment":
+        monkeypatch.setenv("PNEUMO_OPERATOR_PASSWORD", "s3cret")
+    else:
+        (app_env / "secrets.toml").write_text('[operator]\npassword = "s3cret"\n')
+        monkeypatch.setenv("PNEUMO_SECRETS_FILE", str(app_env / "secrets.toml"))
+    with bind_address("0.0.0.0"):
+        at = run_page("pages/training.py")
+        assert operator_controls(at) == []
+        unlock(at, "guess")
+        assert operator_controls(at) == [] and any("Wrong password" in e.value for e in at.error)
+        unlock(at, "s3cret")  # locked for 2 s after the second failure: not even compared
+        assert operator_controls(at) == [] and any("Too many wrong passwords" in e.value for e in at.error)
+        time.sleep(ui.access._THROTTLE.retry_after() + 0.1)
+        unlock(at, "s3cret")
+        assert operator_controls(at) == ["Start training"]
+
+
+def test_operator_actions_refuse_a_viewer_and_are_logged_for_an_operator(app_env, tmp_path):
+    """The page code paths themselves refuse: a viewer cannot reach promote, roll back or start even by a bug in a page."""
+
+    def script():
+        import streamlit as st
+
+        from ui.access import OperatorRequired
+        from ui.operator_actions import promote_model, roll_back_model, start_training
+
+        for name, action in (
+            ("promote", lambda: promote_model(st.session_state.candidate)),
+            ("roll back", roll_back_model),
+            ("start", lambda: start_training(["--smoke"])),
+        ):
+            try:
+                action()
+                st.write(f"{name}: done")
+            except OperatorRequired:
+                st.write(f"{name}: refused")
+            except Exception as error:  # noqa: BLE001 - shown to the test
+                st.write(f"{name}: {type(error).__name__}")
+
+    served = json.loads((Path(os.environ["PNEUMO_MODEL_DIR"]) / "metadata.json").read_text())["name"]
+    with bind_address("0.0.0.0"):
+        at = AppTest.from_function(script, default_timeout=TIMEOUT)
+        at.session_state.candidate = Path(os.environ["PNEUMO_MODEL_DIR"])
+        at.run()
+        assert [m.value for m in at.markdown] == ["promote: refused", "roll back: refused", "start: refused"]
+    from pneumo_core.audit import recent_actions
+
+    assert recent_actions() == []  # nothing happened, nothing was logged
+    assert json.loads((Path(os.environ["PNEUMO_MODEL_DIR"]) / "metadata.json").read_text())["name"] == served
 
 
 def test_no_model_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
@@ -230,26 +343,46 @@ def test_training_page_form_and_disabled(app_env, monkeypatch):
     assert "disabled" in texts(at) and not any(b.label == "Start training" for b in at.button)
 
 
-def test_training_page_follows_a_running_job(app_env):
+@pytest.fixture
+def running_job(app_env):
+    """A current job whose process is alive (a sleeper standing in for train.py) with one epoch reported."""
     runs = app_env / "runs"
-    runs.mkdir()
+    runs.mkdir(exist_ok=True)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        progress = runs / "job" / "progress.jsonl"
-        progress.parent.mkdir()
-        events = [{"event": "start", "time": time.time(), "pid": sleeper.pid},
-                  {"event": "epoch", "time": time.time(), "pid": sleeper.pid, "phase": "scratch_128px", "epoch": 1, "epochs": 4,
-                   "steps": 10, "metrics": {"loss": 0.5, "val_loss": 0.6, "auc": 0.8, "val_auc": 0.7}, "eta_s": 120}]
-        progress.write_text("".join(json.dumps(e) + "\n" for e in events))
-        job = {"run_name": "job", "pid": sleeper.pid, "run_dir": str(progress.parent), "progress_file": str(progress),
-               "log_file": str(progress.parent / "train.log"), "started": "now"}
-        (runs / "current_job.json").write_text(json.dumps(job))
-        at = run_page("pages/training.py")
-        assert "Job job: running" in texts(at)
-        assert not any(b.label == "Start training" for b in at.button)  # one job at a time
-        assert any(b.label == "Cancel training" for b in at.button)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    progress = runs / "job" / "progress.jsonl"
+    progress.parent.mkdir()
+    epoch = {"phase": "scratch_128px", "epoch": 1, "epochs": 4, "steps": 10, "eta_s": 120}
+    events = [
+        {"event": "start", "time": time.time(), "pid": sleeper.pid},
+        {
+            "event": "epoch",
+            "time": time.time(),
+            "pid": sleeper.pid,
+            **epoch,
+            "metrics": {"loss": 0.5, "val_loss": 0.6, "auc": 0.8, "val_auc": 0.7},
+        },
+    ]
+    progress.write_text("".join(json.dumps(e) + "\n" for e in events))
+    job = {
+        "run_name": "job",
+        "pid": sleeper.pid,
+        "run_dir": str(progress.parent),
+        "progress_file": str(progress),
+        "log_file": str(progress.parent / "train.log"),
+        "started": "now",
+    }
+    (runs / "current_job.json").write_text(json.dumps(job))
+    yield sleeper
+    sleeper.kill()
+    sleeper.wait()
+
+
+def test_training_page_follows_a_running_job(app_env, running_job):
+    at = run_page("pages/training.py")
+    assert "Job job: running" in texts(at)
+    assert not any(b.label == "Start training" for b in at.button)  # one job at a time
+    assert any(b.label == "Cancel training" for b in at.button)
+    running_job.kill()
+    running_job.wait()
     at = run_page("pages/training.py")
     assert "Job job: failed" in texts(at) and any(b.label == "Start training" for b in at.button)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pneumo_core.cli import main
@@ -107,4 +106,4 @@ def test_real_process_exit_codes_and_clean_stderr(tiny_model_dir, upload_folder)
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert len(done.stdout.splitlines()) == 3 and np.all(["file" in json.loads(l) for l in done.stdout.splitlines()])
+    assert len(done.stdout.splitlines()) == 3 and all("file" in json.loads(line) for line in done.stdout.splitlines())

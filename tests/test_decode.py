@@ -15,7 +15,20 @@ from .imaging import dicom_bytes, encode, synthetic_xray
 FILM = synthetic_xray(120, seed=2)
 
 
-@pytest.mark.parametrize("fmt, mode", [("PNG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("BMP", "L"), ("TIFF", "L"), ("JPEG", "L"), ("JPEG", "RGB"), ("JPEG", "CMYK")])
+@pytest.mark.parametrize(
+    "fmt, mode",
+    [
+        ("PNG", "L"),
+        ("PNG", "RGB"),
+        ("PNG", "RGBA"),
+        ("PNG", "P"),
+        ("BMP", "L"),
+        ("TIFF", "L"),
+        ("JPEG", "L"),
+        ("JPEG", "RGB"),
+        ("JPEG", "CMYK"),
+    ],
+)
 def test_formats_decode_to_the_same_grayscale(fmt, mode):
     decoded = decode_image(encode(FILM, fmt, mode))
     assert decoded.shape == FILM.shape and decoded.dtype == np.uint8
@@ -128,7 +141,9 @@ def test_bad_dicom_and_disguised_files(payload, reason):
 def test_same_film_in_8_bit_16_bit_and_dicom_gets_the_same_probability(tiny_predictor):
     png16 = io.BytesIO()
     Image.fromarray(FILM.astype(np.uint16) * 257).save(png16, format="PNG")
-    cases = tiny_predictor.classify([("8bit.png", encode(FILM)), ("16bit.png", png16.getvalue()), ("film.dcm", dicom_bytes(FILM_12BIT))])
+    cases = tiny_predictor.classify(
+        [("8bit.png", encode(FILM)), ("16bit.png", png16.getvalue()), ("film.dcm", dicom_bytes(FILM_12BIT))]
+    )
     probabilities = [case.prediction.probability for case in cases]
     assert max(probabilities) - min(probabilities) < 0.01
 

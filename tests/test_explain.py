@@ -51,7 +51,10 @@ def test_serving_graph_gradcam_equals_tf_keras_vis(films, tiny_predictor, hidden
     positive = list(logits >= 0)
     assert head == "logit only" or len(set(positive)) == 2
     reference = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(
-        BinaryScore(positive), to_model_input(films, 64), penultimate_layer=LAST_CONV_LAYER, seek_penultimate_conv_layer=False,
+        BinaryScore(positive),
+        to_model_input(films, 64),
+        penultimate_layer=LAST_CONV_LAYER,
+        seek_penultimate_conv_layer=False,
     )
     assert fast.shape == (len(films), 64, 64)
     np.testing.assert_allclose(fast, np.asarray(reference), atol=1e-4)
@@ -92,9 +95,13 @@ def test_answer_and_gradcam_from_one_pass_equal_the_separate_paths(films, tiny_p
     payloads = [(f"film{i}.png", encode(film)) for i, film in enumerate(films)]
     plain = tiny_predictor.classify(payloads)
     explained = tiny_predictor.classify(payloads, with_gradcam=True)
-    np.testing.assert_allclose([c.prediction.probability for c in explained], [c.prediction.probability for c in plain], atol=1e-5)
+    np.testing.assert_allclose(
+        [c.prediction.probability for c in explained], [c.prediction.probability for c in plain], atol=1e-5
+    )
     assert [c.warnings for c in explained] == [c.warnings for c in plain]
-    np.testing.assert_allclose(np.stack([c.gradcam for c in explained]), tiny_predictor.gradcams(np.stack([c.canonical for c in plain])), atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([c.gradcam for c in explained]), tiny_predictor.gradcams(np.stack([c.canonical for c in plain])), atol=1e-5
+    )
     assert all(c.gradcam is None for c in plain)
 
 

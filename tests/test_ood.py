@@ -44,7 +44,9 @@ def test_predictor_attaches_warnings_and_keeps_dicom_fields(tiny_predictor):
     photo = io.BytesIO()
     Image.fromarray(load_sample_images().images[0]).save(photo, format="PNG")
     dicom = open(get_testdata_file("CT_small.dcm"), "rb").read()
-    cases = tiny_predictor.classify([("photo.png", photo.getvalue()), ("ct.dcm", dicom), ("film.png", encode(synthetic_xray(200)))])
+    cases = tiny_predictor.classify(
+        [("photo.png", photo.getvalue()), ("ct.dcm", dicom), ("film.png", encode(synthetic_xray(200)))]
+    )
     assert [c.name for c in cases] == ["photo.png", "ct.dcm", "film.png"]
     assert any("colour picture" in w for w in cases[0].warnings)
     assert cases[1].prediction is not None and cases[1].dicom_fields["Modality"] == "CT"

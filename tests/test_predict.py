@@ -13,7 +13,10 @@ def test_batched_compiled_forward_equals_per_image_model_predict(tiny_predictor,
     films = np.stack([canonicalize(synthetic_xray(180 + 10 * s, seed=s)) for s in range(5)])
     monkeypatch.setattr(tiny_predictor, "batch_size", 2)  # crosses batch boundaries, with a short last batch
     fast = [p.probability for p in tiny_predictor.predict_canonical(films)]
-    plain = [float(tiny_predictor.network.model.predict(to_model_input(film[None], tiny_predictor.input_size), verbose=0)[0, 0]) for film in films]
+    plain = [
+        float(tiny_predictor.network.model.predict(to_model_input(film[None], tiny_predictor.input_size), verbose=0)[0, 0])
+        for film in films
+    ]
     assert tiny_predictor.temperature == 1.0
     assert fast == pytest.approx(plain, abs=1e-5)
 
@@ -29,7 +32,8 @@ def test_pipelined_classify_keeps_order_and_answers_across_batches(tiny_predicto
     assert [c.name for c in pipelined] == [name for name, _ in payloads]
     assert pipelined[2].error and pipelined[2].prediction is None
     assert [c.prediction.probability for c in pipelined if c.prediction] == pytest.approx(
-        [c.prediction.probability for c in whole if c.prediction], abs=1e-6)
+        [c.prediction.probability for c in whole if c.prediction], abs=1e-6
+    )
     assert tiny_predictor.classify([]) == []
 
 

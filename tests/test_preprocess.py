@@ -1,5 +1,6 @@
 """One preprocessing path: training (tf.data) and serving (Predictor) must feed the model identical tensors."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +44,39 @@ def test_training_and_serving_tensors_are_identical(real_data, size):
     listing = list_labelled_images(class_root(real_data)).iloc[::700].head(6)
     paths = listing["path"].tolist()
     # training path: parallel loader → tf.data pipeline without augmentation
-    training = np.concatenate([x.numpy() for x, _ in make_dataset(load_canonical_images(paths), listing["label"].to_numpy(), size, 4)])
+    training = np.concatenate(
+        [x.numpy() for x, _ in make_dataset(load_canonical_images(paths), listing["label"].to_numpy(), size, 4)]
+    )
     # serving path: bytes → decode → canonicalize → to_model_input, one file at a time
-    serving = np.concatenate([to_model_input(canonicalize(decode_image(Path(p).read_bytes()))[None], size).numpy() for p in paths])
+    serving = np.concatenate(
+        [to_model_input(canonicalize(decode_image(Path(p).read_bytes()))[None], size).numpy() for p in paths]
+    )
     np.testing.assert_array_equal(training, serving)
 
 
-def test_augmentation_changes_images_but_keeps_shape_and_range():
+@pytest.mark.parametrize("augmentation", [Augmentation(contrast=0.2), Augmentation(gamma=0.4, sharpness=1.5, noise=8.0)])
+def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(4)])
     plain = next(iter(make_dataset(images, np.zeros(4), 96, 4)))[0].numpy()
-    augmented = next(iter(make_dataset(images, np.zeros(4), 96, 4, Augmentation(contrast=0.2), seed=1)))[0].numpy()
+    augmented = next(iter(make_dataset(images, np.zeros(4), 96, 4, augmentation, seed=1)))[0].numpy()
     assert augmented.shape == plain.shape
     assert not np.allclose(augmented, plain)
     low, high = to_model_input(np.array([[[0]], [[255]]], np.uint8), 1).numpy()[:, 0, 0, :]  # per channel
     assert np.all(augmented.min(axis=(0, 1, 2)) >= low - 1e-5) and np.all(augmented.max(axis=(0, 1, 2)) <= high + 1e-5)
     assert tf.reduce_all(tf.math.is_finite(augmented))
+
+
+def test_site_shift_transforms_act_per_image():
+    """Gamma, blur/sharpen and noise alone (no geometry, no brightness): each film gets its own draw."""
+    from pneumo_core.datasets import batch_augmenter
+
+    still = Augmentation(rotation_deg=0, shift=0, zoom=0, horizontal_flip=False, brightness=(1.0, 1.0))
+    image = synthetic_xray(CANONICAL_SIZE, seed=3)
+    batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
+    unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
+    np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
+    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0)):
+        out, _ = batch_augmenter(replace(still, **{name: value}), seed=0)(batch, tf.zeros(4))
+        out = out.numpy()[..., 0]
+        assert out.min() >= 0 and out.max() <= 255
+        assert not np.allclose(out[0], out[1], atol=0.5), name  # different draws for identical inputs

@@ -43,20 +43,28 @@ def example_films():
     from pneumo_core.decode import decode_image
     from pneumo_core.preprocess import canonicalize
 
-    return np.stack([canonicalize(decode_image(path.read_bytes())) for path in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))])
+    return np.stack(
+        [canonicalize(decode_image(path.read_bytes())) for path in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))]
+    )
 
 
 def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
     """The served TFLite graph (LiteRT, XNNPACK) against the same graph compiled by TensorFlow, on real X-rays."""
     lite, compiled = Predictor.load(SERVED_MODEL), Predictor.load(SERVED_MODEL, runtime="tensorflow")
     assert (lite.runtime, compiled.runtime) == ("tflite", "tensorflow")
-    lite_out, compiled_out = lite.network.forward_with_gradcam(example_films), compiled.network.forward_with_gradcam(example_films)
+    lite_out, compiled_out = (
+        lite.network.forward_with_gradcam(example_films),
+        compiled.network.forward_with_gradcam(example_films),
+    )
     for name, a, b in zip(("logit", "pooled", "Grad-CAM"), lite_out, compiled_out):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(a, b, atol=1e-4, err_msg=name)
     plain = compiled.network.model.predict(to_model_input(example_films, 224), verbose=0)[:, 0]  # the Keras model itself
-    np.testing.assert_allclose([p.probability for p in lite._predictions(lite_out[0])],
-                               [p.probability for p in compiled._predictions(np.log(plain / (1 - plain)))], atol=1e-4)
+    np.testing.assert_allclose(
+        [p.probability for p in lite._predictions(lite_out[0])],
+        [p.probability for p in compiled._predictions(np.log(plain / (1 - plain)))],
+        atol=1e-4,
+    )
 
 
 def test_one_tflite_interpreter_serves_concurrent_sessions(example_films):
@@ -74,10 +82,11 @@ def test_one_tflite_interpreter_serves_concurrent_sessions(example_films):
 
 def test_the_app_serving_path_runs_without_tensorflow():
     """Classifying with the TFLite copy (what the app does) never imports TensorFlow or Keras: the app starts fast."""
+    example = str(sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))[0])
     script = (
         "import sys; from pathlib import Path; import ui.resources; from pneumo_core.predict import Predictor; "
         f"p = Predictor.load(Path({str(SERVED_MODEL)!r})); "
-        f"case = p.classify([('x', Path({str(sorted((PROJECT_ROOT / 'examples').glob('*.jpeg'))[0])!r}).read_bytes())], with_gradcam=True)[0]; "
+        f"case = p.classify([('x', Path({example!r}).read_bytes())], with_gradcam=True)[0]; "
         "assert case.prediction and case.gradcam.shape == (224, 224), case; "
         "print(p.runtime, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras_vis')))"
     )

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_run(real_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(data_dir=str(real_data), base_weights="none", output_dir=str(out), run_name="smoke", smoke=True)
+    # Without augmentation (the cancellation test below trains with it): this path once crashed with a NameError.
+    config = TrainConfig(
+        data_dir=str(real_data), base_weights="none", output_dir=str(out), run_name="smoke", smoke=True, augment=False
+    )
     return run_training(config), out / "smoke"
 
 
@@ -53,6 +56,7 @@ def test_smoke_run_progress_and_mlflow(smoke_run):
     run = mlflow.get_run(state["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["base_weights_used"].startswith("none") and "data_manifest_sha256" in run.data.params
+    assert run.data.params["aug"] == "off" and "aug_gamma" not in run.data.params
     assert {"internal_test_roc_auc", "final_val_sensitivity", "temperature", "threshold", "val_auc"} <= set(run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"manifest.csv", "evaluation", "model"} <= artifacts
@@ -73,8 +77,14 @@ def test_transfer_recipe_with_a_local_weights_file(real_data, tmp_path):
 
     weights = tmp_path / "base.weights.h5"
     DenseNet121(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(weights)
-    config = TrainConfig(data_dir=str(real_data), base_weights=str(weights), output_dir=str(tmp_path), run_name="transfer",
-                         smoke=True, fine_tune_layers=0)
+    config = TrainConfig(
+        data_dir=str(real_data),
+        base_weights=str(weights),
+        output_dir=str(tmp_path),
+        run_name="transfer",
+        smoke=True,
+        fine_tune_layers=0,
+    )
     candidate = run_training(config)
     metadata = json.loads((candidate / "metadata.json").read_text())
     assert metadata["recipe"] == "transfer" and metadata["base_weights"] == "file:base.weights.h5"
@@ -84,8 +94,29 @@ def test_transfer_recipe_with_a_local_weights_file(real_data, tmp_path):
 
 def test_cancelled_mid_epoch_run_is_marked_failed_and_leaves_no_model(real_data, tmp_path):
     progress = tmp_path / "progress.jsonl"
-    command = [sys.executable, "train.py", "--smoke", "--base-weights", "none", "--data-dir", str(real_data),
-               "--scratch-schedule", "64:3:4", "--output-dir", str(tmp_path), "--run-name", "cancelled", "--progress-file", str(progress)]
+    command = [
+        sys.executable,
+        "train.py",
+        "--smoke",
+        "--base-weights",
+        "none",
+        "--data-dir",
+        str(real_data),
+        "--scratch-schedule",
+        "64:3:4",
+        "--gamma",
+        "0.3",
+        "--sharpness",
+        "1",
+        "--noise",
+        "5",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "cancelled",
+        "--progress-file",
+        str(progress),
+    ]
     with open(tmp_path / "train.log", "w") as log:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 400

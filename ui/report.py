@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -14,7 +14,9 @@ from pneumo_core.predict import Prediction
 PANEL = 448
 
 
-def case_report_png(name: str, canonical: np.ndarray, overlay_rgb: np.ndarray, prediction: Prediction, method: str, model_name: str) -> bytes:
+def case_report_png(
+    name: str, canonical: np.ndarray, overlay_rgb: np.ndarray, prediction: Prediction, method: str, model_name: str
+) -> bytes:
     width, height = 2 * PANEL + 60, PANEL + 260
     page = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(page)
@@ -29,7 +31,7 @@ def case_report_png(name: str, canonical: np.ndarray, overlay_rgb: np.ndarray, p
         f"File: {name}",
         f"Result: {verdict}     P(pneumonia) = {prediction.probability:.3f}     threshold = {prediction.threshold:.3f}",
         f"Model: {model_name}",
-        f"Generated: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
     ]
     for i, line in enumerate(lines):
         draw.text((20, PANEL + 92 + 26 * i), line, fill="#1d2730", font=body)

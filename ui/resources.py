@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ import streamlit as st
 from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
-from pneumo_core.config import served_model_dir
-from pneumo_core.predict import RUNTIMES, Predictor
+from pneumo_core.config import served_model_dir, serving_runtime
+from pneumo_core.predict import Predictor
 from pneumo_core.registry import ModelLoadError, load_model_dir, read_metadata
 
 if TYPE_CHECKING:
@@ -40,19 +39,18 @@ class Served:
 _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
 
-def serving_runtime() -> str:
-    """``PNEUMO_RUNTIME`` (auto, tflite or tensorflow; default auto: TFLite when the model has a copy)."""
-    runtime = os.environ.get("PNEUMO_RUNTIME", "auto").strip().lower()
-    return runtime if runtime in RUNTIMES else "auto"
-
-
 def _load(directory: Path) -> Served:
     started = time.perf_counter()
     predictor = Predictor.load(directory, runtime=serving_runtime())
     loaded = time.perf_counter()
     predictor.warm_up()  # the serving graph answers and explains: the app's only path for a first answer
-    log.info("model %s loaded in %.2f s on %s, warmed in %.2f s", predictor.metadata.get("name"),
-             loaded - started, predictor.runtime, time.perf_counter() - loaded)
+    log.info(
+        "model %s loaded in %.2f s on %s, warmed in %.2f s",
+        predictor.metadata.get("name"),
+        loaded - started,
+        predictor.runtime,
+        time.perf_counter() - loaded,
+    )
     return Served(predictor, directory)
 
 
@@ -118,5 +116,3 @@ def keep_compiled_functions() -> None:
 
 def _keep_state() -> None:
     """Nothing to clean between runs: models live in ``st.cache_resource``."""
-
-

@@ -21,16 +21,24 @@ def probability_scale(prediction: Prediction) -> go.Figure:
     figure = go.Figure()
     figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0)
     low, high = prediction.uncertain_band
-    figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1,
-                     fillcolor="rgba(183,121,31,0.25)", line_width=0)
+    figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1, fillcolor="rgba(183,121,31,0.25)", line_width=0)
     figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2})
-    figure.add_scatter(x=[p], y=[0.5], mode="markers", marker={"size": 18, "color": CALM_AMBER if prediction.uncertain else CALM_BLUE,
-                                                               "line": {"width": 2, "color": "white"}},
-                       hovertemplate="P(pneumonia) = %{x:.3f}<extra></extra>")
+    figure.add_scatter(
+        x=[p],
+        y=[0.5],
+        mode="markers",
+        marker={"size": 18, "color": CALM_AMBER if prediction.uncertain else CALM_BLUE, "line": {"width": 2, "color": "white"}},
+        hovertemplate="P(pneumonia) = %{x:.3f}<extra></extra>",
+    )
     figure.add_annotation(x=t, y=1.35, text=f"threshold {t:.2f}", showarrow=False, font={"size": 11, "color": GREY})
-    figure.update_layout(height=110, margin={"l": 10, "r": 10, "t": 25, "b": 25}, showlegend=False,
-                         xaxis={"range": [0, 1], "tickformat": ".0%", "title": None}, yaxis={"visible": False, "range": [-0.3, 1.6]},
-                         plot_bgcolor="rgba(0,0,0,0)")
+    figure.update_layout(
+        height=110,
+        margin={"l": 10, "r": 10, "t": 25, "b": 25},
+        showlegend=False,
+        xaxis={"range": [0, 1], "tickformat": ".0%", "title": None},
+        yaxis={"visible": False, "range": [-0.3, 1.6]},
+        plot_bgcolor="rgba(0,0,0,0)",
+    )
     return figure
 
 
@@ -44,14 +52,31 @@ def clickable_confusion(tn: int, fp: int, fn: int, tp: int, threshold: float) ->
     """The confusion matrix as four large square markers, so a click selects a cell (heatmaps do not report clicks)."""
     cells = [("NORMAL", "NORMAL", tn), ("NORMAL", "PNEUMONIA", fp), ("PNEUMONIA", "NORMAL", fn), ("PNEUMONIA", "PNEUMONIA", tp)]
     total = max(1, tn + fp + fn + tp)
-    figure = go.Figure(go.Scatter(
-        x=[f"called {called}" for _, called, _ in cells], y=[f"truly {truth}" for truth, _, _ in cells],
-        mode="markers+text", text=[str(n) for *_, n in cells], textfont={"size": 22, "color": "white"},
-        marker={"symbol": "square", "size": 110, "color": [n / total for *_, n in cells], "colorscale": "Blues", "cmin": -0.2, "cmax": 1},
-        customdata=[[truth, called] for truth, called, _ in cells], hovertemplate="%{y}, %{x}: %{text} images<extra></extra>",
-    ))
-    figure.update_layout(title=f"Confusion matrix at threshold {threshold:.2f} — click a cell to see its images", height=380,
-                         xaxis={"type": "category", "categoryorder": "array", "categoryarray": ["called NORMAL", "called PNEUMONIA"]},
-                         yaxis={"type": "category", "categoryorder": "array", "categoryarray": ["truly PNEUMONIA", "truly NORMAL"]},
-                         margin={"l": 10, "r": 10, "t": 50, "b": 10}, plot_bgcolor="rgba(0,0,0,0)")
+    figure = go.Figure(
+        go.Scatter(
+            x=[f"called {called}" for _, called, _ in cells],
+            y=[f"truly {truth}" for truth, _, _ in cells],
+            mode="markers+text",
+            text=[str(n) for *_, n in cells],
+            textfont={"size": 22, "color": "white"},
+            marker={
+                "symbol": "square",
+                "size": 110,
+                "color": [n / total for *_, n in cells],
+                "colorscale": "Blues",
+                "cmin": -0.2,
+                "cmax": 1,
+            },
+            customdata=[[truth, called] for truth, called, _ in cells],
+            hovertemplate="%{y}, %{x}: %{text} images<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"Confusion matrix at threshold {threshold:.2f} — click a cell to see its images",
+        height=380,
+        xaxis={"type": "category", "categoryorder": "array", "categoryarray": ["called NORMAL", "called PNEUMONIA"]},
+        yaxis={"type": "category", "categoryorder": "array", "categoryarray": ["truly PNEUMONIA", "truly NORMAL"]},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        plot_bgcolor="rgba(0,0,0,0)",
+    )
     return figure

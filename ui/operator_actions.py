@@ -1,0 +1,58 @@
+"""Everything the app does that changes what is served or starts a process, behind the operator gate.
+
+Each action checks the role itself (:func:`ui.access.require_operator`), so no page can
+call it for a viewer by mistake, and records its outcome in the operator-action log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pneumo_core.audit import record_action
+from pneumo_core.config import served_model_dir
+from pneumo_core.jobs import Job, cancel_job, start_job
+from pneumo_core.registry import promote, read_metadata, roll_back
+from ui.access import require_operator
+
+
+def _model_name(directory: Path) -> str:
+    try:
+        return str(read_metadata(directory).get("name", directory.name))
+    except (OSError, ValueError, RuntimeError):
+        return directory.name
+
+
+def start_training(train_args: list[str]) -> Job:
+    actor = require_operator()
+    try:
+        job = start_job(train_args)
+    except Exception as error:
+        record_action("start training", "-", f"refused: {error}", actor)
+        raise
+    record_action("start training", job.run_name, "started", actor, pid=job.pid)
+    return job
+
+
+def cancel_training(job: Job, force: bool = False) -> None:
+    actor = require_operator()
+    cancel_job(job, force=force)
+    record_action("force stop training" if force else "cancel training", job.run_name, "signal sent", actor)
+
+
+def promote_model(candidate: Path) -> None:
+    actor = require_operator()
+    name = _model_name(candidate)
+    previous = _model_name(served_model_dir())
+    promote(candidate, served_model_dir())
+    st.cache_resource.clear()
+    record_action("promote", name, "served", actor, replaced=previous)
+
+
+def roll_back_model() -> None:
+    actor = require_operator()
+    replaced = _model_name(served_model_dir())
+    roll_back(served_model_dir())
+    st.cache_resource.clear()
+    record_action("roll back", _model_name(served_model_dir()), "served", actor, replaced=replaced)
