@@ -1,7 +1,7 @@
-"""``python -m pneumo_core predict|evaluate|sanity|export-tflite``: the command-line contract other tools rely on.
+"""``python -m pneumo_core predict|evaluate|calibrate|sanity|export-tflite``: the command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
-``{"file", "label", "probability", "threshold"}`` or ``{"file", "error"}``.
+``{"file", "label", "probability", "threshold", "operating_point"}`` or ``{"file", "error"}``.
 Exit 0 if every file was classified, 1 if any failed, 2 on usage errors.
 """
 
@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from . import DISCLAIMER
-from .data import IMAGE_SUFFIXES, class_root, list_labelled_images
+from .data import IMAGE_SUFFIXES, class_root
 from .decode import ImageDecodeError
 from .predict import RUNTIMES
 from .registry import ModelLoadError
+from .site import DEFAULT_RULE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+OPERATING_POINT_HELP = "validation | site:NAME (default: the model's active site profile, else validation)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow",
     )
+    predict.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     evaluate = commands.add_parser("evaluate", help="metrics and per-image predictions for a labelled folder")
     evaluate.add_argument(
@@ -49,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, default=None)
     evaluate.add_argument("--threshold", type=float, default=None)
     evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto")
+    evaluate.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
     evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
+    calibrate = commands.add_parser("calibrate", help="fit a site's operating point on its labelled films (a site profile)")
+    calibrate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/")
+    calibrate.add_argument("--site", required=True, help="the profile's name (letters, digits, . _ -)")
+    calibrate.add_argument("--model", type=Path, default=None)
+    calibrate.add_argument("--rule", default=DEFAULT_RULE, help=f"sensitivity:S | cost:R | youden (default {DEFAULT_RULE})")
+    calibrate.add_argument("--runtime", choices=RUNTIMES, default="auto")
+    calibrate.add_argument("--activate", action="store_true", help="make it the default operating point of every entry point")
     sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
     sanity.add_argument(
         "paths",
@@ -96,7 +107,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        predictor = Predictor.load(args.model, args.threshold, args.runtime)
+        predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -123,6 +134,7 @@ def run_predict(args: argparse.Namespace) -> int:
                     "label": result.prediction.label,
                     "probability": round(result.prediction.probability, 6),
                     "threshold": round(result.prediction.threshold, 6),
+                    "operating_point": predictor.operating_point,
                 }
                 if result.warnings:
                     record["warnings"] = list(result.warnings)
@@ -132,38 +144,75 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import format_metrics_table, predictions_frame, write_evaluation
-    from .predict import Predictor, decode_canonical
+    from .predict import Predictor
+    from .scoring import score_labelled_folder
 
     try:
-        predictor = Predictor.load(args.model, args.threshold, args.runtime)
-        listing = list_labelled_images(class_root(args.data_dir, "test"))
+        predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
+        scores = score_labelled_folder(predictor, args.data_dir)
     except (ModelLoadError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    canonical, keep = [], []
-    for index, path in enumerate(listing["path"].tolist()):
-        image = decode_canonical(Path(path).read_bytes())
-        if isinstance(image, ImageDecodeError):
-            print(json.dumps({"file": listing["file"].iloc[index], "error": str(image)}), file=sys.stderr)
-            continue
-        canonical.append(image)
-        keep.append(index)
-    if not keep:
+    for name, reason in scores.errors.items():
+        print(json.dumps({"file": name, "error": reason}), file=sys.stderr)
+    if not len(scores):
         print("error: none of the images could be read", file=sys.stderr)
         return EXIT_SOME_FAILED
-    unreadable = len(listing) - len(keep)
-    listing = listing.iloc[keep]
-    logits = predictor.logits_canonical(np.stack(canonical))
-    frame = predictions_frame(
-        listing["file"].tolist(), listing["label"].to_numpy(), logits, predictor.temperature, predictor.threshold
-    )
+    frame = predictions_frame(scores.files, scores.labels, scores.logits, predictor.temperature, predictor.threshold)
     metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation")
-    print(f"model: {predictor.metadata.get('name')}  threshold: {predictor.threshold:.4f}  data: {args.data_dir}")
+    print(
+        f"model: {predictor.metadata.get('name')}  operating point: {predictor.operating_point}  "
+        f"threshold: {predictor.threshold:.4f}  data: {args.data_dir}"
+    )
     print(format_metrics_table({"evaluation": metrics}))
     print(f"written: {args.out}/evaluation_predictions.csv, _metrics.json, _confusion.html, _roc.html, _pr.html")
-    if unreadable:
-        print(f"{unreadable} unreadable file(s) skipped (listed on stderr)")
-    return EXIT_SOME_FAILED if unreadable else EXIT_OK
+    if scores.errors:
+        print(f"{len(scores.errors)} unreadable file(s) skipped (listed on stderr)")
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .predict import Predictor
+    from .scoring import score_labelled_folder
+    from .site import ProfileError, Rule, activate, calibrate, check_name, save_profile
+
+    model_dir = args.model or served_model_dir()
+    try:
+        rule = Rule.parse(args.rule)
+        check_name(args.site)
+        predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
+        scores = score_labelled_folder(predictor, args.data_dir)
+        reference = predictor.density.reference if predictor.density else None
+        profile = calibrate(scores, predictor.metadata, args.site, rule, reference)
+        path = save_profile(profile, model_dir)
+        if args.activate:
+            activate(model_dir, profile.name)
+    except (ModelLoadError, FileNotFoundError, ProfileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for name, reason in scores.errors.items():
+        print(json.dumps({"file": name, "error": reason}), file=sys.stderr)
+    print(
+        f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
+        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}"
+    )
+    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}")
+    print(_profile_table(profile))
+    print(profile.note)
+    print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def _profile_table(profile) -> str:
+    validation = profile.validation_operating_point
+    lines = [f"{'metric':<12}{'site profile':>16}{'95% interval':>18}{'validation point':>18}"]
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        low, high = profile.intervals[key]
+        lines.append(f"{key:<12}{profile.metrics[key]:>16.4f}{f'{low:.3f}-{high:.3f}':>18}{validation[key]:>18.4f}")
+    for key in ("tp", "fp", "tn", "fn"):
+        lines.append(f"{key:<12}{profile.metrics[key]:>16d}{'':>18}{validation[key]:>18d}")
+    return "\n".join(lines)
 
 
 def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
@@ -229,7 +278,13 @@ def run_export_tflite(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "sanity": run_sanity, "export-tflite": run_export_tflite}
+COMMANDS = {
+    "predict": run_predict,
+    "evaluate": run_evaluate,
+    "calibrate": run_calibrate,
+    "sanity": run_sanity,
+    "export-tflite": run_export_tflite,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

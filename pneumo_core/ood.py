@@ -26,6 +26,7 @@ class FeatureDensity:
     mean: np.ndarray
     precision: np.ndarray
     limit: float
+    reference: np.ndarray | None = None  # the validation images' distances: the reference for shift diagnostics
 
     @classmethod
     def fit(cls, train_features: np.ndarray, val_features: np.ndarray, quantile: float = VALIDATION_QUANTILE) -> FeatureDensity:
@@ -33,7 +34,8 @@ class FeatureDensity:
 
         estimate = LedoitWolf().fit(train_features.astype(np.float64))
         density = cls(estimate.location_, estimate.precision_, 0.0)
-        return cls(density.mean, density.precision, float(np.quantile(density.distances(val_features), quantile)))
+        reference = density.distances(val_features)
+        return cls(density.mean, density.precision, float(np.quantile(reference, quantile)), reference)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         centred = np.asarray(features, np.float64) - self.mean
@@ -45,6 +47,7 @@ class FeatureDensity:
             mean=self.mean.astype(np.float32),
             precision=self.precision.astype(np.float32),
             limit=np.float64(self.limit),
+            **({"reference": self.reference.astype(np.float32)} if self.reference is not None else {}),
         )
 
     @classmethod
@@ -53,7 +56,10 @@ class FeatureDensity:
         if not path.is_file():
             return None
         with np.load(path) as stored:
-            return cls(stored["mean"].astype(np.float64), stored["precision"].astype(np.float64), float(stored["limit"]))
+            reference = stored["reference"].astype(np.float64) if "reference" in stored else None
+            return cls(
+                stored["mean"].astype(np.float64), stored["precision"].astype(np.float64), float(stored["limit"]), reference
+            )
 
 
 def ood_warnings(colourfulness: float, distance: float | None, density: FeatureDensity | None) -> tuple[str, ...]:

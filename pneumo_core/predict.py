@@ -25,6 +25,7 @@ from .logits import sigmoid
 from .ood import FeatureDensity, ood_warnings
 from .preprocess import CANONICAL_SIZE, canonicalize
 from .registry import ModelLoadError, load_lite_path, load_model_dir, read_metadata
+from .site import ProfileError, SiteProfile, active_profile, load_profile
 
 BATCH_SIZE = 32
 """Images per call: decoded together, and run together by the TensorFlow runtime."""
@@ -71,6 +72,7 @@ class Case:
     warnings: tuple[str, ...] = ()
     dicom_fields: dict[str, str] = field(default_factory=dict)
     gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with_gradcam
+    distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.ood), when known
 
 
 class Network(Protocol):
@@ -98,25 +100,53 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
 
 
 class Predictor:
-    """The served model, ready to answer: ``Predictor.load()`` then ``classify`` / ``predict_canonical``."""
+    """The served model, ready to answer: ``Predictor.load()`` then ``classify`` / ``predict_canonical``.
+
+    Its operating point (temperature and threshold) is the model's validation one, or a site profile's
+    (:mod:`pneumo_core.site`), or a threshold given by hand; :attr:`operating_point` names it:
+    ``"validation"``, ``"site:NAME"`` or ``"manual"``.
+    """
 
     batch_size = BATCH_SIZE
 
     def __init__(
-        self, network: Network, metadata: dict[str, Any], threshold: float | None = None, density: FeatureDensity | None = None
+        self,
+        network: Network,
+        metadata: dict[str, Any],
+        threshold: float | None = None,
+        density: FeatureDensity | None = None,
+        profile: SiteProfile | None = None,
     ):
         self.network = network
         self.metadata = metadata
         self.input_size = int(metadata["input_size"])
-        self.threshold = float(metadata["threshold"] if threshold is None else threshold)
-        self.temperature = float(metadata.get("temperature", 1.0))
+        self.profile = profile
+        self.temperature = profile.temperature if profile else float(metadata.get("temperature", 1.0))
+        if threshold is not None:
+            self.threshold, self.operating_point = float(threshold), "manual"
+        elif profile:
+            self.threshold, self.operating_point = profile.threshold, profile.operating_point
+        else:
+            self.threshold, self.operating_point = float(metadata["threshold"]), "validation"
         self.density = density
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threshold: float | None = None, runtime: str = "auto") -> Predictor:
+    def load(
+        cls,
+        model_dir: Path | None = None,
+        threshold: float | None = None,
+        runtime: str = "auto",
+        operating_point: str | None = None,
+    ) -> Predictor:
+        """Load a model directory (default: the served model) on a runtime (see :data:`RUNTIMES`).
+
+        ``operating_point``: ``None`` (default) uses the directory's active site profile if it has one, else the
+        validation threshold; ``"validation"`` or ``"site:NAME"`` choose explicitly.
+        """
         directory = Path(model_dir) if model_dir else served_model_dir()
         metadata = read_metadata(directory)
-        return cls(load_network(directory, metadata, runtime), metadata, threshold, FeatureDensity.load(directory))
+        profile = _profile_for(directory, operating_point)
+        return cls(load_network(directory, metadata, runtime), metadata, threshold, FeatureDensity.load(directory), profile)
 
     @property
     def runtime(self) -> str:
@@ -184,8 +214,22 @@ class Predictor:
                     ood_warnings(upload.colourfulness, distance, self.density),
                     upload.dicom_fields,
                     cam,
+                    None if distance is None else float(distance),
                 )
         return cases
+
+
+def _profile_for(directory: Path, operating_point: str | None) -> SiteProfile | None:
+    if operating_point is None:
+        return active_profile(directory)
+    if operating_point == "validation":
+        return None
+    if operating_point.startswith("site:"):
+        try:
+            return load_profile(directory, operating_point.removeprefix("site:"))
+        except ProfileError as error:
+            raise ModelLoadError(str(error)) from None
+    raise ModelLoadError(f"Unknown operating point {operating_point!r}: use validation or site:NAME.")
 
 
 def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDecodeError:

@@ -63,4 +63,5 @@ def test_operator_actions_are_recorded_newest_first(tmp_path):
         handle.write('{"half-written')
     actions = recent_actions(path=log)
     assert [a["action"] for a in actions] == ["roll back", "promote"]
-    assert actions[1]["details"] == {"replaced": "model-b"} and set(actions[0]) == {"time", "action", "target", "outcome", "actor"}
+    assert actions[1]["details"] == {"replaced": "model-b"}
+    assert set(actions[0]) == {"time", "action", "target", "outcome", "actor"}

@@ -1,0 +1,143 @@
+"""Site profiles: the threshold rules, calibrate's contract with predict, binding to one model file, activation."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pneumo_core.cli import main
+from pneumo_core.predict import Predictor
+from pneumo_core.registry import ModelLoadError, read_metadata
+from pneumo_core.site import ProfileError, Rule, activate, active_profile, list_profiles, load_profile
+
+from .imaging import encode, synthetic_xray
+
+
+def test_rule_parsing_and_description():
+    assert str(Rule.parse("sensitivity:0.97")) == "sensitivity:0.97" and str(Rule.parse("COST:5")) == "cost:5"
+    assert str(Rule.parse("youden")) == "youden" and "0.97" in Rule.parse("sensitivity:0.97").describe()
+    for bad in ("sensitivity", "sensitivity:2", "cost:-1", "youden:1", "accuracy:0.9", ""):
+        with pytest.raises(ProfileError, match="Unknown threshold rule"):
+            Rule.parse(bad)
+
+
+def test_sensitivity_rule_is_the_highest_threshold_meeting_the_floor():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.55, 0.7, 0.3, 0.6, 0.65, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.99])
+    threshold = Rule.parse("sensitivity:0.9").threshold(labels, probabilities)
+    assert threshold == 0.6  # 9 of 10 pneumonia films at or above it; any higher threshold catches only 8
+    caught = (probabilities >= threshold) & (labels == 1)
+    assert caught.sum() / labels.sum() >= 0.9
+
+
+def test_cost_and_youden_rules_minimise_what_they_say():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    probabilities = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
+    for text, loss in (
+        ("cost:4", lambda t: 4 * ((probabilities < t) & (labels == 1)).sum() + ((probabilities >= t) & (labels == 0)).sum()),
+        (
+            "youden",
+            lambda t: (
+                -(
+                    ((probabilities >= t) & (labels == 1)).mean() / labels.mean()
+                    + ((probabilities < t) & (labels == 0)).mean() / (1 - labels.mean())
+                )
+            ),
+        ),
+    ):
+        chosen = Rule.parse(text).threshold(labels, probabilities)
+        assert loss(chosen) <= min(loss(t) for t in np.unique(probabilities)) + 1e-12
+
+
+def test_rules_need_both_classes():
+    with pytest.raises(ProfileError, match="both classes"):
+        Rule.parse("youden").threshold(np.ones(5), np.linspace(0, 1, 5))
+
+
+@pytest.fixture
+def model_dir(tiny_model_dir, tmp_path):
+    """A private copy of the tiny model: profiles are written into it."""
+    return shutil.copytree(tiny_model_dir, tmp_path / "model")
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory):
+    """A small labelled site sample (synthetic films) plus one unreadable file."""
+    root = tmp_path_factory.mktemp("site")
+    for label, count in (("NORMAL", 7), ("PNEUMONIA", 9)):
+        (root / label).mkdir()
+        for i in range(count):
+            (root / label / f"{label.lower()}_{i}.png").write_bytes(
+                encode(synthetic_xray(120 + 7 * i, seed=100 * len(label) + i))
+            )
+    (root / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff not really")
+    return root
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_calibrate_writes_a_profile_whose_metrics_predict_reproduces(capsys, model_dir, site_folder):
+    code, out, err = run_cli(capsys, "calibrate", site_folder, "--site", "north", "--model", model_dir, "--rule", "youden")
+    assert code == 1 and "broken.jpeg" in err  # one unreadable film: reported, the rest calibrated
+    assert "optimistic" in out and "site: north" in out
+    profile = json.loads((model_dir / "site_profiles" / "north.json").read_text())
+    required = {"name", "threshold", "temperature", "rule", "n", "data_sha256", "created", "metrics", "intervals"}
+    assert required <= set(profile) and profile["n"] == 16 and profile["rule"] == "youden"
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert isinstance(profile["metrics"][key], float) and len(profile["intervals"][key]) == 2
+    assert profile["model_sha256"] == read_metadata(model_dir)["model_sha256"] and profile["unreadable"] == 1
+    assert list_profiles(model_dir) == ["north"] and active_profile(model_dir) is None  # saved, not active
+
+    code, out, _ = run_cli(capsys, "predict", "--model", model_dir, "--operating-point", "site:north", site_folder)
+    records = [json.loads(line) for line in out.splitlines()]
+    answered = [r for r in records if "label" in r]
+    assert len(answered) == 16 and {r["operating_point"] for r in answered} == {"site:north"}
+    truth = np.array([r["file"].split("/")[-2] == "PNEUMONIA" for r in answered])
+    called = np.array([r["label"] == "PNEUMONIA" for r in answered])
+    metrics = profile["metrics"]
+    assert (called & truth).sum() == metrics["tp"] and (called & ~truth).sum() == metrics["fp"]
+    assert (~called & ~truth).sum() == metrics["tn"] and (~called & truth).sum() == metrics["fn"]
+    assert metrics["accuracy"] == (called == truth).mean()
+
+
+def test_activation_changes_every_default_and_can_be_undone(capsys, model_dir, site_folder):
+    assert Predictor.load(model_dir).operating_point == "validation"
+    run_cli(capsys, "calibrate", site_folder, "--site", "north", "--model", model_dir, "--activate")
+    predictor = Predictor.load(model_dir)
+    profile = load_profile(model_dir, "north")
+    assert predictor.operating_point == "site:north"
+    assert (predictor.threshold, predictor.temperature) == (profile.threshold, profile.temperature)
+    _, out, _ = run_cli(capsys, "predict", "--model", model_dir, site_folder / "PNEUMONIA" / "pneumonia_0.png")
+    assert json.loads(out)["operating_point"] == "site:north" and json.loads(out)["threshold"] == round(profile.threshold, 6)
+    assert Predictor.load(model_dir, operating_point="validation").operating_point == "validation"
+    assert Predictor.load(model_dir, threshold=0.3).operating_point == "manual"
+    activate(model_dir, None)
+    assert Predictor.load(model_dir).operating_point == "validation"
+
+
+def test_a_profile_for_another_model_is_refused(capsys, model_dir, site_folder, tmp_path):
+    run_cli(capsys, "calibrate", site_folder, "--site", "north", "--model", model_dir, "--activate")
+    other = shutil.copytree(model_dir, tmp_path / "other")
+    metadata = json.loads((other / "metadata.json").read_text())
+    metadata["model_sha256"] = "0" * 64  # stands for a different model file
+    (other / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ProfileError, match="fitted for another model"):
+        load_profile(other, "north")
+    with pytest.raises(ProfileError, match="fitted for another model"):
+        activate(other, "north")
+    with pytest.raises(ModelLoadError, match="active site profile cannot be used"):
+        Predictor.load(other)  # never served at an operating point nobody chose for it
+    code, _, err = run_cli(capsys, "predict", "--model", other, site_folder / "NORMAL" / "normal_0.png")
+    assert code == 2 and "fitted for another model" in err
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "x" * 65])
+def test_bad_site_names_are_refused(capsys, model_dir, site_folder, name):
+    code, _, err = run_cli(capsys, "calibrate", site_folder, "--site", name, "--model", model_dir)
+    assert code == 2 and "site name" in err
