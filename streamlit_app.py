@@ -13,7 +13,7 @@ import streamlit as st  # noqa: E402
 
 from pneumo_core import DISCLAIMER  # noqa: E402
 from ui.resources import keep_compiled_functions, start_loading  # noqa: E402
-from ui.widgets import disclaimer_banner  # noqa: E402
+from ui.widgets import disclaimer_banner, operating_point_label  # noqa: E402
 
 keep_compiled_functions()
 st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
@@ -31,7 +31,10 @@ with st.sidebar:
     st.markdown("### :material/pulmonology: pneumo")
     st.warning(DISCLAIMER, icon=":material/warning:")
     loading = start_loading()  # once per server process, in the background: the page paints meanwhile
-    st.caption(f"Model: `{loading.model_name}`" if loading.future else "No model is being served.")
+    if loading.future:
+        st.caption(f"Model: `{loading.model_name}`  \nOperating point: **{operating_point_label(loading.operating_point)}**")
+    else:
+        st.caption("No model is being served.")
 
 navigation.run()
 disclaimer_banner()

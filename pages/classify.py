@@ -15,7 +15,7 @@ from pneumo_core.predict import Case
 from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, overlay
 from ui.report import case_report_png
 from ui.resources import served_model, start_loading
-from ui.widgets import probability_scale, verdict_text
+from ui.widgets import operating_point_label, probability_scale, verdict_text
 
 MAX_FILES = 12
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
@@ -136,14 +136,22 @@ for digest, case in zip(digests, cases):
         st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
         st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
         st.caption(
-            "Shaded: the uncertain band around the operating threshold. "
+            f"Operating point: {operating_point_label(served.predictor.operating_point)} "
+            f"(threshold {prediction.threshold:.3f}). Shaded: the uncertain band around it. "
             "The heat map shows where the model looked, not where disease is."
         )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):
                 st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
         report = partial(
-            case_report_png, case.name, case.canonical, heat, prediction, method, served.metadata.get("name", "unnamed")
+            case_report_png,
+            case.name,
+            case.canonical,
+            heat,
+            prediction,
+            method,
+            served.metadata.get("name", "unnamed"),
+            served.predictor.operating_point,
         )
         st.download_button(
             "Download case report (PNG)",

@@ -6,17 +6,30 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from sklearn.metrics import roc_curve
 
 from pneumo_core import CLASS_NAMES
-from pneumo_core.config import default_data_dir, mlflow_tracking_uri
-from pneumo_core.data import class_root
+from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_data_roots
+from pneumo_core.data import class_root, labelled_folders
 from pneumo_core.evaluate import roc_pr_figures
-from pneumo_core.metrics import CI_METRICS, bootstrap_intervals, classification_metrics, reliability_curve
+from pneumo_core.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.predict import decode_canonical
 from pneumo_core.registry import EVALUATION_DIR
 from pneumo_core.saliency import overlay
+from pneumo_core.site import ProfileError, list_profiles, load_profile
+from ui.access import is_operator
+from ui.operator_actions import deactivate_site_profiles, save_site_profile, validate_site
 from ui.resources import served_model
-from ui.widgets import clickable_confusion
+from ui.site_charts import (
+    PLAIN_NAMES,
+    comparison_table,
+    confusion,
+    distance_histograms,
+    probability_histograms,
+    reliability_comparison,
+    roc_comparison,
+)
+from ui.widgets import clickable_confusion, operating_point_label
 
 PUBLISHED = pd.DataFrame(
     [
@@ -34,6 +47,140 @@ CELLS = {
     "True negatives": (0, 0),
 }
 
+
+def external_validity(metadata: dict, labels: np.ndarray, scores: np.ndarray, active: str) -> None:
+    """Internal test and every site profile side by side: metrics with intervals, confusion, ROC, reliability."""
+    profiles = []
+    for name in list_profiles(served.directory):
+        try:
+            profiles.append(load_profile(served.directory, name))
+        except ProfileError as error:
+            st.warning(str(error))
+    st.subheader("Internal test and external sites")
+    st.dataframe(comparison_table(metadata, profiles, active), hide_index=True, width="stretch")
+    st.caption(
+        "Brackets: 95% bootstrap intervals (resampling films). A site profile's temperature and threshold are fitted on "
+        "that site's films, so its numbers there are optimistic for the site's future films; the validation rows show "
+        "the same films at the threshold chosen on the training collection."
+        + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder below.")
+    )
+    internal = classification_metrics(labels, scores, float(metadata["threshold"]))
+    columns = st.columns(1 + len(profiles[:3]))
+    columns[0].plotly_chart(
+        confusion(internal["tn"], internal["fp"], internal["fn"], internal["tp"], "internal test"),
+        width="stretch",
+        key="confusion_internal",
+    )
+    for column, profile in zip(columns[1:], profiles):
+        m = profile.metrics
+        column.plotly_chart(
+            confusion(m["tn"], m["fp"], m["fn"], m["tp"], f"site {profile.name}"),
+            width="stretch",
+            key=f"confusion_{profile.name}",
+        )
+    fpr, tpr, _ = roc_curve(labels, scores)
+    predicted, observed, _ = reliability_curve(labels, scores)
+    roc_curves = [("internal test", fpr.tolist(), tpr.tolist(), (1 - internal["specificity"], internal["sensitivity"]))]
+    reliability_curves = [("internal test", predicted.tolist(), observed.tolist())]
+    for profile in profiles:
+        diagnostics = profile.diagnostics
+        point = (1 - profile.metrics["specificity"], profile.metrics["sensitivity"])
+        roc_curves.append((f"site {profile.name}", diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], point))
+        reliability_curves.append(
+            (f"site {profile.name}", diagnostics["reliability"]["predicted"], diagnostics["reliability"]["observed"])
+        )
+    left, right = st.columns(2)
+    left.plotly_chart(roc_comparison(roc_curves), width="stretch", key="roc_sites")
+    right.plotly_chart(reliability_comparison(reliability_curves), width="stretch", key="reliability_sites")
+
+
+def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> None:
+    """The served threshold's metrics with the 95% bootstrap intervals training stored (never recomputed here)."""
+    stored = metadata.get("confidence_intervals", {}).get("test", {})
+    st.subheader("At the operating threshold, with 95% bootstrap intervals")
+    rows = [
+        {
+            "metric": PLAIN_NAMES.get(name, name),
+            "value": round(point[name], 4),
+            "95% interval": f"{stored[name][0]:.3f} – {stored[name][1]:.3f}" if name in stored else "not stored",
+        }
+        for name in CI_METRICS
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
+    st.caption(
+        f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split "
+        "(62.5% on the official test split)."
+    )
+
+
+RULES = {
+    "sensitivity:0.97": "best specificity with sensitivity ≥ 0.97 (recommended)",
+    "sensitivity:0.95": "best specificity with sensitivity ≥ 0.95",
+    "cost:10": "a missed pneumonia costs 10 false alarms",
+    "youden": "maximise sensitivity + specificity",
+}
+
+
+def validate_on_your_data() -> None:
+    """Operators: score a labelled folder from the data roots, see its shift diagnostics, save or activate a profile."""
+    st.subheader("Validate on your data")
+    st.markdown(
+        "A site's own labelled films (a `NORMAL/` and a `PNEUMONIA/` folder under the configured data roots) show how the "
+        "model does there and fit the site's operating point. Nothing is stored but the profile's aggregates."
+    )
+    if not is_operator():
+        return
+    folders = labelled_folders(training_data_roots())
+    if not folders:
+        st.info("No labelled folder under the configured data roots (PNEUMO_DATA_ROOTS).")
+        return
+    active = served.predictor.operating_point
+    if active.startswith("site:") and st.button("Serve at the validation threshold again", key="deactivate_profile"):
+        deactivate_site_profiles()
+        st.rerun()
+    with st.form("validate_form"):
+        folder = st.selectbox("Labelled folder", folders, format_func=lambda p: f"{p.parent.name}/{p.name}")
+        name = st.text_input("Site name", "site-sample", max_chars=64)
+        rule = st.selectbox("Threshold rule", list(RULES), format_func=lambda r: f"{r}: {RULES[r]}")
+        submitted = st.form_submit_button("Validate", type="primary")
+    if submitted:
+        bar = st.progress(0.0, text="Scoring films…")
+        try:
+            st.session_state["site_result"] = validate_site(
+                served.predictor, folder, name, rule, lambda done, total: bar.progress(done / total, f"{done}/{total} films")
+            )
+        except (ProfileError, FileNotFoundError) as error:
+            st.error(str(error))
+        bar.empty()
+    profile = st.session_state.get("site_result")
+    if profile is None:
+        return
+    site_result(profile)
+
+
+def site_result(profile) -> None:
+    st.markdown(
+        f"**Site {profile.name}**: {profile.n} films ({profile.n_normal} NORMAL, {profile.n_pneumonia} PNEUMONIA), "
+        f"rule *{profile.rule_description}* → threshold **{profile.threshold:.3f}**, temperature {profile.temperature:.2f}."
+        + (f" {profile.unreadable} file(s) could not be read." if profile.unreadable else "")
+    )
+    st.dataframe(comparison_table(metadata, [profile], ""), hide_index=True, width="stretch")
+    st.caption(profile.note)
+    left, right = st.columns(2)
+    left.plotly_chart(probability_histograms(profile), width="stretch", key="site_probabilities")
+    limit = served.predictor.density.limit if served.predictor.density else None
+    right.plotly_chart(distance_histograms(profile, limit), width="stretch", key="site_distances")
+    warned = profile.diagnostics.get("not_an_xray_warnings", 0)
+    st.caption(f"{warned} of {profile.n} films got a not-an-X-ray warning (feature distance above the limit).")
+    save, save_active = st.columns(2)
+    if save.button("Save profile", key="save_profile"):
+        save_site_profile(profile, make_active=False)
+        st.success(f"Saved site profile {profile.name}.")
+    if save_active.button("Save and serve at this operating point", key="activate_profile", type="primary"):
+        save_site_profile(profile, make_active=True)
+        st.success(f"Every answer now uses site profile {profile.name} (threshold {profile.threshold:.3f}).")
+
+
 st.title("Metrics of the served model")
 served, problem = served_model()
 if served is None:
@@ -50,33 +197,14 @@ labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
 scores = frame["probability"].to_numpy()
 served_threshold = float(metadata["threshold"])
 st.markdown(
-    f"Internal test split: **{len(frame)} images** of patients held out from training, validation and threshold choice "
-    f"(split by patient; data manifest `{metadata.get('data_manifest_sha256', '?')}`). "
-    f"Operating threshold **{served_threshold:.3f}**, chosen on validation: {metadata.get('threshold_rule', '')}."
+    f"Serving at **{operating_point_label(served.predictor.operating_point)}** (threshold "
+    f"{served.predictor.threshold:.3f}). Internal test split: **{len(frame)} images** of patients held out from training, "
+    f"validation and threshold choice (split by patient; data manifest `{metadata.get('data_manifest_sha256', '?')}`), "
+    f"at the validation threshold **{served_threshold:.3f}**: {metadata.get('threshold_rule', '')}."
 )
-
-
-@st.cache_data(show_spinner="Bootstrapping confidence intervals…")
-def intervals(model_sha: str, threshold: float) -> dict:
-    return bootstrap_intervals(labels, scores, threshold, resamples=1000)
-
-
+external_validity(metadata, labels, scores, served.predictor.operating_point)
 point = classification_metrics(labels, scores, served_threshold)
-ci = intervals(metadata["model_sha256"], served_threshold)
-st.subheader("At the operating threshold, with 95% bootstrap intervals")
-st.dataframe(
-    pd.DataFrame(
-        [
-            {"metric": name, "value": round(point[name], 4), "95% CI": f"{ci[name][0]:.3f} – {ci[name][1]:.3f}"}
-            for name in CI_METRICS
-        ]
-    ),
-    hide_index=True,
-    width="content",
-)
-st.caption(
-    f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split (62.5% on the official test split)."
-)
+stored_intervals_table(metadata, point, labels)
 
 st.subheader("Explore the threshold")
 st.info(
@@ -151,6 +279,8 @@ else:
         grid = st.columns(4)
         for i, ((row, canonical), cam) in enumerate(zip(readable, served.predictor.gradcams(canonicals))):  # one batched call
             grid[i % 4].image(overlay(canonical, cam, 0.35), caption=f"{row.file} · P={row.probability:.2f}", width="stretch")
+
+validate_on_your_data()
 
 st.subheader("Training runs (MLflow)")
 try:

@@ -45,6 +45,16 @@ def class_root(data_dir: Path, split: str = "train") -> Path:
     return nested if (nested / CLASS_NAMES[0]).is_dir() or (nested / CLASS_NAMES[1]).is_dir() else Path(data_dir)
 
 
+def labelled_folders(roots: list[Path], depth: int = 2) -> list[Path]:
+    """Folders at most ``depth`` levels under ``roots`` (roots included) that hold ``NORMAL/`` or ``PNEUMONIA/``."""
+    found: list[Path] = []
+    frontier = [Path(root) for root in roots]
+    for _ in range(depth + 1):
+        found += [f for f in frontier if any((f / name).is_dir() for name in CLASS_NAMES)]
+        frontier = [child for f in frontier for child in sorted(f.iterdir()) if child.is_dir() and child.name not in CLASS_NAMES]
+    return sorted(set(found))
+
+
 def list_labelled_images(root: Path) -> pd.DataFrame:
     """Every image under ``root/NORMAL`` and ``root/PNEUMONIA`` (recursive), sorted by path.
 

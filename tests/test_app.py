@@ -386,3 +386,37 @@ def test_training_page_follows_a_running_job(app_env, running_job):
     running_job.wait()
     at = run_page("pages/training.py")
     assert "Job job: failed" in texts(at) and any(b.label == "Start training" for b in at.button)
+
+
+def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_model_dir):
+    import shutil
+
+    from pneumo_core.site import active_profile, list_profiles
+
+    at = run_page("pages/metrics.py")
+    assert "No site profile yet" in texts(at)
+    next(t for t in at.text_input if t.label == "Site name").set_value("north")
+    next(s for s in at.selectbox if s.label == "Threshold rule").set_value("youden")
+    next(b for b in at.button if b.label == "Validate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Site north" in texts(at) and "optimistic" in texts(at)
+    try:
+        next(b for b in at.button if b.label == "Save and serve at this operating point").click().run()
+        assert list_profiles(app_model_dir) == ["north"] and active_profile(app_model_dir).name == "north"
+        at = run_page("pages/metrics.py")
+        assert "site profile north" in texts(at) and "Serving at **site profile north**" in texts(at)
+        assert any("site north" in str(row) for row in at.dataframe[0].value["data"])
+        next(b for b in at.button if b.label == "Serve at the validation threshold again").click().run()
+        assert active_profile(app_model_dir) is None
+        from pneumo_core.audit import recent_actions
+
+        assert [a["outcome"] for a in recent_actions()] == ["deactivated: validation threshold", "saved and activated"]
+    finally:
+        shutil.rmtree(app_model_dir / "site_profiles", ignore_errors=True)
+
+
+def test_validate_on_your_data_is_closed_to_viewers_of_an_exposed_server(app_env):
+    with bind_address("0.0.0.0"):
+        at = run_page("pages/metrics.py")
+        assert "Validate on your data" in texts(at) and "no operator password is set" in texts(at)
+        assert not any(b.label == "Validate" for b in at.button)

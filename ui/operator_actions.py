@@ -13,7 +13,10 @@ import streamlit as st
 from pneumo_core.audit import record_action
 from pneumo_core.config import served_model_dir
 from pneumo_core.jobs import Job, cancel_job, start_job
+from pneumo_core.predict import Predictor
 from pneumo_core.registry import promote, read_metadata, roll_back
+from pneumo_core.scoring import score_labelled_folder
+from pneumo_core.site import Rule, SiteProfile, activate, calibrate, save_profile
 from ui.access import require_operator
 
 
@@ -56,3 +59,29 @@ def roll_back_model() -> None:
     roll_back(served_model_dir())
     st.cache_resource.clear()
     record_action("roll back", _model_name(served_model_dir()), "served", actor, replaced=replaced)
+
+
+def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, progress) -> SiteProfile:
+    """Score a labelled folder and fit a site profile (not saved): minutes of CPU, so operators only."""
+    require_operator()
+    scores = score_labelled_folder(predictor, folder, progress)
+    reference = predictor.density.reference if predictor.density else None
+    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), reference)
+
+
+def save_site_profile(profile: SiteProfile, make_active: bool) -> None:
+    actor = require_operator()
+    save_profile(profile, served_model_dir())
+    outcome = "saved"
+    if make_active:
+        activate(served_model_dir(), profile.name)
+        st.cache_resource.clear()
+        outcome = "saved and activated"
+    record_action("site profile", profile.name, outcome, actor, rule=profile.rule, n=profile.n, threshold=profile.threshold)
+
+
+def deactivate_site_profiles() -> None:
+    actor = require_operator()
+    activate(served_model_dir(), None)
+    st.cache_resource.clear()
+    record_action("site profile", "-", "deactivated: validation threshold", actor)

@@ -15,7 +15,13 @@ PANEL = 448
 
 
 def case_report_png(
-    name: str, canonical: np.ndarray, overlay_rgb: np.ndarray, prediction: Prediction, method: str, model_name: str
+    name: str,
+    canonical: np.ndarray,
+    overlay_rgb: np.ndarray,
+    prediction: Prediction,
+    method: str,
+    model_name: str,
+    operating_point: str,
 ) -> bytes:
     width, height = 2 * PANEL + 60, PANEL + 260
     page = Image.new("RGB", (width, height), "white")
@@ -30,7 +36,7 @@ def case_report_png(
     lines = [
         f"File: {name}",
         f"Result: {verdict}     P(pneumonia) = {prediction.probability:.3f}     threshold = {prediction.threshold:.3f}",
-        f"Model: {model_name}",
+        f"Model: {model_name}     operating point: {operating_point}",
         f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
     ]
     for i, line in enumerate(lines):

@@ -15,6 +15,7 @@ from streamlit.runtime.scriptrunner import script_runner
 from pneumo_core.config import served_model_dir, serving_runtime
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import ModelLoadError, load_model_dir, read_metadata
+from pneumo_core.site import active_profile
 
 if TYPE_CHECKING:
     from pneumo_core.explain import Explainer
@@ -64,9 +65,9 @@ def _explainer(directory: str, model_sha256: str, _predictor: Predictor) -> Expl
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _loading(directory: str, model_sha256: str) -> Future:
-    """Load and warm up in the background, once per model file (keyed by its hash, so a promotion is picked up):
-    pages paint, and visitors choose their files, while the model loads."""
+def _loading(directory: str, model_sha256: str, operating_point: str) -> Future:
+    """Load and warm up in the background, once per model file and operating point (keyed by both, so a promotion
+    or a site-profile activation is picked up): pages paint, and visitors choose their files, while the model loads."""
     return _LOADER.submit(_load, Path(directory))
 
 
@@ -74,14 +75,19 @@ class Loading(NamedTuple):
     future: Future | None  # None when there is no usable model
     model_name: str | None
     problem: str | None  # a plain reason when there is no usable model
+    operating_point: str | None = None  # "validation" or "site:NAME"
 
 
 def start_loading() -> Loading:
-    """Start loading the served model without waiting (its metadata is read once per call, which also spots a promotion)."""
+    """Start loading the served model without waiting (its metadata and active profile are read once per call, which
+    also spots a promotion or an activation)."""
     directory = served_model_dir()
     try:
         metadata = read_metadata(directory)
-        return Loading(_loading(str(directory), metadata["model_sha256"]), metadata.get("name", "unnamed"), None)
+        profile = active_profile(directory)
+        point = profile.operating_point if profile else "validation"
+        future = _loading(str(directory), metadata["model_sha256"], point)
+        return Loading(future, metadata.get("name", "unnamed"), None, point)
     except (ModelLoadError, KeyError, OSError, ValueError) as error:
         return Loading(None, None, str(error))
 
@@ -89,7 +95,7 @@ def start_loading() -> Loading:
 def served_model(loading: Loading | None = None) -> tuple[Served | None, str | None]:
     """The served model, loaded and warmed (waits for it), or (None, a plain reason); pass the ``loading`` this
     run already started, if any."""
-    future, _, problem = loading or start_loading()
+    future, _, problem, _ = loading or start_loading()
     if future is None:
         return None, problem
     if not future.done():

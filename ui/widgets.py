@@ -11,6 +11,13 @@ from pneumo_core.predict import Prediction
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
 
+def operating_point_label(operating_point: str | None) -> str:
+    """``site:NAME`` → "site profile NAME"; ``validation`` → "validation threshold"."""
+    if operating_point and operating_point.startswith("site:"):
+        return f"site profile {operating_point.removeprefix('site:')}"
+    return {"validation": "validation threshold", "manual": "threshold set by hand"}.get(operating_point or "", "unknown")
+
+
 def disclaimer_banner() -> None:
     st.caption(f":material/info: **{DISCLAIMER}** Results are for demonstration and research only.")
 

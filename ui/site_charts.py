@@ -1,0 +1,177 @@
+"""Figures and tables for site profiles: internal test beside each site, and the shift diagnostics.
+
+Everything is drawn from stored aggregates (the model's metadata and evaluation CSV, the
+profiles' metrics and curves): nothing is recomputed from films on a page visit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from pneumo_core.site import SiteProfile
+
+HEADLINE = ("accuracy", "sensitivity", "specificity", "roc_auc")
+PLAIN_NAMES = {
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity (recall)",
+    "specificity": "specificity",
+    "roc_auc": "ROC AUC",
+    "precision": "precision (PPV)",
+    "npv": "NPV",
+}
+COLOURS = ("#1f5f8b", "#b7791f", "#4c8c4a", "#8a4f9e")
+
+
+def _cell(value: float, interval: list[float] | tuple[float, float] | None) -> str:
+    return f"{value:.3f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+
+
+def comparison_table(metadata: dict, profiles: list[SiteProfile], active: str) -> pd.DataFrame:
+    """One row per data set and operating point: internal test, then each site at its own and the validation point."""
+    test = metadata.get("metrics", {}).get("test", {})
+    intervals = metadata.get("confidence_intervals", {}).get("test", {})
+    rows = [
+        {
+            "data": f"internal test ({test.get('n', '?')} films, patients never trained on)",
+            "operating point": f"validation, threshold {metadata['threshold']:.3f}",
+            **{PLAIN_NAMES[k]: _cell(test[k], intervals.get(k)) for k in HEADLINE if k in test},
+        }
+    ]
+    for profile in profiles:
+        at_validation = profile.validation_operating_point
+        serving = " (serving)" if profile.operating_point == active else ""
+        rows.append(
+            {
+                "data": f"site {profile.name} ({profile.n} films)",
+                "operating point": f"site profile{serving}, threshold {profile.threshold:.3f}",
+                **{PLAIN_NAMES[k]: _cell(profile.metrics[k], profile.intervals.get(k)) for k in HEADLINE},
+            }
+        )
+        rows.append(
+            {
+                "data": f"site {profile.name} ({profile.n} films)",
+                "operating point": f"validation, threshold {metadata['threshold']:.3f}",
+                **{PLAIN_NAMES[k]: f"{at_validation[k]:.3f}" for k in HEADLINE},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def confusion(tn: int, fp: int, fn: int, tp: int, title: str) -> go.Figure:
+    """A 2×2 matrix whose counts stay readable on every cell (dark text on light cells, light on dark)."""
+    matrix = np.array([[tn, fp], [fn, tp]])
+    shade = matrix / max(1, matrix.max())
+    figure = go.Figure(
+        go.Heatmap(
+            z=shade,
+            x=["called NORMAL", "called PNEUMONIA"],
+            y=["NORMAL", "PNEUMONIA"],
+            colorscale=[[0, "#eef2f5"], [1, "#1f5f8b"]],
+            showscale=False,
+            hoverinfo="skip",
+        ),
+        layout={"title": title, "yaxis": {"autorange": "reversed"}, "height": 300, "margin": {"t": 50, "b": 20}},
+    )
+    for i in range(2):
+        for j in range(2):
+            figure.add_annotation(
+                x=j,
+                y=i,
+                text=f"<b>{matrix[i, j]}</b>",
+                showarrow=False,
+                font={"size": 20, "color": "white" if shade[i, j] > 0.5 else "#1d2730"},
+            )
+    return figure
+
+
+def roc_comparison(curves: list[tuple[str, list[float], list[float], tuple[float, float]]]) -> go.Figure:
+    """ROC curves, each with its operating point (1 − specificity, sensitivity); the top-left corner in an inset."""
+    figure = go.Figure(
+        layout={
+            "title": "ROC with each operating point",
+            "xaxis_title": "1 − specificity",
+            "yaxis_title": "sensitivity",
+            "height": 380,
+            "xaxis2": {"domain": [0.5, 0.95], "anchor": "y2", "range": [0, 0.3], "title": "zoom"},
+            "yaxis2": {"domain": [0.08, 0.55], "anchor": "x2", "range": [0.8, 1.0]},
+            "legend": {"orientation": "h", "y": -0.25},
+        }
+    )
+    for colour, (name, fpr, tpr, point) in zip(COLOURS, curves):
+        for axes, legend in ((("x", "y"), True), (("x2", "y2"), False)):
+            figure.add_scatter(
+                x=fpr, y=tpr, mode="lines", name=name, line={"color": colour}, showlegend=legend, xaxis=axes[0], yaxis=axes[1]
+            )
+            figure.add_scatter(
+                x=[point[0]],
+                y=[point[1]],
+                mode="markers",
+                marker={"size": 12, "color": colour, "symbol": "x"},
+                name=f"{name}: operating point",
+                showlegend=legend,
+                xaxis=axes[0],
+                yaxis=axes[1],
+            )
+    return figure
+
+
+def reliability_comparison(curves: list[tuple[str, list[float], list[float]]]) -> go.Figure:
+    figure = go.Figure(
+        layout={
+            "title": "Reliability",
+            "xaxis_title": "predicted P(pneumonia)",
+            "yaxis_title": "observed frequency",
+            "xaxis_range": [0, 1],
+            "yaxis_range": [0, 1],
+            "height": 380,
+            "legend": {"orientation": "h", "y": -0.25},
+        }
+    )
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
+    for colour, (name, predicted, observed) in zip(COLOURS, curves):
+        figure.add_scatter(x=predicted, y=observed, mode="lines+markers", name=name, line={"color": colour})
+    return figure
+
+
+def probability_histograms(profile: SiteProfile) -> go.Figure:
+    histogram = profile.diagnostics["probability_histogram"]
+    centres = np.convolve(histogram["edges"], [0.5, 0.5], "valid")
+    figure = go.Figure(
+        layout={
+            "title": f"P(pneumonia) per true class, site {profile.name}",
+            "barmode": "overlay",
+            "xaxis_title": "calibrated P(pneumonia)",
+            "yaxis_title": "films",
+            "height": 320,
+        }
+    )
+    for colour, name in zip(COLOURS, ("NORMAL", "PNEUMONIA")):
+        figure.add_bar(x=centres, y=histogram[name], name=f"true {name}", marker_color=colour, opacity=0.6, width=0.05)
+    figure.add_vline(x=profile.threshold, line_dash="dash", annotation_text="site threshold")
+    return figure
+
+
+def distance_histograms(profile: SiteProfile, limit: float | None) -> go.Figure:
+    histogram = profile.diagnostics["distance_histogram"]
+    centres = np.convolve(histogram["edges"], [0.5, 0.5], "valid")
+    figure = go.Figure(
+        layout={
+            "title": "Feature distance to the training X-rays",
+            "barmode": "overlay",
+            "xaxis_title": "distance",
+            "yaxis_title": "share of films",
+            "height": 320,
+        }
+    )
+    for colour, key, name in (
+        (COLOURS[0], "reference", "validation (training collection)"),
+        (COLOURS[1], "site", f"site {profile.name}"),
+    ):
+        if key in histogram:
+            counts = np.asarray(histogram[key], dtype=float)
+            figure.add_bar(x=centres, y=counts / max(1.0, counts.sum()), name=name, marker_color=colour, opacity=0.6)
+    if limit:
+        figure.add_vline(x=limit, line_dash="dash", annotation_text="not-an-X-ray limit")
+    return figure
