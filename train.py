@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         if saved.exists():  # a resumed run keeps its original settings
             config = TrainConfig(**{**json.loads(saved.read_text()), "progress_file": config.progress_file})
 
+    from pneumo_core.audit import record_action
     from pneumo_core.config import served_model_dir
-    from pneumo_core.registry import promote
+    from pneumo_core.model_registry import tag_serving_change
+    from pneumo_core.registry import promote, read_metadata
     from pneumo_core.training import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"model_dir": str(candidate), "run_dir": str(trainer.run_dir)}))
     if args.promote:
         promote(candidate, served_model_dir())
+        tag_serving_change(read_metadata(served_model_dir()), "promoted", "train.py --promote")
+        record_action("promote", candidate.name, "served", "train.py --promote", run=config.run_name)
         print(json.dumps({"promoted": str(served_model_dir())}))
     return 0
 

@@ -327,7 +327,8 @@ class Trainer:
             "metrics": metrics,
             "confidence_intervals": intervals,
             "uncalibrated_at_0.5": uncalibrated,
-            "train_seconds": round(self.state.get("train_seconds", 0.0), 1),  # training phases only, summed over resumes
+            "train_seconds": round(self.state.get("train_seconds", 0.0), 1),
+            "mlflow_run_id": tracked.run_id,  # training phases only, summed over resumes
             "config": asdict(cfg),
             "git_commit": git_commit(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

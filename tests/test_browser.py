@@ -44,45 +44,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
+@contextmanager
+def streamlit_server(model_dir: Path, workdir: Path, **env: str):
+    """``streamlit run`` on a free loopback port with the given model and extra environment; yields (url, log)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     port = free_port()
-    env = {**os.environ, "PNEUMO_MODEL_DIR": str(tiny_model_dir), "PNEUMO_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
+    env = {**os.environ, "PNEUMO_MODEL_DIR": str(model_dir), "PNEUMO_RUNS_DIR": str(workdir / "runs"), **env}
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1"]
+    log_path = workdir / "streamlit.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            process.kill()
+            pytest.fail("the Streamlit server did not become healthy in 90 s")
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the Streamlit server did not become healthy in 90 s")
-    yield RunningServer(url, Path(log.name))
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+            yield RunningServer(url, log_path)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    with streamlit_server(tiny_model_dir, tmp_path_factory.mktemp("server"), PNEUMO_OPERATOR_PASSWORD="") as running:
+        yield running
 
 
 def files_changed_since(start: float, roots: list[Path], skip: set[Path]) -> list[Path]:
@@ -150,3 +145,23 @@ def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
     assert not [path for path in touched if needle in path.read_bytes()]
     log_text = server.log.read_text()
     assert secret not in log_text and upload.name not in log_text
+
+
+def test_a_public_server_without_password_offers_viewers_no_operator_control(tiny_model_dir, tmp_path):
+    """Marked public (as behind a reverse proxy) with no operator password: Training shows status, no control."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with streamlit_server(tiny_model_dir, tmp_path, PNEUMO_PUBLIC="1", PNEUMO_OPERATOR_PASSWORD="") as running:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{running.url}/training", wait_until="domcontentloaded")
+                expect(page.get_by_text("no operator password is set")).to_be_visible(timeout=90_000)
+                expect(page.get_by_text("No training job has been started")).to_be_visible()
+                for label in ("Start training", "Promote the new model", "Roll back to the previous model"):
+                    assert page.get_by_role("button", name=label).count() == 0
+                page.screenshot(path=str(ARTIFACTS / "training_public_viewer.png"), full_page=True)
+            finally:
+                browser.close()

@@ -62,6 +62,17 @@ def test_smoke_run_progress_and_mlflow(smoke_run):
     assert {"manifest.csv", "evaluation", "model"} <= artifacts
 
 
+def test_a_promotion_is_tagged_on_the_models_run(smoke_run):
+    from pneumo_core.model_registry import tag_serving_change
+
+    candidate, _ = smoke_run
+    metadata = json.loads((candidate / "metadata.json").read_text())
+    assert tag_serving_change(metadata, "promoted", "operator (local)")
+    tags = mlflow.get_run(metadata["mlflow_run_id"]).data.tags
+    assert tags["pneumo.promoted_by"] == "operator (local)" and tags["pneumo.promoted_at"].startswith("20")
+    assert not tag_serving_change({"name": "no run here"}, "promoted", "x")
+
+
 def test_resume_skips_finished_phases(smoke_run, real_data):
     candidate, run_dir = smoke_run
     config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))

@@ -13,6 +13,7 @@ import streamlit as st
 from pneumo_core.audit import record_action
 from pneumo_core.config import served_model_dir
 from pneumo_core.jobs import Job, cancel_job, start_job
+from pneumo_core.model_registry import tag_serving_change
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import promote, read_metadata, roll_back
 from pneumo_core.scoring import score_labelled_folder
@@ -50,7 +51,8 @@ def promote_model(candidate: Path) -> None:
     previous = _model_name(served_model_dir())
     promote(candidate, served_model_dir())
     st.cache_resource.clear()
-    record_action("promote", name, "served", actor, replaced=previous)
+    tagged = tag_serving_change(read_metadata(served_model_dir()), "promoted", actor)
+    record_action("promote", name, "served", actor, replaced=previous, mlflow_tagged=tagged)
 
 
 def roll_back_model() -> None:
@@ -58,7 +60,8 @@ def roll_back_model() -> None:
     replaced = _model_name(served_model_dir())
     roll_back(served_model_dir())
     st.cache_resource.clear()
-    record_action("roll back", _model_name(served_model_dir()), "served", actor, replaced=replaced)
+    tagged = tag_serving_change(read_metadata(served_model_dir()), "rolled_back_to", actor)
+    record_action("roll back", _model_name(served_model_dir()), "served", actor, replaced=replaced, mlflow_tagged=tagged)
 
 
 def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, progress) -> SiteProfile:
