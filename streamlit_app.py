@@ -1,7 +1,9 @@
 """pneumo — a research demo of pneumonia classification on pediatric chest X-rays.
 
-Run with ``streamlit run streamlit_app.py``. This file only sets up the page
-and navigation; each page lives in ``pages/`` and every piece of ML in
+Run with ``streamlit run streamlit_app.py``. The pages are not in a folder named ``pages/``: Streamlit runs such a
+folder in its legacy multipage mode for a server's first deep-linked visitor (``/training``), skipping this file and
+with it the disclaimer and the navigation. This file only sets up the page
+and navigation; each page lives in ``app_pages/`` and every piece of ML in
 ``pneumo_core``.
 """
 
@@ -20,10 +22,10 @@ st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=
 
 navigation = st.navigation(
     [
-        st.Page("pages/classify.py", title="Classify", icon=":material/radiology:", default=True),
-        st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
-        st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-        st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+        st.Page("app_pages/classify.py", title="Classify", icon=":material/radiology:", default=True),
+        st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+        st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("app_pages/model_card.py", title="Model card", icon=":material/description:"),
     ]
 )
 

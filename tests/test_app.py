@@ -197,7 +197,7 @@ def test_training_page_offers_only_configured_roots_and_checks_the_schedule(app_
     for root in (roots[0], roots[2]):
         root.mkdir()
     monkeypatch.setenv("PNEUMO_DATA_ROOTS", os.pathsep.join(str(r) for r in roots))
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert at.selectbox[0].label == "Data folder" and at.selectbox[0].options == [str(roots[0]), str(roots[2])]
     at.text_input[0].set_value("224:x:16")
     next(b for b in at.button if b.label == "Start training").click().run()
@@ -225,20 +225,20 @@ def unlock(at: AppTest, password: str) -> AppTest:
 
 def test_exposed_server_without_password_shows_no_operator_controls(app_env, running_job):
     with bind_address("0.0.0.0"):
-        at = run_page("pages/training.py")
+        at = run_page("app_pages/training.py")
         assert operator_controls(at) == [] and "no operator password is set" in texts(at)
         assert "running" in texts(at)  # viewers still follow the job, read-only
     with bind_address(None):  # Streamlit's own default: every interface
-        assert operator_controls(run_page("pages/training.py")) == []
+        assert operator_controls(run_page("app_pages/training.py")) == []
 
 
 def test_loopback_marked_public_is_treated_as_exposed(app_env, monkeypatch):
     monkeypatch.setenv("PNEUMO_PUBLIC", "1")  # e.g. behind a reverse proxy on this machine
-    assert operator_controls(run_page("pages/training.py")) == []
+    assert operator_controls(run_page("app_pages/training.py")) == []
 
 
 def test_loopback_server_without_password_keeps_the_operator_workflow(app_env, running_job):
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert operator_controls(at) == ["Cancel training", "Force stop"]  # a job runs: no new start, cancel at hand
 
 
@@ -254,7 +254,7 @@ def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, m
         (app_env / "secrets.toml").write_text('[operator]\npassword = "s3cret"\n')
         monkeypatch.setenv("PNEUMO_SECRETS_FILE", str(app_env / "secrets.toml"))
     with bind_address("0.0.0.0"):
-        at = run_page("pages/training.py")
+        at = run_page("app_pages/training.py")
         assert operator_controls(at) == []
         unlock(at, "guess")
         assert operator_controls(at) == [] and any("Wrong password" in e.value for e in at.error)
@@ -301,7 +301,7 @@ def test_operator_actions_refuse_a_viewer_and_are_logged_for_an_operator(app_env
 
 def test_no_model_gives_a_message_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_MODEL_DIR", str(tmp_path / "nothing-here"))
-    for page in (None, "pages/metrics.py", "pages/model_card.py"):
+    for page in (None, "app_pages/metrics.py", "app_pages/model_card.py"):
         at = run_page(page)
         assert "No model" in texts(at)
 
@@ -321,25 +321,25 @@ def test_a_tampered_model_file_is_refused_with_a_message(monkeypatch, tiny_model
 
 
 def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_path):
-    at = run_page("pages/metrics.py")
+    at = run_page("app_pages/metrics.py")
     assert "95% bootstrap intervals" in texts(at)
     at.slider(key="explore_threshold").set_value(0.2).run()
     assert not at.exception
     monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-data"))
-    at = run_page("pages/metrics.py")
+    at = run_page("app_pages/metrics.py")
     assert "not available" in texts(at)
 
 
 def test_model_card_page(app_env):
-    at = run_page("pages/model_card.py")
+    at = run_page("app_pages/model_card.py")
     assert "Intended use" in texts(at) and "tiny-test-model" in texts(at) and "served by **TensorFlow**" in texts(at)
 
 
 def test_training_page_form_and_disabled(app_env, monkeypatch):
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert any(b.label == "Start training" for b in at.button)
     monkeypatch.setenv("PNEUMO_TRAINING", "off")
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert "disabled" in texts(at) and not any(b.label == "Start training" for b in at.button)
 
 
@@ -378,13 +378,13 @@ def running_job(app_env):
 
 
 def test_training_page_follows_a_running_job(app_env, running_job):
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert "Job job: running" in texts(at)
     assert not any(b.label == "Start training" for b in at.button)  # one job at a time
     assert any(b.label == "Cancel training" for b in at.button)
     running_job.kill()
     running_job.wait()
-    at = run_page("pages/training.py")
+    at = run_page("app_pages/training.py")
     assert "Job job: failed" in texts(at) and any(b.label == "Start training" for b in at.button)
 
 
@@ -393,7 +393,7 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
 
     from pneumo_core.site import active_profile, list_profiles
 
-    at = run_page("pages/metrics.py")
+    at = run_page("app_pages/metrics.py")
     assert "No site profile yet" in texts(at)
     next(t for t in at.text_input if t.label == "Site name").set_value("north")
     next(s for s in at.selectbox if s.label == "Threshold rule").set_value("youden")
@@ -403,7 +403,7 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
     try:
         next(b for b in at.button if b.label == "Save and serve at this operating point").click().run()
         assert list_profiles(app_model_dir) == ["north"] and active_profile(app_model_dir).name == "north"
-        at = run_page("pages/metrics.py")
+        at = run_page("app_pages/metrics.py")
         assert "site profile north" in texts(at) and "Serving at **site profile north**" in texts(at)
         assert any("site north" in str(row) for row in at.dataframe[0].value["data"])
         next(b for b in at.button if b.label == "Serve at the validation threshold again").click().run()
@@ -417,6 +417,6 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
 
 def test_validate_on_your_data_is_closed_to_viewers_of_an_exposed_server(app_env):
     with bind_address("0.0.0.0"):
-        at = run_page("pages/metrics.py")
+        at = run_page("app_pages/metrics.py")
         assert "Validate on your data" in texts(at) and "no operator password is set" in texts(at)
         assert not any(b.label == "Validate" for b in at.button)

@@ -157,8 +157,10 @@ def test_a_public_server_without_password_offers_viewers_no_operator_control(tin
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{running.url}/training", wait_until="domcontentloaded")
+                page.goto(f"{running.url}/training", wait_until="domcontentloaded")  # a fresh server's first visitor, deep-linked
                 expect(page.get_by_text("no operator password is set")).to_be_visible(timeout=90_000)
+                expect(page.get_by_text("not for clinical use").first).to_be_visible()  # the entry point ran: disclaimer
+                expect(page.get_by_role("link", name="Model card")).to_be_visible()  # and its navigation
                 expect(page.get_by_text("No training job has been started")).to_be_visible()
                 for label in ("Start training", "Promote the new model", "Roll back to the previous model"):
                     assert page.get_by_role("button", name=label).count() == 0
