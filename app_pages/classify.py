@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -101,28 +102,43 @@ def cam_for(digest: str, case: Case):
     return cams[key]
 
 
-if len(cases) > 1:
-    table = pd.DataFrame(
-        [
+def results_table(cases: list[Case]) -> pd.DataFrame:
+    """One row per file, for one film as for many: no label for a failed file or a withheld verdict, and why."""
+    answered_at = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = []
+    for c in cases:
+        verdict = c.verdict
+        rows.append(
             {
                 "file": c.name,
-                "label": c.prediction.label if c.prediction else "—",
-                "P(pneumonia)": round(c.prediction.probability, 4) if c.prediction else None,
-                "uncertain": c.prediction.uncertain if c.prediction else None,
-                "problem": c.error or ("does not look like a chest X-ray" if c.warnings else ""),
+                "label": verdict.label if verdict else "",
+                "P(pneumonia)": round(verdict.probability, 4) if verdict else None,
+                "uncertain": verdict.uncertain if verdict else None,
+                "threshold": round(c.prediction.threshold, 4) if c.prediction else None,
+                "operating point": served.predictor.operating_point,
+                "model": served.metadata.get("name", "unnamed"),
+                "reason no label": c.error or c.withheld or "",
+                "warnings": " | ".join(c.warnings),
+                "time (UTC)": answered_at,
             }
-            for c in cases
-        ]
-    )
-    st.subheader("Results")
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
+        )
+    return pd.DataFrame(rows)
+
+
+table = results_table(cases)
+st.subheader("Results")
+st.dataframe(table, hide_index=True, width="stretch")
+st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
 
 for digest, case in zip(digests, cases):
     st.divider()
     st.subheader(case.name)
     if case.error:
         st.error(f"Not classified: {case.error}")
+        continue
+    if case.withheld:
+        st.warning(f"**Not assessed.** {case.withheld} No NORMAL/PNEUMONIA answer is given for it.", icon=":material/block:")
+        st.image(case.canonical, caption="The image as received (grayscale)", width=320)
         continue
     prediction = case.prediction
     for warning in case.warnings:

@@ -1,7 +1,8 @@
 """``python -m pneumo_core predict|evaluate|calibrate|sanity|export-tflite``: the command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
-``{"file", "label", "probability", "threshold", "operating_point"}`` or ``{"file", "error"}``.
+``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
+``probability`` are null when the film is clearly not a chest X-ray) or ``{"file", "error"}``.
 Exit 0 if every file was classified, 1 if any failed, 2 on usage errors.
 """
 
@@ -129,10 +130,11 @@ def run_predict(args: argparse.Namespace) -> int:
                 failed = True
                 record = {"file": str(path), "error": error}
             else:
+                verdict = result.verdict  # None when the film is clearly not a chest X-ray: no label, no probability
                 record = {
                     "file": str(path),
-                    "label": result.prediction.label,
-                    "probability": round(result.prediction.probability, 6),
+                    "label": verdict.label if verdict else None,
+                    "probability": round(verdict.probability, 6) if verdict else None,
                     "threshold": round(result.prediction.threshold, 6),
                     "operating_point": predictor.operating_point,
                 }

@@ -22,7 +22,7 @@ from . import CLASS_NAMES, lite
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import sigmoid
-from .ood import FeatureDensity, ood_warnings
+from .ood import FeatureDensity, ood_assessment
 from .preprocess import CANONICAL_SIZE, canonicalize
 from .registry import ModelLoadError, load_lite_path, load_model_dir, read_metadata
 from .site import ProfileError, SiteProfile, active_profile, load_profile
@@ -73,6 +73,12 @@ class Case:
     dicom_fields: dict[str, str] = field(default_factory=dict)
     gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with_gradcam
     distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.ood), when known
+    withheld: str | None = None  # why no verdict is given: clearly not a chest X-ray (see pneumo_core.ood)
+
+    @property
+    def verdict(self) -> Prediction | None:
+        """The prediction a person may be shown: None for an unreadable file or a withheld verdict."""
+        return None if self.withheld else self.prediction
 
 
 class Network(Protocol):
@@ -206,15 +212,17 @@ class Predictor:
             distances = self.density.distances(features) if self.density else [None] * len(good)
             for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
                 upload = decoded[i][0]
+                warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density)
                 cases[i] = Case(
                     names[i],
                     image,
                     prediction,
                     None,
-                    ood_warnings(upload.colourfulness, distance, self.density),
+                    warnings,
                     upload.dicom_fields,
                     cam,
                     None if distance is None else float(distance),
+                    withheld,
                 )
         return cases
 

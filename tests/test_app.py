@@ -158,7 +158,28 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     assert any("broken" not in e and "damaged" in e for e in errors)
     table = at.dataframe[0].value
     assert list(table["file"]) == ["good.png", "broken.png", "also_good.jpg"]
-    assert table.loc[1, "label"] == "—" and "damaged" in table.loc[1, "problem"]
+    assert table.loc[1, "label"] == "" and "damaged" in table.loc[1, "reason no label"]
+    assert set(table.columns) >= {"model", "operating point", "threshold", "uncertain", "warnings", "time (UTC)"}
+    assert set(table["operating point"]) == {"validation"}
+
+
+def test_a_colour_picture_gets_no_verdict_in_the_page_or_the_csv(app_env):
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photo = io.BytesIO()
+    Image.fromarray(load_sample_images().images[1]).save(photo, format="PNG")
+    at = run_page()
+    at.file_uploader(key="uploads").set_value([("flower.png", photo.getvalue(), "image/png")]).run()
+    assert not at.exception
+    assert "Not assessed" in texts(at) and "colour picture" in texts(at)
+    assert not any(m.label == "Probability of pneumonia" for m in at.metric)
+    assert "**NORMAL**" not in texts(at) and "**PNEUMONIA**" not in texts(at)
+    table = at.dataframe[0].value  # the one-film table, as downloaded
+    assert table.loc[0, "label"] == "" and "colour picture" in table.loc[0, "reason no label"]
+    assert not any(b.label.startswith("Download case report") for b in at.get("download_button"))
 
 
 def test_dicom_patient_fields_only_in_the_expander_and_never_logged(app_env):

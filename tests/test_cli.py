@@ -107,3 +107,19 @@ def test_real_process_exit_codes_and_clean_stderr(tiny_model_dir, upload_folder)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert len(done.stdout.splitlines()) == 3 and all("file" in json.loads(line) for line in done.stdout.splitlines())
+
+
+def test_a_colour_picture_gets_no_verdict(capsys, tiny_model_dir, tmp_path):
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photo = tmp_path / "holiday.png"
+    buffer = io.BytesIO()
+    Image.fromarray(load_sample_images().images[0]).save(buffer, format="PNG")
+    photo.write_bytes(buffer.getvalue())
+    code, records, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, photo)
+    assert code == 0  # answered: the answer is "not assessed"
+    assert records[0]["label"] is None and records[0]["probability"] is None
+    assert "colour picture" in records[0]["warnings"][0]

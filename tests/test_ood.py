@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from pneumo_core.decode import decode_upload
-from pneumo_core.ood import COLOUR_LIMIT, FeatureDensity, ood_warnings
+from pneumo_core.ood import COLOUR_LIMIT, WITHHOLD_FACTOR, FeatureDensity, ood_assessment
 
 from .imaging import encode, synthetic_xray
 
@@ -33,8 +33,18 @@ def test_colour_pictures_are_flagged_gray_films_are_not():
     assert decode_upload(photo.getvalue()).colourfulness > COLOUR_LIMIT
     film_as_rgb = decode_upload(encode(synthetic_xray(120), "JPEG", "RGB"))
     assert film_as_rgb.colourfulness < 1.0
-    assert "colour picture" in ood_warnings(40.0, None, None)[0]
-    assert ood_warnings(0.0, None, None) == ()
+    warnings, withheld = ood_assessment(40.0, None, None)
+    assert "colour picture" in warnings[0] and withheld == warnings[0]  # no verdict for a colour picture
+    assert ood_assessment(0.0, None, None) == ((), None)
+
+
+def test_distance_tiers_warn_then_withhold():
+    density = FeatureDensity(np.zeros(2), np.eye(2), limit=10.0)
+    assert ood_assessment(0.0, 9.9, density) == ((), None)
+    warnings, withheld = ood_assessment(0.0, 10.0 * WITHHOLD_FACTOR, density)
+    assert withheld is None and "extra caution" in warnings[0]  # unusual, still a film: verdict with a warning
+    warnings, withheld = ood_assessment(0.0, 10.0 * WITHHOLD_FACTOR + 0.1, density)
+    assert withheld and "far from the X-rays" in withheld
 
 
 def test_predictor_attaches_warnings_and_keeps_dicom_fields(tiny_predictor):
@@ -49,5 +59,6 @@ def test_predictor_attaches_warnings_and_keeps_dicom_fields(tiny_predictor):
     )
     assert [c.name for c in cases] == ["photo.png", "ct.dcm", "film.png"]
     assert any("colour picture" in w for w in cases[0].warnings)
+    assert cases[0].withheld and cases[0].verdict is None and cases[0].prediction is not None
     assert cases[1].prediction is not None and cases[1].dicom_fields["Modality"] == "CT"
     assert not any("colour" in w for w in cases[2].warnings)
