@@ -441,3 +441,13 @@ def test_validate_on_your_data_is_closed_to_viewers_of_an_exposed_server(app_env
         at = run_page("app_pages/metrics.py")
         assert "Validate on your data" in texts(at) and "no operator password is set" in texts(at)
         assert not any(b.label == "Validate" for b in at.button)
+
+
+def test_probability_scale_shows_the_marker_above_the_bars_and_the_whole_range():
+    from pneumo_core.predict import Prediction
+    from ui.widgets import probability_scale
+
+    figure = probability_scale(Prediction(probability=0.988, threshold=0.08, logit=4.0))
+    assert all(shape.layer == "below" for shape in figure.layout.shapes)  # the dot is never hidden under a bar
+    assert list(figure.data[0].x) == [0.988] and figure.data[0].text == ("98.8%",)
+    assert figure.layout.xaxis.tickvals[-1] == 1 and figure.layout.xaxis.range[1] >= 1

@@ -26,24 +26,30 @@ def probability_scale(prediction: Prediction) -> go.Figure:
     """A 0–1 scale with P(pneumonia), the operating threshold and the uncertain band around it."""
     t, p = prediction.threshold, prediction.probability
     figure = go.Figure()
-    figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0)
+    # Shapes are drawn below the marker (Plotly draws shapes above traces unless told otherwise).
+    figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0, layer="below")
     low, high = prediction.uncertain_band
-    figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1, fillcolor="rgba(183,121,31,0.25)", line_width=0)
-    figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2})
+    band = "rgba(183,121,31,0.25)"
+    figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1, fillcolor=band, line_width=0, layer="below")
+    figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2}, layer="below")
+    colour = CALM_AMBER if prediction.uncertain else CALM_BLUE
     figure.add_scatter(
         x=[p],
         y=[0.5],
-        mode="markers",
-        marker={"size": 18, "color": CALM_AMBER if prediction.uncertain else CALM_BLUE, "line": {"width": 2, "color": "white"}},
+        mode="markers+text",
+        marker={"size": 18, "color": colour, "line": {"width": 2, "color": "white"}},
+        text=[f"{p:.1%}"],
+        textposition="bottom center",
+        textfont={"color": colour, "size": 12},
         hovertemplate="P(pneumonia) = %{x:.3f}<extra></extra>",
     )
-    figure.add_annotation(x=t, y=1.35, text=f"threshold {t:.2f}", showarrow=False, font={"size": 11, "color": GREY})
+    figure.add_annotation(x=t, y=1.45, text=f"threshold {t:.1%}", showarrow=False, font={"size": 11, "color": GREY})
     figure.update_layout(
-        height=110,
-        margin={"l": 10, "r": 10, "t": 25, "b": 25},
+        height=130,
+        margin={"l": 18, "r": 18, "t": 25, "b": 25},
         showlegend=False,
-        xaxis={"range": [0, 1], "tickformat": ".0%", "title": None},
-        yaxis={"visible": False, "range": [-0.3, 1.6]},
+        xaxis={"range": [-0.02, 1.02], "tickvals": [0, 0.25, 0.5, 0.75, 1], "tickformat": ".0%", "title": None},
+        yaxis={"visible": False, "range": [-0.9, 1.7]},
         plot_bgcolor="rgba(0,0,0,0)",
     )
     return figure
