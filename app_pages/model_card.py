@@ -10,7 +10,10 @@ import streamlit as st
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
 from pneumo_core.registry import EVALUATION_DIR, SANITY_FILE
+from pneumo_core.site import list_profiles, load_profile
 from ui.resources import served_model
+from ui.site_charts import comparison_table
+from ui.widgets import operating_point_label
 
 st.title("Model card")
 served, problem = served_model()
@@ -27,6 +30,15 @@ else:
             if served.predictor.runtime == "tflite"
             else "**TensorFlow**"
         )
+    )
+    profiles = [load_profile(served.directory, name) for name in list_profiles(served.directory)]
+    st.markdown(f"**Operating point in use: {operating_point_label(served.predictor.operating_point)}.**")
+    st.dataframe(comparison_table(meta, profiles, served.predictor.operating_point), hide_index=True, width="stretch")
+    st.caption(
+        "External first: a site row is measured on films from a later collection than the training data; its "
+        "profile's threshold was fitted on those same films, so it is optimistic for that site's future films."
+        if profiles
+        else "No external site profile yet: these are internal numbers (same hospital and period as the training data)."
     )
     rows = []
     for split, title in (("val", "validation (used for threshold and calibration)"), ("test", "internal test (never tuned on)")):

@@ -40,6 +40,18 @@ _ON = ("on", "1", "true", "yes", "enabled")
 _DEFAULT_DATA_DIRS = (PROJECT_ROOT / "data" / "chest_xray", PROJECT_ROOT.parent / "shared" / "data" / "chest_xray")
 
 
+def portable_path(path: str | Path | None) -> str | None:
+    """A path as it may be recorded in committed files: relative to the project (or to its parent, as for
+    ``../shared/data``), else only its last part; never the absolute path of the machine that wrote it."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
+        if resolved.is_relative_to(base):
+            return prefix + str(resolved.relative_to(base))
+    return resolved.name
+
+
 def default_data_dir() -> Path:
     """The Kermany-layout data folder: ``$PNEUMO_DATA_DIR`` or the first default that exists."""
     if os.environ.get(DATA_DIR_ENV):

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from . import CLASS_NAMES
 from .callbacks import ProgressCallback
+from .config import portable_path
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
 from .datasets import make_dataset
 from .evaluate import predictions_frame, write_evaluation
@@ -329,7 +330,10 @@ class Trainer:
             "uncalibrated_at_0.5": uncalibrated,
             "train_seconds": round(self.state.get("train_seconds", 0.0), 1),
             "mlflow_run_id": tracked.run_id,  # training phases only, summed over resumes
-            "config": asdict(cfg),
+            "config": {
+                **asdict(cfg),
+                **{key: portable_path(getattr(cfg, key)) for key in ("data_dir", "output_dir", "progress_file")},
+            },
             "git_commit": git_commit(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "smoke": cfg.smoke,

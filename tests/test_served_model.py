@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (SERVED_MODEL / "metadata.json").is_file(), 
 def test_served_model_metadata_is_complete():
     _, metadata = load_model_dir(SERVED_MODEL)
     assert metadata["class_names"] == ["NORMAL", "PNEUMONIA"] and metadata["input_size"] == 224
-    assert metadata["base_weights"].startswith("none") and metadata["recipe"] == "scratch"
+    assert metadata["recipe"] in ("scratch", "transfer") and metadata["base_weights"]
     assert 0 < metadata["threshold"] < 1 and metadata["temperature"] > 0
     for split in ("val", "test"):
         assert set(metadata["confidence_intervals"][split]) >= {"accuracy", "sensitivity", "specificity", "roc_auc"}
@@ -102,8 +102,45 @@ def test_served_predictions_reproduce_the_recorded_evaluation(real_data):
     from pneumo_core.data import class_root
 
     recorded = pd.read_csv(SERVED_MODEL / "evaluation" / "test_predictions.csv").iloc[::50]
-    predictor = Predictor.load(SERVED_MODEL)
+    predictor = Predictor.load(SERVED_MODEL, operating_point="validation")  # recorded at the validation calibration
     root = class_root(real_data)
     cases = predictor.classify([(f, (root / f).read_bytes()) for f in recorded["file"]])
     for case, expected in zip(cases, recorded["probability"]):
         assert case.prediction.probability == pytest.approx(expected, abs=1e-4)
+
+
+def test_committed_json_under_models_holds_no_machine_paths():
+    """Metadata, profiles and results travel with the repository: no absolute path of the machine that made them."""
+    found = []
+
+    def walk(value, where):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif isinstance(value, str) and (value.startswith("/") or value[1:3] == ":\\"):
+            found.append(f"{where} = {value}")
+
+    for path in sorted((PROJECT_ROOT / "models").rglob("*.json")):
+        walk(json.loads(path.read_text()), str(path.relative_to(PROJECT_ROOT)))
+    assert not found
+
+
+def test_the_active_site_profile_is_what_predict_gives_on_its_films(capsys):
+    """The committed profile's metrics are exactly the counts predict (no options, as the app answers) gives on the
+    site sample it was fitted on."""
+    from pneumo_core.site import active_profile
+
+    profile = active_profile(SERVED_MODEL)
+    site = PROJECT_ROOT.parent / "shared" / "data" / "chest_xray" / "site_sample"
+    if profile is None or not site.is_dir():
+        pytest.skip("no active site profile, or the site sample is not available")
+    main(["predict", str(site)])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == profile.n and {r["operating_point"] for r in records} == {profile.operating_point}
+    truth = np.array(["/PNEUMONIA/" in r["file"] for r in records])
+    called = np.array([r["label"] == "PNEUMONIA" for r in records])
+    counts = {"tp": called & truth, "fp": called & ~truth, "tn": ~called & ~truth, "fn": ~called & truth}
+    assert {key: int(mask.sum()) for key, mask in counts.items()} == {key: profile.metrics[key] for key in counts}
