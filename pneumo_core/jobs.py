@@ -2,23 +2,25 @@
 
 The job's facts live on disk under the runs folder (``current_job.json``, the
 run's progress file and log), so a reloaded page, another browser or another
-server process sees the same job. Starting takes an exclusive lock file;
-a finished, failed or vanished job releases it.
+server process sees the same job. Starting holds an exclusive
+``flock`` from the check to the written job file (:func:`start_job`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import PROJECT_ROOT, runs_dir
-from .progress import JobStatus, job_status
+from .progress import JobStatus, job_status, process_alive, process_start
 
 JOB_FILE = "current_job.json"
 
@@ -35,9 +37,16 @@ class Job:
     progress_file: str
     log_file: str
     started: str
+    pid_started: int | None = None  # the process's start time (see progress.process_start): a reused PID is not it
 
     def status(self) -> JobStatus:
-        return job_status(Path(self.progress_file))
+        """The progress file's verdict; before the run's first event, the process itself says (starting or gone)."""
+        status = job_status(Path(self.progress_file))
+        if status.state != "none":
+            return status
+        if process_alive(self.pid, self.pid_started):
+            return JobStatus("running", [{"event": "starting", "time": time.time(), "pid": self.pid}])
+        return JobStatus("failed", [{"event": "failed", "error": "The training process ended before reporting progress."}])
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -47,6 +56,7 @@ class Job:
 
 
 def current_job(root: Path | None = None) -> Job | None:
+    reap_finished()
     path = Path(root or runs_dir()) / JOB_FILE
     try:
         return Job(**json.loads(path.read_text()))
@@ -54,42 +64,53 @@ def current_job(root: Path | None = None) -> Job | None:
         return None
 
 
-def start_job(train_args: list[str], root: Path | None = None) -> Job:
-    """Launch ``train.py`` with the given flags (``--run-name`` etc. are set here) unless a job is running."""
+_CHILDREN: list[subprocess.Popen] = []
+"""Jobs this process started: polled so that a finished one is reaped instead of lingering as a zombie."""
+
+
+def reap_finished() -> None:
+    for child in list(_CHILDREN):
+        if child.poll() is not None:
+            _CHILDREN.remove(child)
+
+
+def start_job(train_args: list[str], root: Path | None = None, script: Path = PROJECT_ROOT / "train.py") -> Job:
+    """Launch ``train.py`` with the given flags (``--run-name`` etc. are set here) unless a job is running.
+
+    An exclusive ``flock`` on ``job.lock`` is held from the check to the written job file, so two clicks, two
+    browsers or two server processes cannot both start one; the kernel releases it if this process dies.
+    """
     root = Path(root or runs_dir())
     root.mkdir(parents=True, exist_ok=True)
-    lock = root / "job.lock"
-    previous = current_job(root)
-    if previous and previous.status().state == "running":
-        raise JobError(f"A training job is already running ({previous.run_name}); only one runs at a time.")
-    if previous or lock.exists():
-        lock.unlink(missing_ok=True)  # the previous job has ended: its lock is stale
-    try:
-        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # atomic: one starter wins
-    except FileExistsError:
-        raise JobError("Another training job is being started right now.") from None
-    os.close(descriptor)
-    run_name = datetime.now(UTC).strftime("app-%Y%m%d-%H%M%S")
-    run_dir = root / run_name
-    run_dir.mkdir(parents=True)
-    progress, log = run_dir / "progress.jsonl", run_dir / "train.log"
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "train.py"),
-        *train_args,
-        "--output-dir",
-        str(root),
-        "--run-name",
-        run_name,
-        "--progress-file",
-        str(progress),
-    ]
-    with log.open("w") as handle:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    job = Job(run_name, process.pid, str(run_dir), str(progress), str(log), datetime.now(UTC).isoformat(timespec="seconds"))
-    (root / JOB_FILE).write_text(json.dumps(asdict(job), indent=2))
+    with (root / "job.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobError("Another training job is being started right now.") from None
+        previous = current_job(root)
+        if previous and previous.status().state == "running":
+            raise JobError(f"A training job is already running ({previous.run_name}); only one runs at a time.")
+        run_name = datetime.now(UTC).strftime("app-%Y%m%d-%H%M%S-%f")
+        run_dir = root / run_name
+        run_dir.mkdir(parents=True)
+        progress, log = run_dir / "progress.jsonl", run_dir / "train.log"
+        command = [sys.executable, str(script), *train_args, "--output-dir", str(root)]
+        command += ["--run-name", run_name, "--progress-file", str(progress)]
+        with log.open("w") as handle:
+            process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _CHILDREN.append(process)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        job = Job(run_name, process.pid, str(run_dir), str(progress), str(log), started, process_start(process.pid))
+        staging = root / f"{JOB_FILE}.tmp"
+        staging.write_text(json.dumps(asdict(job), indent=2))
+        staging.replace(root / JOB_FILE)
     return job
 
 

@@ -31,7 +31,7 @@ class ProgressWriter:
     def emit(self, event: str, **fields: Any) -> None:
         if not self.path:
             return
-        record = {"event": event, "time": time.time(), "pid": os.getpid(), **fields}
+        record = {"event": event, "time": time.time(), "pid": os.getpid(), "pid_started": process_start(os.getpid()), **fields}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
 
@@ -63,7 +63,18 @@ class JobStatus:
         return self.events[-1] if self.events else {}
 
 
-def _process_alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from ``/proc``), or None where that cannot be read.
+
+    With the PID it identifies one process: a PID reused by a later process has a later start."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and, when ``started`` is given, is the one that started then."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,9 +82,11 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie (exited, not yet reaped by its parent) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] == "Z":
+            return False
     except OSError:
         return True
+    return started is None or process_start(pid) in (None, started)
 
 
 def job_status(path: Path) -> JobStatus:
@@ -84,7 +97,7 @@ def job_status(path: Path) -> JobStatus:
     last = events[-1]
     if last["event"] in FINAL_EVENTS:
         return JobStatus(last["event"], events)
-    if _process_alive(int(last.get("pid", -1))):
+    if process_alive(int(last.get("pid", -1)), last.get("pid_started")):
         return JobStatus("running", events)
     return JobStatus(
         "failed", events + [{"event": "failed", "error": "The training process stopped without finishing (killed or crashed)."}]

@@ -1,0 +1,71 @@
+"""One training job at a time: the start lock, liveness by PID and start time, reaping, and the progress states."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pneumo_core.jobs import JobError, current_job, reap_finished, start_job
+from pneumo_core.progress import job_status, process_alive, process_start
+
+
+@pytest.fixture
+def sleeper_script(tmp_path):
+    """Stands in for train.py: ignores its flags and sleeps (no progress events at all)."""
+    script = tmp_path / "sleeper.py"
+    script.write_text("import time\ntime.sleep(30)\n")
+    return script
+
+
+def test_concurrent_starts_launch_exactly_one_job(tmp_path, sleeper_script):
+    def attempt(_):
+        try:
+            return start_job([], root=tmp_path / "runs", script=sleeper_script)
+        except JobError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attempt, range(6)))
+    jobs = [o for o in outcomes if not isinstance(o, JobError)]
+    try:
+        assert len(jobs) == 1, outcomes
+        assert all("already running" in str(o) or "being started" in str(o) for o in outcomes if isinstance(o, JobError))
+        job = current_job(tmp_path / "runs")
+        assert job == jobs[0] and job.status().state == "running"  # before train.py's first event: starting
+        with pytest.raises(JobError, match="already running"):
+            start_job([], root=tmp_path / "runs", script=sleeper_script)
+    finally:
+        for job in jobs:
+            os.kill(job.pid, 9)
+
+
+def test_a_finished_job_is_reaped_and_reads_failed_without_progress(tmp_path):
+    quick = tmp_path / "quick.py"
+    quick.write_text("pass\n")
+    job = start_job([], root=tmp_path / "runs", script=quick)
+    deadline = time.time() + 30
+    while time.time() < deadline and process_alive(job.pid):
+        reap_finished()
+        time.sleep(0.1)
+    reap_finished()
+    assert not os.path.exists(f"/proc/{job.pid}")  # reaped: no zombie left under this process
+    status = job.status()
+    assert status.state == "failed" and "before reporting progress" in status.last["error"]
+
+
+def test_a_reused_pid_does_not_look_like_the_job(tmp_path):
+    """A live process with the run's PID but another start time is not the run."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        started = process_start(other.pid)
+        assert process_alive(other.pid, started) and not process_alive(other.pid, started - 1)
+        progress = tmp_path / "progress.jsonl"
+        progress.write_text(json.dumps({"event": "start", "time": 0, "pid": other.pid, "pid_started": started - 1}) + "\n")
+        assert job_status(progress).state == "failed"
+    finally:
+        other.kill()
+        other.wait()
