@@ -14,7 +14,7 @@ import streamlit as st
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.predict import Case
 from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, overlay
-from ui.report import case_report_png
+from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
 
@@ -125,6 +125,21 @@ def results_table(cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def report_button(case: Case, heat, digest: str) -> None:
+    """The one-page PDF report of this film, drawn only when clicked."""
+    context = ReportContext(
+        served.metadata.get("name", "unnamed"), served.metadata.get("model_sha256", "?"), served.predictor.operating_point, method
+    )
+    st.download_button(
+        "Download case report (PDF)",
+        partial(case_report_pdf, case, heat, context),
+        f"{Path(case.name).stem}_report.pdf",
+        "application/pdf",
+        key=f"report_{digest}",
+        on_click="ignore",
+    )
+
+
 table = results_table(cases)
 st.subheader("Results")
 st.dataframe(table, hide_index=True, width="stretch")
@@ -139,6 +154,7 @@ for digest, case in zip(digests, cases):
     if case.withheld:
         st.warning(f"**Not assessed.** {case.withheld} No NORMAL/PNEUMONIA answer is given for it.", icon=":material/block:")
         st.image(case.canonical, caption="The image as received (grayscale)", width=320)
+        report_button(case, None, digest)
         continue
     prediction = case.prediction
     for warning in case.warnings:
@@ -159,21 +175,4 @@ for digest, case in zip(digests, cases):
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):
                 st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-        report = partial(
-            case_report_png,
-            case.name,
-            case.canonical,
-            heat,
-            prediction,
-            method,
-            served.metadata.get("name", "unnamed"),
-            served.predictor.operating_point,
-        )
-        st.download_button(
-            "Download case report (PNG)",
-            report,
-            f"{Path(case.name).stem}_report.png",
-            "image/png",
-            key=f"report_{digest}",
-            on_click="ignore",
-        )  # drawn only when clicked
+        report_button(case, heat, digest)

@@ -1,48 +1,127 @@
-"""A one-page PNG report for a classified case: image, overlay, numbers, model version, disclaimer."""
+"""A one-page PDF case report: the film and its heat map at their real resolution, the answer, the model, the disclaimer.
+
+fpdf2 lays the page out; the text uses DejaVu Sans (shipped with matplotlib, a dependency of MLflow), which has
+every character the report prints (em-dashes, ≥, ×, accents in file names).
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from fpdf import FPDF
+from PIL import Image
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.predict import Prediction
+from pneumo_core.predict import Case
 
-PANEL = 448
+PAGE_MARGIN = 40  # points
+IMAGE_POINTS = 224  # one canonical pixel per point: the film as the model saw it, not blown up
 
 
-def case_report_png(
-    name: str,
-    canonical: np.ndarray,
-    overlay_rgb: np.ndarray,
-    prediction: Prediction,
-    method: str,
-    model_name: str,
-    operating_point: str,
-) -> bytes:
-    width, height = 2 * PANEL + 60, PANEL + 260
-    page = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(page)
-    title, body, small = (ImageFont.load_default(size) for size in (26, 18, 14))
-    draw.text((20, 16), "Chest X-ray classification — case report", fill="#1d2730", font=title)
-    page.paste(Image.fromarray(canonical).convert("RGB").resize((PANEL, PANEL)), (20, 60))
-    page.paste(Image.fromarray(overlay_rgb).resize((PANEL, PANEL)), (PANEL + 40, 60))
-    draw.text((20, PANEL + 64), "Image (as the model sees it)", fill="#56636e", font=small)
-    draw.text((PANEL + 40, PANEL + 64), f"{method} overlay", fill="#56636e", font=small)
-    verdict = f"Uncertain (leaning {prediction.label})" if prediction.uncertain else prediction.label
-    lines = [
-        f"File: {name}",
-        f"Result: {verdict}     P(pneumonia) = {prediction.probability:.3f}     threshold = {prediction.threshold:.3f}",
-        f"Model: {model_name}     operating point: {operating_point}",
-        f"Generated: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+def _font_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the report says about the model and how it answered (the same for every film of a session)."""
+
+    model_name: str
+    model_sha256: str
+    operating_point: str
+    method: str
+
+
+def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext) -> bytes:
+    """The report of one classified (or not assessed) film, as PDF bytes."""
+    pdf = FPDF(unit="pt", format="A4")
+    pdf.set_margins(PAGE_MARGIN, PAGE_MARGIN, PAGE_MARGIN)
+    pdf.set_auto_page_break(False)
+    pdf.add_font("DejaVu", "", str(_font_dir() / "DejaVuSans.ttf"))
+    pdf.add_font("DejaVu", "B", str(_font_dir() / "DejaVuSans-Bold.ttf"))
+    pdf.add_page()
+    pdf.set_title(f"pneumo case report — {case.name}")
+    width = pdf.w - 2 * PAGE_MARGIN
+
+    pdf.set_font("DejaVu", "B", 16)
+    pdf.cell(width, 22, "Chest X-ray classification — case report", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 9)
+    pdf.set_text_color(86, 99, 110)
+    pdf.cell(width, 14, f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} · file: {case.name}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(8)
+
+    top = pdf.get_y()
+    pdf.image(_png(case.canonical), x=PAGE_MARGIN, y=top, w=IMAGE_POINTS, h=IMAGE_POINTS)
+    if heat_rgb is not None:
+        pdf.image(_png(heat_rgb), x=PAGE_MARGIN + IMAGE_POINTS + 20, y=top, w=IMAGE_POINTS, h=IMAGE_POINTS)
+    pdf.set_y(top + IMAGE_POINTS + 4)
+    pdf.cell(IMAGE_POINTS + 20, 12, "The film as the model sees it (224 × 224)")
+    if heat_rgb is not None:
+        pdf.cell(IMAGE_POINTS, 12, f"{context.method}: evidence for {_explained_class(case)}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(18)
+
+    pdf.set_text_color(29, 39, 48)
+    pdf.set_font("DejaVu", "B", 14)
+    pdf.cell(width, 20, _headline(case), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("DejaVu", "", 10)
+    for line in _facts(case, context):
+        pdf.multi_cell(width, 14, line, new_x="LMARGIN", new_y="NEXT")
+    for warning in case.warnings:
+        pdf.set_text_color(122, 79, 13)
+        pdf.multi_cell(width, 14, f"Warning: {warning}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(29, 39, 48)
+
+    pdf.set_y(pdf.h - PAGE_MARGIN - 34)
+    pdf.set_fill_color(253, 243, 225)
+    pdf.set_text_color(122, 79, 13)
+    pdf.set_font("DejaVu", "B", 10)
+    pdf.multi_cell(
+        width,
+        14,
+        f"{DISCLAIMER} Not a diagnosis; the heat map shows where the model looked, not where disease is.",
+        fill=True,
+        padding=6,
+    )
+    return bytes(pdf.output())
+
+
+def _headline(case: Case) -> str:
+    if case.withheld:
+        return "Not assessed: this does not look like a frontal chest X-ray"
+    prediction = case.prediction
+    if prediction.uncertain:
+        return f"Uncertain — leaning {prediction.label}"
+    return prediction.label
+
+
+def _explained_class(case: Case) -> str:
+    return case.prediction.label if case.prediction else "the predicted class"
+
+
+def _facts(case: Case, context: ReportContext) -> list[str]:
+    prediction = case.prediction
+    low, high = prediction.uncertain_band
+    lines = []
+    if case.withheld:
+        lines.append(f"Why: {case.withheld}")
+    else:
+        lines.append(f"Probability of pneumonia: {prediction.probability:.1%} (calibrated)")
+    lines += [
+        f"Operating threshold: {prediction.threshold:.1%} · operating point: {context.operating_point}",
+        f"Uncertain band: {low:.1%} – {high:.1%} (results inside it mean the model cannot tell)",
+        f"Model: {context.model_name} · model file SHA-256 {context.model_sha256[:16]}…",
     ]
-    for i, line in enumerate(lines):
-        draw.text((20, PANEL + 92 + 26 * i), line, fill="#1d2730", font=body)
-    draw.rectangle((20, height - 50, width - 20, height - 16), fill="#fdf3e1")
-    draw.text((30, height - 44), DISCLAIMER + " Not a diagnosis.", fill="#7a4f0d", font=body)
+    return lines
+
+
+def _png(array: np.ndarray) -> io.BytesIO:
     buffer = io.BytesIO()
-    page.save(buffer, format="PNG")
-    return buffer.getvalue()
+    Image.fromarray(array).save(buffer, format="PNG")
+    buffer.seek(0)
+    return buffer

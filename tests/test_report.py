@@ -1,0 +1,50 @@
+"""The one-page PDF case report: a real PDF, one page, every character printable, no verdict when not assessed."""
+
+import numpy as np
+import pytest
+
+from pneumo_core.predict import Case, Prediction
+from ui.report import ReportContext, case_report_pdf
+
+from .imaging import synthetic_xray
+
+CONTEXT = ReportContext("pneumo-test — model", "ab" * 32, "site:north", "Grad-CAM")
+
+
+def pdf_text(pdf: bytes) -> str:
+    pypdf = pytest.importorskip("pypdf")
+    import io
+
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1
+    return reader.pages[0].extract_text()
+
+
+def test_report_of_an_answered_film():
+    film = synthetic_xray(224, seed=1)
+    case = Case("film–ä.png", film, Prediction(0.93, 0.69, 2.5), warnings=("unusual film",))
+    pdf = case_report_pdf(case, np.stack([film] * 3, axis=-1), CONTEXT)
+    assert pdf.startswith(b"%PDF") and b"DejaVu" in pdf
+    text = pdf_text(pdf)
+    for expected in (
+        "PNEUMONIA",
+        "93.0%",
+        "69.0%",
+        "site:north",
+        "Uncertain band",
+        "Warning: unusual film",
+        "not for clinical use",
+        "film–ä.png",
+        "pneumo-test — model",
+        "evidence for PNEUMONIA",
+    ):
+        assert expected in text, expected
+
+
+def test_report_of_a_film_not_assessed_has_no_verdict():
+    film = synthetic_xray(224, seed=2)
+    reason = "This does not look like a frontal chest X-ray: it is a colour picture, and X-rays are gray."
+    case = Case("photo.png", film, Prediction(0.99, 0.69, 4.0), warnings=(reason,), withheld=reason)
+    text = pdf_text(case_report_pdf(case, None, CONTEXT))
+    assert "Not assessed" in text and "Probability of pneumonia" not in text
+    assert "PNEUMONIA" not in text.replace("NORMAL/PNEUMONIA", "")
