@@ -162,7 +162,7 @@ for digest, case in zip(digests, cases):
     left, right, info = st.columns([1, 1, 1.1])
     heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
-    right.image(heat, caption=f"{method} overlay", width="stretch")
+    right.image(heat, caption=f"{method}: evidence for {prediction.label}", width="stretch")
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
         st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
@@ -170,7 +170,8 @@ for digest, case in zip(digests, cases):
         st.caption(
             f"Operating point: {operating_point_label(served.predictor.operating_point)} "
             f"(threshold {prediction.threshold:.3f}). Shaded: the uncertain band around it. "
-            "The heat map shows where the model looked, not where disease is."
+            f"The heat map shows where the model found evidence for its answer, {prediction.label}: for a NORMAL answer "
+            "that is normal-looking anatomy, not disease. It shows where the model looked, not where disease is."
         )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):

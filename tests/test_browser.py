@@ -118,7 +118,7 @@ def test_upload_shows_label_probability_and_gradcam(server):
     with page_with_answer(server.url, example) as page:
         verdict = page.locator("h3").filter(has_text="NORMAL").or_(page.locator("h3").filter(has_text="PNEUMONIA"))
         expect(verdict.first).to_be_visible()
-        expect(page.get_by_text("Grad-CAM overlay")).to_be_visible()
+        expect(page.get_by_text("Grad-CAM: evidence for")).to_be_visible()  # says which class the map explains
         images = page.locator('[data-testid="stImage"] img')
         expect(images).to_have_count(2)
         assert all(images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(2))
