@@ -19,7 +19,6 @@ import tensorflow as tf
 from keras import layers
 
 from .model import LAST_CONV_LAYER, LOGIT_LAYER, POOLED_LAYER, head_layer_names, to_model_input
-from .predict import BATCH_SIZE
 from .preprocess import CANONICAL_SIZE
 
 
@@ -67,9 +66,10 @@ class KerasNetwork:
 
     runtime = "tensorflow"
 
-    def __init__(self, model: keras.Model, input_size: int):
+    def __init__(self, model: keras.Model, input_size: int, batch_size: int = 32):
         self.model = model
         self.input_size = input_size
+        self.batch_size = batch_size  # images per compiled call
         self._conv = keras.Model(model.inputs, model.get_layer(LAST_CONV_LAYER).output)
         self._head = _head_dense_layers(model)
         spec = [tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)]
@@ -110,9 +110,9 @@ class KerasNetwork:
         """(logits, pooled features, Grad-CAMs ``(N, size, size)`` in [0, 1]) from one forward pass per batch."""
         return self._run(self._forward_with_gradcam, canonical, ("logit", "pooled", "gradcam"))
 
-    @staticmethod
-    def _run(function, canonical: np.ndarray, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        parts = [function(tf.constant(canonical[start : start + BATCH_SIZE])) for start in range(0, len(canonical), BATCH_SIZE)]
+    def _run(self, function, canonical: np.ndarray, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        size = self.batch_size
+        parts = [function(tf.constant(canonical[start : start + size])) for start in range(0, len(canonical), size)]
         if not parts:
             return tuple(np.zeros((0,)) for _ in keys)
         return tuple(np.concatenate([part[key].numpy() for part in parts]) for key in keys)

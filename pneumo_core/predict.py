@@ -102,7 +102,7 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
             raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
     from .network import KerasNetwork
 
-    return KerasNetwork(load_model_dir(directory)[0], int(metadata["input_size"]))
+    return KerasNetwork(load_model_dir(directory)[0], int(metadata["input_size"]), BATCH_SIZE)
 
 
 class Predictor:

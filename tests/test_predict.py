@@ -11,8 +11,12 @@ from .imaging import synthetic_xray
 
 def test_batched_compiled_forward_equals_per_image_model_predict(tiny_predictor, monkeypatch):
     films = np.stack([canonicalize(synthetic_xray(180 + 10 * s, seed=s)) for s in range(5)])
-    monkeypatch.setattr(tiny_predictor, "batch_size", 2)  # crosses batch boundaries, with a short last batch
+    calls = []
+    forward = tiny_predictor.network._forward
+    monkeypatch.setattr(tiny_predictor.network, "batch_size", 2)  # crosses batch boundaries, with a short last batch
+    monkeypatch.setattr(tiny_predictor.network, "_forward", lambda batch: calls.append(len(batch)) or forward(batch))
     fast = [p.probability for p in tiny_predictor.predict_canonical(films)]
+    assert calls == [2, 2, 1]  # the network really ran three batches
     plain = [
         float(tiny_predictor.network.model.predict(to_model_input(film[None], tiny_predictor.input_size), verbose=0)[0, 0])
         for film in films
