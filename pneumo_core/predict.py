@@ -29,6 +29,8 @@ from .site import ProfileError, SiteProfile, active_profile, load_profile
 
 BATCH_SIZE = 32
 """Images per call: decoded together, and run together by the TensorFlow runtime."""
+LOAD_ATTEMPTS = 3
+"""A load that read one model's metadata and the next one's files (a promotion in between) starts again."""
 RUNTIMES = ("auto", "tflite", "tensorflow")
 """``auto`` serves the TFLite copy when the model directory has one and LiteRT is installed."""
 
@@ -150,9 +152,16 @@ class Predictor:
         validation threshold; ``"validation"`` or ``"site:NAME"`` choose explicitly.
         """
         directory = Path(model_dir) if model_dir else served_model_dir()
-        metadata = read_metadata(directory)
-        profile = _profile_for(directory, operating_point)
-        return cls(load_network(directory, metadata, runtime), metadata, threshold, FeatureDensity.load(directory), profile)
+        for _ in range(LOAD_ATTEMPTS):
+            metadata = read_metadata(directory)
+            try:
+                profile = _profile_for(directory, operating_point)
+                network = load_network(directory, metadata, runtime)
+                return cls(network, metadata, threshold, FeatureDensity.load(directory), profile)
+            except ModelLoadError:
+                if read_metadata(directory).get("model_sha256") == metadata.get("model_sha256"):
+                    raise  # a real problem, not a promotion that happened while loading
+        raise ModelLoadError(f"The model in {directory} kept changing while it was being loaded.")
 
     @property
     def runtime(self) -> str:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,11 +93,22 @@ def _write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
     (Path(directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n")
 
 
+SWAP_WAIT_SECONDS = 1.0
+"""How long a reader waits for a served directory that is missing: :func:`promote` and :func:`roll_back` leave
+no directory at the served path for the microseconds between their two renames."""
+
+
 def read_metadata(directory: Path) -> dict[str, Any]:
     path = Path(directory) / METADATA_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"No model found in {directory} (missing {METADATA_FILE}).")
-    return json.loads(path.read_text())
+    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            swapping = not Path(directory).exists() or path.exists()  # gone for a moment, or back since the read
+            if not swapping or time.monotonic() > deadline:
+                raise ModelLoadError(f"No model found in {directory} (missing {METADATA_FILE}).") from None
+            time.sleep(0.002)
 
 
 def _checked(path: Path, expected_sha256: str | None) -> Path:
@@ -132,8 +144,11 @@ def promote(candidate: Path, served: Path) -> Path | None:
     """Make ``candidate`` the served model; the old one moves to ``<served>.previous``.
 
     The candidate is copied next to the served directory first (same file
-    system), then swapped in with two renames, so a reader sees either the old
-    or the new complete directory. Returns the previous directory, if any.
+    system), then swapped in with two renames. A reader sees the old or the new
+    complete directory, never a half-copied one; between the two renames the
+    served path briefly does not exist, which :func:`read_metadata` waits out, and
+    a load that read the old metadata but the new files is retried by
+    :meth:`pneumo_core.predict.Predictor.load`. Returns the previous directory, if any.
     """
     candidate, served = Path(candidate), Path(served)
     read_metadata(candidate)  # refuse to promote something that is not a model directory

@@ -91,3 +91,41 @@ def test_promote_refuses_a_folder_without_a_model(tmp_path):
     with pytest.raises(ModelLoadError):
         promote(tmp_path / "empty", tmp_path / "served")
     assert not (tmp_path / "served").exists()
+
+
+def test_readers_never_miss_the_served_model_while_it_is_promoted_and_rolled_back(tiny_model_dir, tmp_path):
+    """Promotions and roll-backs back to back while another thread keeps reading and loading the served model."""
+    import threading
+
+    from pneumo_core.predict import Predictor
+
+    served, other = tmp_path / "served", tmp_path / "other"
+    shutil.copytree(tiny_model_dir, served)
+    shutil.copytree(tiny_model_dir, other)
+    metadata = json.loads((other / METADATA_FILE).read_text())
+    (other / METADATA_FILE).write_text(json.dumps({**metadata, "name": "other-model"}))
+    stop, swaps, problems = threading.Event(), [0], []
+
+    def swap() -> None:
+        promote(other, served)
+        while not stop.is_set():
+            roll_back(served)
+            swaps[0] += 1
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    names, loads = set(), 0
+    try:
+        for index in range(3000):
+            try:
+                names.add(read_metadata(served)["name"])
+                if index % 600 == 0:
+                    Predictor.load(served, runtime="tensorflow")
+                    loads += 1
+            except (ModelLoadError, OSError, ValueError) as error:
+                problems.append(repr(error))
+    finally:
+        stop.set()
+        swapper.join()
+    assert swaps[0] > 20 and loads == 5 and names == {"tiny-test-model", "other-model"}
+    assert problems == []
