@@ -9,7 +9,6 @@ The file is made by :func:`pneumo_core.network.export_tflite` when a model direc
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -30,10 +29,10 @@ class LiteNetwork:
 
     runtime = "tflite"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, flatbuffer: bytes, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or lite_threads())
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or lite_threads())
         self._run = self._interpreter.get_signature_runner()
         self._lock = threading.Lock()  # an interpreter runs one call at a time
 

@@ -24,7 +24,7 @@ from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import sigmoid
 from .ood import FeatureDensity, ood_assessment
 from .preprocess import CANONICAL_SIZE, canonicalize
-from .registry import ModelLoadError, load_lite_path, load_model_dir, read_metadata
+from .registry import ModelLoadError, load_keras_model, load_lite_model, read_metadata
 from .site import ProfileError, SiteProfile, active_profile, load_profile
 
 BATCH_SIZE = 32
@@ -99,12 +99,12 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata):
         if lite.available():
-            return lite.LiteNetwork(load_lite_path(directory, metadata))
+            return lite.LiteNetwork(load_lite_model(directory, metadata))
         if runtime == "tflite":
             raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
     from .network import KerasNetwork
 
-    return KerasNetwork(load_model_dir(directory)[0], int(metadata["input_size"]), BATCH_SIZE)
+    return KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
 
 
 class Predictor:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -111,33 +112,43 @@ def read_metadata(directory: Path) -> dict[str, Any]:
             time.sleep(0.002)
 
 
-def _checked(path: Path, expected_sha256: str | None) -> Path:
-    """``path``, after checking it exists and its SHA-256 is the one the metadata recorded."""
-    if not path.is_file():
-        raise ModelLoadError(f"The model file {path} is missing.")
-    if file_sha256(path) != expected_sha256:
+def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
+    """The file's content, read once and checked against the SHA-256 the metadata recorded: what is loaded is
+    exactly what was checked, even if the directory is swapped meanwhile."""
+    try:
+        content = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ModelLoadError(f"The model file {path} is missing.") from None
+    if hashlib.sha256(content).hexdigest() != expected_sha256:
         raise ModelLoadError(
             f"The model file {path.name} in {path.parent} does not match its metadata (SHA-256 differs): "
             "it was changed or damaged."
         )
-    return path
+    return content
+
+
+def load_keras_model(directory: Path, metadata: dict[str, Any]) -> keras.Model:
+    """The directory's Keras model (safe mode), checked against ``metadata``."""
+    import keras
+
+    content = _verified_bytes(Path(directory) / MODEL_FILE, metadata.get("model_sha256"))
+    with tempfile.TemporaryDirectory(prefix="pneumo-model-") as scratch:
+        path = Path(scratch) / MODEL_FILE
+        path.write_bytes(content)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def load_model_dir(directory: Path) -> tuple[keras.Model, dict[str, Any]]:
     """Load a model directory in Keras safe mode after checking the file's SHA-256 against its metadata."""
-    import keras
-
-    directory = Path(directory)
     metadata = read_metadata(directory)
-    model_path = _checked(directory / MODEL_FILE, metadata.get("model_sha256"))
-    return keras.saving.load_model(model_path, compile=False, safe_mode=True), metadata
+    return load_keras_model(directory, metadata), metadata
 
 
-def load_lite_path(directory: Path, metadata: dict[str, Any]) -> Path:
-    """The directory's TFLite file, checked against its metadata."""
+def load_lite_model(directory: Path, metadata: dict[str, Any]) -> bytes:
+    """The directory's TFLite flatbuffer, checked against ``metadata``."""
     if "tflite_sha256" not in metadata:
         raise ModelLoadError(f"The model in {directory} has no TFLite copy (python -m pneumo_core export-tflite adds one).")
-    return _checked(Path(directory) / TFLITE_FILE, metadata["tflite_sha256"])
+    return _verified_bytes(Path(directory) / TFLITE_FILE, metadata["tflite_sha256"])
 
 
 def promote(candidate: Path, served: Path) -> Path | None:

@@ -127,5 +127,5 @@ def test_readers_never_miss_the_served_model_while_it_is_promoted_and_rolled_bac
     finally:
         stop.set()
         swapper.join()
-    assert swaps[0] > 20 and loads == 5 and names == {"tiny-test-model", "other-model"}
     assert problems == []
+    assert swaps[0] > 20 and loads == 5 and names == {"tiny-test-model", "other-model"}
