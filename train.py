@@ -17,6 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from pneumo_core.progress import CANCELLED
 from pneumo_core.train_config import TrainConfig
 
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         candidate = trainer.run()
     except BaseException as error:  # noqa: BLE001 - every ending must leave a readable final state
-        message = "cancelled" if isinstance(error, (KeyboardInterrupt, SystemExit)) else f"{type(error).__name__}: {error}"
+        message = CANCELLED if isinstance(error, (KeyboardInterrupt, SystemExit)) else f"{type(error).__name__}: {error}"
         trainer.progress.emit("failed", error=message)
         logging.error("training failed: %s", message)
         return 143 if isinstance(error, SystemExit) else 1

@@ -6,6 +6,7 @@ Everyone sees the job's status and the operator-action log; only an operator (se
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import streamlit as st
 from pneumo_core.audit import recent_actions
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots, training_enabled
 from pneumo_core.jobs import Job, JobError, current_job
+from pneumo_core.progress import JobStatus, describe, readable_log
 from pneumo_core.registry import ModelLoadError, read_metadata
-from pneumo_core.train_config import TrainConfig
+from pneumo_core.train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
 
@@ -41,27 +43,40 @@ def training_form() -> None:
             f"No training data folder is available (looked for {default_data_dir()}). Set PNEUMO_DATA_DIR or PNEUMO_DATA_ROOTS."
         )
         return
+    smoke = st.toggle("Quick check: the whole pipeline on a few films (about 2 minutes)", key="quick_check")
     defaults = TrainConfig(data_dir=str(roots[0]))
+    shown = replace(defaults, smoke=smoke).effective()  # what will actually run
+    if smoke:
+        films = sum(SMOKE_IMAGES_PER_CLASS.values()) * 2
+        st.caption(
+            f"A quick check trains on {films} films at {shown.img_size} px ({shown.scratch_schedule} from scratch): "
+            "it proves the pipeline works, not that the model is good. The greyed settings do not apply to it."
+        )
     with st.form("train_form"):
         st.markdown("Defaults are the seed recipe; without pretrained weights the from-scratch schedule is used.")
         data_dir = st.selectbox("Data folder", [str(r) for r in roots])
         c1, c2, c3, c4 = st.columns(4)
-        img_size = c1.selectbox("Image size", [224, 192, 160, 128], index=0)
-        batch_size = c2.selectbox("Batch size", [8, 16, 32], index=1)
-        epochs = c3.number_input("Head epochs (transfer)", 1, 50, defaults.epochs)
-        lr = c4.select_slider("Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=defaults.lr)
+        sizes = [shown.img_size] if smoke else [224, 192, 160, 128]
+        img_size = c1.selectbox("Image size", sizes, index=0, disabled=smoke)
+        batch_size = c2.selectbox(
+            "Batch size", [shown.batch_size] if smoke else [8, 16, 32], index=0 if smoke else 1, disabled=smoke
+        )
+        epochs = c3.number_input("Head epochs (transfer)", 1, 50, shown.epochs, disabled=smoke)
+        lr = c4.select_slider("Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=defaults.lr, disabled=smoke)
         c1, c2, c3 = st.columns(3)
         base_weights = c1.selectbox(
             "Base weights", ["auto", "imagenet", "none"], help="auto: local file or ImageNet if reachable, else from scratch"
         )
-        schedule = c2.text_input("From-scratch schedule (size:epochs:batch)", defaults.scratch_schedule)
+        schedule = c2.text_input("From-scratch schedule (size:epochs:batch)", shown.scratch_schedule, disabled=smoke)
         target = c3.slider("Threshold rule: validation sensitivity ≥", 0.90, 0.99, defaults.target_sensitivity, 0.01)
-        c1, c2, c3 = st.columns(3)
+        c1, c2 = st.columns(2)
         augment = c1.checkbox("Augmentation", defaults.augment)
         flip = c2.checkbox("Horizontal flips", defaults.horizontal_flip, help="Flips move the heart to the right side")
-        smoke = c3.checkbox("Quick check (a few images, ~2 minutes)", False)
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
+        return
+    if smoke:
+        start(["--data-dir", data_dir, "--base-weights", base_weights, "--smoke"] + ([] if augment else ["--no-augment"]))
         return
     try:
         replace(defaults, img_size=img_size, scratch_schedule=schedule).scratch_phases()
@@ -72,7 +87,10 @@ def training_form() -> None:
     args += ["--lr", str(lr), "--base-weights", base_weights, "--scratch-schedule", schedule, "--target-sensitivity", str(target)]
     args += [] if augment else ["--no-augment"]
     args += [] if flip else ["--no-flip"]
-    args += ["--smoke"] if smoke else []
+    start(args)
+
+
+def start(args: list[str]) -> None:
     try:
         start_training(args)
         st.rerun()
@@ -80,20 +98,18 @@ def training_form() -> None:
         st.error(str(error))
 
 
-def progress_bar(events: list[dict]) -> None:
-    steps = [e for e in events if e["event"] in ("step", "epoch")]
-    if not steps:
-        return
-    last = steps[-1]
-    done = ((last.get("epoch", 1) - 1) * last.get("steps", 1) + last.get("step", last.get("steps", 1))) / max(
-        1, last.get("epochs", 1) * last.get("steps", 1)
-    )
-    eta = last.get("eta_s")
-    st.progress(
-        min(1.0, done),
-        text=f"phase {last.get('phase')} · epoch {last.get('epoch')}/{last.get('epochs')}"
-        + (f" · about {eta / 60:.0f} min left in this phase" if eta else ""),
-    )
+def progress_bar(status: JobStatus) -> None:
+    """The phase's progress from the first second: what the run is doing, elapsed time, time left."""
+    steps = [e for e in status.events if e["event"] in ("step", "epoch")]
+    done = 0.0
+    if steps and status.state == "running":
+        last = steps[-1]
+        done = ((last.get("epoch", 1) - 1) * last.get("steps", 1) + last.get("step", last.get("steps", 1))) / max(
+            1, last.get("epochs", 1) * last.get("steps", 1)
+        )
+    elif status.state == "done":
+        done = 1.0
+    st.progress(min(1.0, done), text=describe(status, time.time()))
 
 
 def epoch_curves(events: list[dict]) -> None:
@@ -128,14 +144,16 @@ def job_status(operator: bool) -> None:
         return
     status = job.status()
     st.subheader(f"Job {job.run_name}: {status.state}")
-    progress_bar(status.events)
+    progress_bar(status)
     epoch_curves(status.events)
     if status.state == "running" and operator:
         cancel_buttons(job)
     if status.state == "failed":
         st.error(f"The run did not finish: {status.last.get('error', 'unknown error')}. The served model is unchanged.")
-    with st.expander("Log (last lines)"):
-        st.code(job.log_tail() or "(empty)")
+    if status.state == "cancelled":
+        st.info("The run was cancelled. The served model is unchanged.")
+    with st.expander("Log (last lines, library noise filtered)"):
+        st.code(readable_log(job.log_tail(400)) or "(nothing yet)")
 
 
 def compare_and_promote(job: Job, model_dir: Path) -> None:

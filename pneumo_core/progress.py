@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 FINAL_EVENTS = ("done", "failed")
+CANCELLED = "cancelled"
+"""The ``error`` of the final ``failed`` event of a run stopped on request (``train.py`` on SIGTERM)."""
 
 
 class ProgressWriter:
@@ -55,7 +57,7 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
 class JobStatus:
     """What a progress file says about its run."""
 
-    state: str  # "none", "running", "done" or "failed"
+    state: str  # "none", "running", "done", "cancelled" or "failed"
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -96,9 +98,60 @@ def job_status(path: Path) -> JobStatus:
         return JobStatus("none")
     last = events[-1]
     if last["event"] in FINAL_EVENTS:
-        return JobStatus(last["event"], events)
+        cancelled = last["event"] == "failed" and last.get("error") == CANCELLED
+        return JobStatus("cancelled" if cancelled else last["event"], events)
     if process_alive(int(last.get("pid", -1)), last.get("pid_started")):
         return JobStatus("running", events)
     return JobStatus(
         "failed", events + [{"event": "failed", "error": "The training process stopped without finishing (killed or crashed)."}]
     )
+
+
+LIBRARY_NOISE = (
+    "I0000 ",
+    "W0000 ",
+    "oneDNN custom operations",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "cuda",
+    "absl::",
+    "WARNING: All log",
+    "UserWarning",
+    "warnings.warn",
+    "self.data_adapter",
+    "XNNPACK",
+    "rebuild TensorFlow",
+    "cpu_feature_guard",
+)
+
+
+def readable_log(text: str, lines: int = 15) -> str:
+    """The last ``lines`` lines of a training log without TensorFlow's and Python's library noise."""
+    kept = [line for line in text.splitlines() if line.strip() and not any(noise in line for noise in LIBRARY_NOISE)]
+    return "\n".join(kept[-lines:])
+
+
+def describe(status: JobStatus, now: float) -> str:
+    """One line for people: what the run is doing, elapsed time and, during an epoch, the time left in the phase."""
+    events = status.events
+    if not events:
+        return "not started"
+    elapsed = now - events[0].get("time", now)
+    last = events[-1]
+    kind = last["event"]
+    if status.state != "running":
+        return {"done": "finished", "cancelled": "cancelled", "failed": "failed"}.get(status.state, status.state)
+    if kind == "starting" or kind == "start":
+        doing = "starting: loading Python and TensorFlow"
+    elif kind == "phase" and last.get("phase") == "loading":
+        doing = f"loading {last.get('films', 0):,} films into memory"
+    elif kind == "phase" and last.get("phase") == "evaluate":
+        doing = "calibrating and evaluating on validation and internal test"
+    elif kind == "phase":
+        doing = f"phase {last.get('phase')}: compiling the training graph (the first steps follow)"
+    else:
+        doing = f"phase {last.get('phase')} · epoch {last.get('epoch')}/{last.get('epochs')}"
+        if last.get("step"):
+            doing += f" · step {last['step']}/{last.get('steps')}"
+        if last.get("eta_s"):
+            doing += f" · about {last['eta_s'] / 60:.0f} min left in this phase"
+    return f"{doing} · {elapsed / 60:.0f} min {elapsed % 60:02.0f} s elapsed"

@@ -6,10 +6,22 @@ can build and check a configuration without loading it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from .config import default_base_weights, default_data_dir, runs_dir
+
+SMOKE_OVERRIDES = {
+    "img_size": 64,
+    "batch_size": 8,
+    "epochs": 1,
+    "feature_views": 1,
+    "fine_tune_epochs": 1,
+    "scratch_schedule": "48:1:8,64:1:8",
+    "head_units": 8,
+}
+SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
+"""What ``--smoke`` (the Training page's quick check) changes, where the caller kept the default."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,13 @@ class TrainConfig:
     progress_file: str | None = None
     experiment: str = "pneumo"
     smoke: bool = False
+
+    def effective(self) -> TrainConfig:
+        """The configuration that will actually run: with ``smoke``, :data:`SMOKE_OVERRIDES` replace the defaults."""
+        if not self.smoke:
+            return self
+        defaults = TrainConfig(data_dir=self.data_dir)
+        return replace(self, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(self, k) == getattr(defaults, k)})
 
     def augmentation(self) -> Augmentation | None:
         if not self.augment:

@@ -15,7 +15,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,21 +40,9 @@ from .preprocess import PREPROCESSING_SPEC
 from .progress import ProgressWriter
 from .registry import EVALUATION_DIR, git_commit, save_model_dir
 from .tracking import MlflowEpochLogger, TrackedRun
-from .train_config import TrainConfig
+from .train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-SMOKE_OVERRIDES = {
-    "img_size": 64,
-    "batch_size": 8,
-    "epochs": 1,
-    "feature_views": 1,
-    "fine_tune_epochs": 1,
-    "scratch_schedule": "48:1:8,64:1:8",
-    "head_units": 8,
-}
-SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
 
 
 @dataclass
@@ -80,9 +68,7 @@ class Trainer:
     """One run's state: data, model phases, checkpoints and bookkeeping."""
 
     def __init__(self, config: TrainConfig, resume: bool = False):
-        if config.smoke:  # shrink whatever the caller left at its default
-            defaults = TrainConfig(data_dir=config.data_dir)
-            config = replace(config, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(config, k) == getattr(defaults, k)})
+        config = config.effective()  # a quick check shrinks whatever the caller left at its default
         self.config = config
         self.run_dir = Path(config.output_dir) / config.run_name
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +102,7 @@ class Trainer:
             )
         manifest_path = self.run_dir / "manifest.csv"
         write_manifest(manifest, manifest_path)
+        self.progress.emit("phase", phase="loading", films=int(len(manifest)))
         started = time.time()
         images = load_canonical_images(manifest["path"].tolist())
         log.info("decoded %d images in %.1f s", len(images), time.time() - started)

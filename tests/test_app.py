@@ -453,3 +453,14 @@ def test_probability_scale_shows_the_marker_above_the_bars_and_the_whole_range()
     assert all(shape.layer == "below" for shape in figure.layout.shapes)  # the dot is never hidden under a bar
     assert list(figure.data[0].x) == [0.988] and figure.data[0].text == ("98.8%",)
     assert figure.layout.xaxis.tickvals[-1] == 1 and figure.layout.xaxis.range[1] >= 1
+
+
+def test_quick_check_shows_what_will_actually_run(app_env):
+    at = run_page("app_pages/training.py")
+    size = next(s for s in at.selectbox if s.label == "Image size")
+    assert size.value == 224 and not size.disabled
+    at.toggle(key="quick_check").set_value(True).run()
+    size = next(s for s in at.selectbox if s.label == "Image size")
+    assert size.options == ["64"] and size.disabled
+    schedule = next(t for t in at.text_input if t.label.startswith("From-scratch schedule"))
+    assert schedule.value == "48:1:8,64:1:8" and "quick check trains on 32 films at 64 px" in texts(at)

@@ -69,3 +69,38 @@ def test_a_reused_pid_does_not_look_like_the_job(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_status_line_says_what_the_run_does_from_its_first_second():
+    from pneumo_core.progress import JobStatus, describe
+
+    t0 = 1000.0
+    start = {"event": "start", "time": t0}
+    assert describe(JobStatus("running", [{"event": "starting", "time": t0}]), t0 + 3).startswith("starting")
+    loading = JobStatus("running", [start, {"event": "phase", "phase": "loading", "films": 5216, "time": t0 + 5}])
+    assert describe(loading, t0 + 20) == "loading 5,216 films into memory · 0 min 20 s elapsed"
+    compiling = JobStatus("running", [start, {"event": "phase", "phase": "scratch_128px", "time": t0 + 30}])
+    assert "compiling" in describe(compiling, t0 + 60)
+    step = {"event": "step", "phase": "scratch_128px", "epoch": 3, "epochs": 12, "step": 40, "steps": 117, "eta_s": 600}
+    assert describe(JobStatus("running", [start, step]), t0 + 125) == (
+        "phase scratch_128px · epoch 3/12 · step 40/117 · about 10 min left in this phase · 2 min 05 s elapsed"
+    )
+    assert describe(JobStatus("cancelled", [start, {"event": "failed", "error": "cancelled"}]), t0) == "cancelled"
+
+
+def test_the_log_shown_leaves_out_library_noise():
+    from pneumo_core.progress import readable_log
+
+    log = "\n".join(
+        [
+            "I0000 00:00:1796014376.460438    2609 port.cc:153] oneDNN custom operations are on.",
+            "2026-11-30 04:53:31 INFO pneumo_core.training: decoded 5216 images in 14.2 s",
+            "/site-packages/keras/src/trainers/epoch_iterator.py:74: UserWarning: `shuffle=True` was passed",
+            "  self.data_adapter = data_adapters.get_data_adapter(",
+            "2026-11-30 04:53:40 WARNING pneumo_core.model: NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
+        ]
+    )
+    assert readable_log(log).splitlines() == [
+        "2026-11-30 04:53:31 INFO pneumo_core.training: decoded 5216 images in 14.2 s",
+        "2026-11-30 04:53:40 WARNING pneumo_core.model: NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
+    ]
