@@ -20,7 +20,14 @@ from ui.widgets import operating_point_label, probability_scale, verdict_text
 
 MAX_FILES = 12
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "dcm"]
+
+
+def example_label(path: Path, index: int) -> str:
+    """A readable button name from an example's file name: "Normal film 1", "Pneumonia, viral"."""
+    if path.stem.startswith("normal"):
+        return f"Normal film {index}"
+    return "Pneumonia, viral" if "virus" in path.stem else "Pneumonia, bacterial"
+
 
 st.title("Classify a chest X-ray")
 st.markdown(
@@ -46,14 +53,21 @@ with st.sidebar:
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
     colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
 
-uploads = st.file_uploader("Chest X-ray images", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
+# No type filter: the uploader's own rejection is easy to miss; every file reaches pneumo_core.decode, whose reason
+# ("This is a PDF document, not an image…") is shown on the page with the file's name.
+uploads = st.file_uploader(
+    "Chest X-ray images",
+    accept_multiple_files=True,
+    key="uploads",
+    help="JPEG, PNG, BMP, TIFF or DICOM; anything else is listed with the reason it cannot be read.",
+)
 
 st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; never used to train the model):")
 example_columns = st.columns(len(EXAMPLES) or 1)
+normal_count = 0
 for column, path in zip(example_columns, EXAMPLES):
-    if column.button(
-        path.stem.split("_")[0].title() + f" · {path.stem.split('_', 1)[1][:14]}", key=f"example_{path.name}", width="stretch"
-    ):
+    normal_count += path.stem.startswith("normal")
+    if column.button(example_label(path, normal_count), key=f"example_{path.name}", width="stretch", help=path.name):
         st.session_state["example"] = path.name
 
 named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]

@@ -91,6 +91,10 @@ def _decode_raster(data: bytes) -> DecodedImage:
     except UnidentifiedImageError:
         if data.startswith(_IMAGE_SIGNATURES):
             raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
+        if data.startswith(b"%PDF"):
+            raise ImageDecodeError(
+                "This is a PDF document, not an image: export the X-ray itself as JPEG, PNG, TIFF or DICOM."
+            ) from None
         raise ImageDecodeError("This file is not an image format that can be read (JPEG, PNG, BMP, TIFF or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None

@@ -464,3 +464,17 @@ def test_quick_check_shows_what_will_actually_run(app_env):
     assert size.options == ["64"] and size.disabled
     schedule = next(t for t in at.text_input if t.label.startswith("From-scratch schedule"))
     assert schedule.value == "48:1:8,64:1:8" and "quick check trains on 32 films at 64 px" in texts(at)
+
+
+def test_a_pdf_upload_is_refused_on_the_page_with_its_reason(app_env):
+    at = run_page()
+    at.file_uploader(key="uploads").set_value([("scan.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "application/pdf")]).run()
+    assert not at.exception
+    assert any("PDF document, not an image" in e.value for e in at.error)
+    assert at.dataframe[0].value.loc[0, "label"] == ""
+
+
+def test_example_buttons_have_readable_names(app_env):
+    at = run_page()
+    labels = [b.label for b in at.button if b.key and b.key.startswith("example_")]
+    assert labels == ["Normal film 1", "Normal film 2", "Pneumonia, viral", "Pneumonia, bacterial"]
