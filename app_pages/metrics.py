@@ -15,6 +15,7 @@ from pneumo_core.evaluate import roc_pr_figures
 from pneumo_core.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.predict import decode_canonical
 from pneumo_core.registry import EVALUATION_DIR
+from pneumo_core.run_history import recent_runs
 from pneumo_core.saliency import overlay
 from pneumo_core.site import ProfileError, list_profiles, load_profile
 from ui.access import is_operator
@@ -212,13 +213,18 @@ st.info(
     "Thresholds are chosen on validation data, never on test data.",
     icon=":material/search:",
 )
-threshold = st.slider("Threshold on P(pneumonia)", 0.0, 1.0, served_threshold, 0.01, key="explore_threshold")
+st.session_state.setdefault("explore_threshold", served_threshold)
+slider, reset = st.columns([4, 1], vertical_alignment="bottom")
+threshold = slider.slider("Threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key="explore_threshold")
+reset.button(
+    "Back to the validation threshold",
+    on_click=lambda: st.session_state.update(explore_threshold=served_threshold),
+    key="reset_threshold",
+)
 explored = classification_metrics(labels, scores, threshold)
 columns = st.columns(4)
-for column, (name, key) in zip(
-    columns, [("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("PPV", "precision"), ("NPV", "npv")]
-):
-    column.metric(name, f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs served")
+for column, key in zip(columns, ("sensitivity", "specificity", "precision", "npv")):
+    column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs validation threshold")
 left, right = st.columns(2)
 with left:
     clicked = st.plotly_chart(
@@ -229,7 +235,9 @@ with left:
         key="confusion",
     )
 roc, pr = roc_pr_figures(frame, threshold)
-right.plotly_chart(roc, width="stretch")
+fpr, tpr, _ = roc_curve(labels, scores)
+explored_point = (1 - explored["specificity"], explored["sensitivity"])
+right.plotly_chart(roc_comparison([("internal test", fpr.tolist(), tpr.tolist(), explored_point)]), width="stretch")
 left.plotly_chart(pr, width="stretch")
 predicted_mean, observed, counts = reliability_curve(labels, scores)
 reliability = go.Figure(
@@ -246,7 +254,7 @@ reliability.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name
 right.plotly_chart(reliability, width="stretch")
 
 st.subheader("Published results (not measured here)")
-st.dataframe(PUBLISHED, hide_index=True, width="stretch")
+st.dataframe(PUBLISHED.astype(object).where(PUBLISHED.notna(), "not reported"), hide_index=True, width="stretch")
 st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
 
 st.subheader("What the model gets wrong")
@@ -283,28 +291,18 @@ else:
 validate_on_your_data()
 
 st.subheader("Training runs (MLflow)")
+st.markdown(
+    f"The served model, **{metadata.get('name')}**, was trained with recipe *{metadata.get('recipe')}* in "
+    f"{metadata.get('train_seconds', 0) / 60:.0f} min (commit `{metadata.get('git_commit', '?')}`): its full run (curves, "
+    "artifacts) lives in the MLflow store of the machine that trained it, not in this clone. Runs trained here:"
+)
 try:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
-    runs = mlflow.search_runs(experiment_names=["pneumo"], max_results=50)
+    runs = recent_runs()
 except Exception as error:  # noqa: BLE001 - any store problem is shown, not raised
     runs = None
     st.info(f"The MLflow store could not be read ({type(error).__name__}).")
 if runs is not None and len(runs):
-    wanted = [
-        "tags.mlflow.runName",
-        "status",
-        "start_time",
-        "params.recipe",
-        "params.base_weights_used",
-        "metrics.final_val_roc_auc",
-        "metrics.internal_test_roc_auc",
-        "metrics.internal_test_accuracy",
-        "metrics.internal_test_sensitivity",
-        "metrics.internal_test_specificity",
-    ]
-    st.dataframe(runs[[c for c in wanted if c in runs.columns]], hide_index=True, width="stretch")
+    st.dataframe(runs, hide_index=True, width="stretch")
     st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
 elif runs is not None:
     st.caption("No training runs recorded in this MLflow store yet.")

@@ -64,20 +64,22 @@ def verdict_text(prediction: Prediction) -> str:
 def clickable_confusion(tn: int, fp: int, fn: int, tp: int, threshold: float) -> go.Figure:
     """The confusion matrix as four large square markers, so a click selects a cell (heatmaps do not report clicks)."""
     cells = [("NORMAL", "NORMAL", tn), ("NORMAL", "PNEUMONIA", fp), ("PNEUMONIA", "NORMAL", fn), ("PNEUMONIA", "PNEUMONIA", tp)]
-    total = max(1, tn + fp + fn + tp)
+    largest = max(1, tn, fp, fn, tp)
+    shades = [n / largest for *_, n in cells]  # the fullest cell is darkest
     figure = go.Figure(
         go.Scatter(
             x=[f"called {called}" for _, called, _ in cells],
             y=[f"truly {truth}" for truth, _, _ in cells],
             mode="markers+text",
             text=[str(n) for *_, n in cells],
-            textfont={"size": 22, "color": "white"},
+            # dark text on light cells, white on dark ones: every count readable
+            textfont={"size": 22, "color": ["white" if shade > 0.5 else "#1d2730" for shade in shades]},
             marker={
                 "symbol": "square",
                 "size": 110,
-                "color": [n / total for *_, n in cells],
-                "colorscale": "Blues",
-                "cmin": -0.2,
+                "color": shades,
+                "colorscale": [[0, "#eef2f5"], [1, CALM_BLUE]],
+                "cmin": 0,
                 "cmax": 1,
             },
             customdata=[[truth, called] for truth, called, _ in cells],
