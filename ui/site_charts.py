@@ -34,8 +34,8 @@ def comparison_table(metadata: dict, profiles: list[SiteProfile], active: str) -
     intervals = metadata.get("confidence_intervals", {}).get("test", {})
     rows = [
         {
-            "data": f"internal test ({test.get('n', '?')} films, patients never trained on)",
-            "operating point": f"validation, threshold {metadata['threshold']:.3f}",
+            "data": f"internal test ({test.get('n', '?')} films)",
+            "operating point": f"validation {metadata['threshold']:.3f}",
             **{PLAIN_NAMES[k]: _cell(test[k], intervals.get(k)) for k in HEADLINE if k in test},
         }
     ]
@@ -45,14 +45,14 @@ def comparison_table(metadata: dict, profiles: list[SiteProfile], active: str) -
         rows.append(
             {
                 "data": f"site {profile.name} ({profile.n} films)",
-                "operating point": f"site profile{serving}, threshold {profile.threshold:.3f}",
+                "operating point": f"site profile {profile.threshold:.3f}{serving}",
                 **{PLAIN_NAMES[k]: _cell(profile.metrics[k], profile.intervals.get(k)) for k in HEADLINE},
             }
         )
         rows.append(
             {
                 "data": f"site {profile.name} ({profile.n} films)",
-                "operating point": f"validation, threshold {metadata['threshold']:.3f}",
+                "operating point": f"validation {metadata['threshold']:.3f}",
                 **{PLAIN_NAMES[k]: f"{at_validation[k]:.3f}" for k in HEADLINE},
             }
         )
