@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
-from pneumo_core.registry import EVALUATION_DIR, SANITY_FILE
 from pneumo_core.site import list_profiles, load_profile
 from ui.resources import served_model
-from ui.site_charts import comparison_table
+from ui.site_charts import PLAIN_NAMES, comparison_table
 from ui.widgets import operating_point_label
 
 st.title("Model card")
@@ -40,33 +37,21 @@ else:
         if profiles
         else "No external site profile yet: these are internal numbers (same hospital and period as the training data)."
     )
-    rows = []
-    for split, title in (("val", "validation (used for threshold and calibration)"), ("test", "internal test (never tuned on)")):
+    splits = {"val": "validation (threshold, calibration)", "test": "internal test (never tuned on)"}
+    table = {}
+    for split, title in splits.items():
         values = meta.get("metrics", {}).get(split, {})
         intervals = meta.get("confidence_intervals", {}).get(split, {})
-        rows.append(
-            {
-                "split": title,
-                "n": values.get("n"),
-                **{
-                    name: f"{values[name]:.3f}"
-                    + (f" ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" if name in intervals else "")
-                    for name in CI_METRICS
-                    if name in values
-                },
-            }
-        )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        table[title] = {
+            PLAIN_NAMES.get(name, name): f"{values[name]:.3f}"
+            + (f" ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" if name in intervals else "")
+            for name in CI_METRICS
+            if name in values
+        }
+    st.dataframe(pd.DataFrame(table), width="stretch")  # one row per metric: fits any window
     st.caption(
-        f"Threshold {meta.get('threshold', 0):.3f}: {meta.get('threshold_rule', 'not recorded')}. Calibration temperature "
-        f"{meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals."
+        f"Validation threshold {meta.get('threshold', 0):.3f}: {meta.get('threshold_rule', 'not recorded')}. Calibration "
+        f"temperature {meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals. The saliency "
+        "sanity check's results are in the card below."
     )
-    sanity_file = served.directory / EVALUATION_DIR / SANITY_FILE
-    if sanity_file.is_file():
-        sanity = json.loads(sanity_file.read_text())
-        st.markdown(
-            f"**Saliency sanity check** (Adebayo et al. 2018) on {sanity['images']} internal-test images: rank correlation "
-            "of each Grad-CAM with the trained model's map as the network's weights are re-initialised from the top."
-        )
-        st.dataframe(pd.DataFrame(sanity["stages"]).drop(columns="images"), hide_index=True, width="stretch")
 st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())
