@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
-from .config import default_base_weights, default_data_dir, runs_dir
+from .config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
 
 SMOKE_OVERRIDES = {
     "img_size": 64,
@@ -84,7 +84,7 @@ class TrainConfig:
     output_dir: str = field(default_factory=lambda: str(runs_dir()))
     run_name: str = field(default_factory=lambda: datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
     progress_file: str | None = None
-    experiment: str = "pneumo"
+    experiment: str = MLFLOW_EXPERIMENT
     smoke: bool = False
 
     def effective(self) -> TrainConfig:
