@@ -102,7 +102,7 @@ def _read(path: Path) -> bytes | ImageDecodeError:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import Case, Predictor
+    from .predict import Case, Predictor, answer_record
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
@@ -125,21 +125,11 @@ def run_predict(args: argparse.Namespace) -> int:
         for i, case in zip(readable, predictor.classify([(str(chunk[i]), payloads[i]) for i in readable])):
             results[i] = case
         for path, result in zip(chunk, results):
-            error = str(result) if isinstance(result, ImageDecodeError) else result.error
-            if error:
-                failed = True
-                record = {"file": str(path), "error": error}
+            if isinstance(result, ImageDecodeError):
+                record = {"file": str(path), "error": str(result)}
             else:
-                verdict = result.verdict  # None when the film is clearly not a chest X-ray: no label, no probability
-                record = {
-                    "file": str(path),
-                    "label": verdict.label if verdict else None,
-                    "probability": round(verdict.probability, 6) if verdict else None,
-                    "threshold": round(result.prediction.threshold, 6),
-                    "operating_point": predictor.operating_point,
-                }
-                if result.warnings:
-                    record["warnings"] = list(result.warnings)
+                record = answer_record(str(path), result, predictor.operating_point)
+            failed = failed or "error" in record
             print(json.dumps(record), flush=True)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 

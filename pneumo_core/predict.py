@@ -236,6 +236,25 @@ class Predictor:
         return cases
 
 
+def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
+    """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label``, ``probability``,
+    ``threshold``, ``operating_point`` and ``warnings`` when any; ``label`` and ``probability`` are null when the
+    film is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
+    if case.error or case.prediction is None:
+        return {"file": name, "error": case.error or "The file could not be classified."}
+    verdict = case.verdict
+    record: dict[str, Any] = {
+        "file": name,
+        "label": verdict.label if verdict else None,
+        "probability": round(verdict.probability, 6) if verdict else None,
+        "threshold": round(case.prediction.threshold, 6),
+        "operating_point": operating_point,
+    }
+    if case.warnings:
+        record["warnings"] = list(case.warnings)
+    return record
+
+
 def _profile_for(directory: Path, operating_point: str | None) -> SiteProfile | None:
     if operating_point is None:
         return active_profile(directory)
