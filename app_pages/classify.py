@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.predict import Case
 from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, overlay
@@ -18,7 +19,6 @@ from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
 
-MAX_FILES = 12
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
 
 

@@ -27,7 +27,13 @@ TRAINING_ENV = "PNEUMO_TRAINING"
 OPERATOR_PASSWORD_ENV = "PNEUMO_OPERATOR_PASSWORD"
 PUBLIC_ENV = "PNEUMO_PUBLIC"
 SECRETS_FILE_ENV = "PNEUMO_SECRETS_FILE"
+API_KEYS_ENV = "PNEUMO_API_KEYS"
+API_AUTH_ENV = "PNEUMO_API_AUTH"
+API_RATE_ENV = "PNEUMO_API_RATE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+
+MAX_FILES_PER_REQUEST = 12
+"""Films answered at once by the app's Classify page and by one REST API request."""
 
 MLFLOW_EXPERIMENT = "pneumo"
 """The MLflow experiment every training run logs to (``train.py --experiment`` can change it)."""
@@ -142,3 +148,22 @@ def training_enabled() -> bool:
     if value is not None:
         return value.strip().lower() not in _OFF
     return bool(secrets().get("training", {}).get("enabled", True))
+
+
+def api_keys() -> list[str]:
+    """REST API keys: ``$PNEUMO_API_KEYS`` (comma-separated) or ``[api] keys = [...]`` in the secrets file."""
+    value = os.environ.get(API_KEYS_ENV)
+    keys = value.split(",") if value else secrets().get("api", {}).get("keys", [])
+    return [str(key).strip() for key in keys if str(key).strip()]
+
+
+def api_auth() -> str:
+    """``$PNEUMO_API_AUTH``: ``auto`` (default: a key is needed unless no key is set and the request is local),
+    ``on`` (always) or ``off`` (never: only behind something that authenticates)."""
+    value = os.environ.get(API_AUTH_ENV, "auto").strip().lower()
+    return value if value in ("auto", "on", "off") else "auto"
+
+
+def api_rate() -> str:
+    """Per-client request limit of the REST API, in the ``limits`` notation (``$PNEUMO_API_RATE``, default 120/minute)."""
+    return os.environ.get(API_RATE_ENV, "120/minute")

@@ -1,0 +1,152 @@
+"""The REST API with FastAPI's TestClient: every endpoint and error path, auth, rate limit, CLI-equal answers."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from pneumo_api import create_app
+from pneumo_core.cli import main
+
+from .conftest import PROJECT_ROOT, SERVED_MODEL
+from .imaging import encode, synthetic_xray
+
+FILM = encode(synthetic_xray(180, seed=3))
+
+
+def client_for(model_dir, rate: str = "1000/minute", client=("127.0.0.1", 50000)) -> TestClient:
+    app = create_app(model_dir, rate)
+    test_client = TestClient(app, client=client)
+    test_client.__enter__()  # runs the lifespan: the model starts loading
+    app.state.model.wait(120)
+    return test_client
+
+
+@pytest.fixture(scope="module")
+def api(tiny_model_dir):
+    client = client_for(tiny_model_dir)
+    yield client
+    client.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def no_configured_keys(monkeypatch, tmp_path):
+    monkeypatch.delenv("PNEUMO_API_KEYS", raising=False)
+    monkeypatch.delenv("PNEUMO_API_AUTH", raising=False)
+    monkeypatch.delenv("PNEUMO_PUBLIC", raising=False)
+    monkeypatch.setenv("PNEUMO_SECRETS_FILE", str(tmp_path / "none.toml"))
+
+
+def test_health_ready_and_model(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready"}
+    info = api.get("/v1/model").json()
+    assert info["name"] == "tiny-test-model" and info["operating_point"] == "validation" and info["input_size"] == 64
+    assert len(info["model_sha256"]) == 64 and info["threshold"] == 0.5
+
+
+def test_predict_answers_each_file_and_explains_bad_ones(api):
+    files = [("files", ("a.png", FILM, "image/png")), ("files", ("broken.png", b"\x89PNG nope", "image/png"))]
+    response = api.post("/v1/predict", files=files)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "tiny-test-model" and body["operating_point"] == "validation"
+    first, second = body["results"]
+    assert first["file"] == "a.png" and first["label"] in ("NORMAL", "PNEUMONIA") and 0 <= first["probability"] <= 1
+    assert set(second) == {"file", "error"} and "damaged" in second["error"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,status",
+    [
+        ({"files": []}, 422),  # no file at all
+        ({"files": {"other": ("a.txt", b"x")}}, 422),  # multipart without the 'files' field
+        ({"data": {"x": "1"}}, 415),  # a urlencoded form
+        ({"content": b"{}", "headers": {"content-type": "application/json"}}, 415),
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data; boundary=x", "content-length": str(10**9)}}, 413),
+    ],
+)
+def test_bad_requests_get_problem_json(api, kwargs, status):
+    response = api.post("/v1/predict", **kwargs)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json" and response.json()["title"]
+
+
+def test_too_many_files_is_refused(api):
+    files = [("files", (f"f{i}.png", FILM, "image/png")) for i in range(13)]
+    response = api.post("/v1/predict", files=files)
+    assert response.status_code == 413 and "12" in response.json()["detail"]
+
+
+def test_explain_gives_an_overlay_and_a_small_map_for_either_class(api):
+    for explained in ("predicted", "NORMAL", "PNEUMONIA"):
+        response = api.post("/v1/explain", files={"file": ("a.png", FILM, "image/png")}, data={"class": explained})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["method"] == "gradcam" and body["explained_class"] in ("NORMAL", "PNEUMONIA")
+        heat = np.array(body["map"])
+        assert heat.shape == (28, 28) and 0 <= heat.min() and heat.max() <= 1
+        import base64
+
+        from PIL import Image
+
+        assert Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).size == (224, 224)
+    assert api.post("/v1/explain", files={"file": ("a.png", FILM, "image/png")}, data={"method": "nope"}).status_code == 422
+
+
+def test_metrics_count_requests_and_films(api):
+    api.post("/v1/predict", files=[("files", ("a.png", FILM, "image/png"))])
+    text = api.get("/metrics").text
+    assert 'pneumo_api_requests_total{endpoint="/v1/predict",status="200"}' in text, text
+    assert 'pneumo_api_films_total{outcome="verdict"}' in text and "pneumo_api_model_load_seconds" in text
+    assert "a.png" not in text  # no file names in telemetry
+
+
+def test_keys_required_from_other_machines_and_when_configured(tiny_model_dir, monkeypatch):
+    remote = client_for(tiny_model_dir, client=("203.0.113.9", 40000))
+    try:
+        response = remote.get("/v1/model")
+        assert response.status_code == 401 and "PNEUMO_API_KEYS" in response.json()["detail"]
+        assert remote.get("/healthz").status_code == 200  # health checks stay open
+        monkeypatch.setenv("PNEUMO_API_KEYS", "k-one,k-two")
+        assert remote.get("/v1/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert remote.get("/v1/model", headers={"Authorization": "Bearer k-two"}).status_code == 200
+    finally:
+        remote.__exit__(None, None, None)
+
+
+def test_a_proxied_local_request_needs_a_key(api):
+    assert api.get("/v1/model", headers={"X-Forwarded-For": "198.51.100.4"}).status_code == 401
+
+
+def test_rate_limit_answers_429_with_retry_after(tiny_model_dir):
+    limited = client_for(tiny_model_dir, rate="3/minute")
+    try:
+        statuses = [limited.get("/v1/model").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        response = limited.get("/v1/model")
+        assert int(response.headers["Retry-After"]) >= 1 and response.headers["content-type"] == "application/problem+json"
+    finally:
+        limited.__exit__(None, None, None)
+
+
+def test_api_answers_equal_the_cli_on_real_films(capsys):
+    if not (SERVED_MODEL / "metadata.json").is_file():
+        pytest.skip("no served model committed")
+    examples = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
+    main(["predict", *map(str, examples)])
+    cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    served = client_for(None)
+    try:
+        files = [("files", (str(path), path.read_bytes(), "image/jpeg")) for path in examples]
+        api_records = served.post("/v1/predict", files=files).json()["results"]
+    finally:
+        served.__exit__(None, None, None)
+    assert [r["label"] for r in api_records] == [r["label"] for r in cli]
+    assert [r["operating_point"] for r in api_records] == [r["operating_point"] for r in cli]
+    assert np.allclose([r["probability"] for r in api_records], [r["probability"] for r in cli], atol=1e-6)
+    assert api_records == cli  # the very same records
