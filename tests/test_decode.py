@@ -129,7 +129,7 @@ def test_dicom_window_is_applied():
         (lambda: dicom_bytes(FILM_12BIT, frames=3), "several frames"),
         (lambda: b"\0" * 128 + b"DICM" + b"\x02\x00garbage", "no image"),
         (lambda: dicom_bytes(FILM_12BIT)[:-5000], "damaged"),
-        (lambda: b"%PDF-1.7\n1 0 obj<<>>endobj\n" * 20, "not an image format"),
+        (lambda: b"%PDF-1.7\n1 0 obj<<>>endobj\n" * 20, "PDF document, not an image"),
         (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "not an image format"),
     ],
 )

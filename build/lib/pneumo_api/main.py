@@ -1,0 +1,108 @@
+"""The FastAPI application: the served model loads once, in the background, on the app's runtime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from starlette.formparsers import MultiPartParser
+
+from pneumo_core import DISCLAIMER
+from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
+from pneumo_core.decode import MAX_FILE_BYTES
+from pneumo_core.predict import Predictor
+
+from . import problems
+from .routes import router
+from .security import RateLimit
+from .telemetry import Telemetry
+
+log = logging.getLogger("pneumo_api")
+
+MAX_BODY_BYTES = MAX_FILES_PER_REQUEST * MAX_FILE_BYTES + 64 * 1024
+UPLOAD_PATHS = ("/v1/predict", "/v1/explain")
+
+# Uploads are patient data: keep every part in memory (Starlette spools parts over 1 MB to a temporary file).
+# The request body is capped at MAX_BODY_BYTES before it is read, so memory stays bounded.
+MultiPartParser.spool_max_size = MAX_BODY_BYTES
+
+
+class ModelSlot:
+    """The predictor, loading in a background thread until ready (``/readyz`` says which)."""
+
+    def __init__(self, model_dir: Path | None):
+        self.model_dir = model_dir
+        self.load_seconds: float | None = None
+        self._future: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+
+    def start(self) -> None:
+        self._future = self._pool.submit(self._load)
+
+    def _load(self) -> Predictor:
+        started = time.perf_counter()
+        predictor = Predictor.load(self.model_dir, runtime=serving_runtime())
+        predictor.warm_up()
+        self.load_seconds = time.perf_counter() - started
+        log.info("model %s ready on %s in %.2f s", predictor.metadata.get("name"), predictor.runtime, self.load_seconds)
+        return predictor
+
+    def get(self) -> Predictor:
+        if self._future is None or not self._future.done():
+            raise problems.Problem(503, "The model is still loading", "Try again in a few seconds.", {"Retry-After": "2"})
+        error = self._future.exception()
+        if error is not None:
+            raise problems.Problem(503, "No model can be served", str(error))
+        return self._future.result()
+
+    def wait(self, timeout: float | None = None) -> Predictor:
+        self._future.result(timeout=timeout)
+        return self.get()
+
+
+def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAPI:
+    """A new application serving ``model_dir`` (default: the served model), with its own rate limit and metrics."""
+    slot, telemetry = ModelSlot(model_dir), Telemetry(UPLOAD_PATHS)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        slot.start()
+        yield
+
+    app = FastAPI(
+        title="pneumo",
+        version="1",
+        summary="Pneumonia on pediatric chest X-rays: a research demo. " + DISCLAIMER,
+        lifespan=lifespan,
+    )
+    app.state.model = slot
+    app.state.telemetry = telemetry
+    app.state.rate_limit = RateLimit(rate)
+    problems.install(app)
+
+    @app.middleware("http")
+    async def limit_uploads(request: Request, call_next):
+        """Refuse an over-size or non-multipart upload before its body is read."""
+        if request.method == "POST" and request.url.path in UPLOAD_PATHS:
+            length = request.headers.get("content-length")
+            if length is None:
+                return problems.problem_response(411, "The request must say its length (Content-Length)")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                return problems.problem_response(
+                    413, "The upload is too large", f"At most {MAX_FILES_PER_REQUEST} files of {MAX_FILE_BYTES // 2**20} MB."
+                )
+            empty = int(length) == 0  # nothing sent at all: the endpoint answers 422 (no file)
+            if not empty and not request.headers.get("content-type", "").startswith("multipart/form-data"):
+                return problems.problem_response(415, "Send the files as multipart/form-data in the field 'files'")
+        return await call_next(request)
+
+    telemetry.install(app)  # outermost: counts every answer, refusals included
+    app.include_router(router)
+    return app
+
+
+app = create_app()

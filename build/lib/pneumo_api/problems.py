@@ -1,0 +1,42 @@
+"""Errors as ``application/problem+json`` (RFC 9457): a status, a plain title and what to do."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raised by endpoints and dependencies; becomes a problem+json response."""
+
+    def __init__(self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None):
+        super().__init__(title)
+        self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
+
+
+def problem_response(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Every error the app can answer with, in one format."""
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, error: Problem) -> JSONResponse:
+        return problem_response(error.status, error.title, error.detail, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = ", ".join(".".join(str(part) for part in e.get("loc", ())[1:]) or "request" for e in error.errors())
+        return problem_response(422, "The request is incomplete or malformed", f"Check: {fields}.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))

@@ -1,0 +1,156 @@
+"""The endpoints: health, model facts, predict, explain, metrics."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+
+from pneumo_core import CLASS_NAMES
+from pneumo_core.config import MAX_FILES_PER_REQUEST
+from pneumo_core.predict import Case, Predictor, answer_record
+from pneumo_core.saliency import overlay
+
+from .problems import Problem
+from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse
+from .security import require_key
+
+METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "ScoreCAM"}
+MAP_SIDE = 28
+
+
+def predictor(request: Request) -> Predictor:
+    return request.app.state.model.get()
+
+
+def rate_limited(request: Request) -> None:
+    request.app.state.rate_limit(request)
+
+
+guarded = [Depends(require_key), Depends(rate_limited)]
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, tags=["health"], responses={503: {"description": "still loading"}})
+def readyz(request: Request) -> Health:
+    """The model is loaded and warmed up (503 until then)."""
+    request.app.state.model.get()
+    return Health(status="ready")
+
+
+@router.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])
+def model_info(served: Annotated[Predictor, Depends(predictor)]) -> ModelInfo:
+    metadata = served.metadata
+    metrics = {split: {k: float(v) for k, v in values.items()} for split, values in metadata.get("metrics", {}).items()}
+    if served.profile:
+        metrics[served.operating_point] = {k: float(v) for k, v in served.profile.metrics.items()}
+    return ModelInfo(
+        name=metadata.get("name", "unnamed"),
+        model_sha256=metadata["model_sha256"],
+        input_size=served.input_size,
+        runtime=served.runtime,
+        operating_point=served.operating_point,
+        threshold=served.threshold,
+        temperature=served.temperature,
+        metrics=metrics,
+    )
+
+
+async def _payloads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
+    if not files:
+        raise Problem(422, "No file was sent", "Send one or more files in the multipart field 'files'.")
+    if len(files) > MAX_FILES_PER_REQUEST:
+        raise Problem(413, "Too many files", f"At most {MAX_FILES_PER_REQUEST} files per request.")
+    return [(upload.filename or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
+
+
+@router.post(
+    "/v1/predict", response_model=PredictResponse, response_model_exclude_none=True, dependencies=guarded, tags=["answers"]
+)
+async def predict(
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="chest X-rays")],
+    served: Annotated[Predictor, Depends(predictor)],
+) -> dict:
+    """One answer per file, in order: exactly the ``predict`` command line's records."""
+    payloads = await _payloads(files)
+    cases = await run_in_threadpool(served.classify, payloads)  # off the event loop
+    records = [answer_record(name, case, served.operating_point) for (name, _), case in zip(payloads, cases)]
+    request.app.state.telemetry.count_films(records)
+    return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
+
+
+def _explain(served: Predictor, case: Case, method: str, explained: str, request: Request) -> np.ndarray:
+    """The map on the serving graph when it has it (Grad-CAM of the predicted class), else tf-keras-vis."""
+    if method == "gradcam" and explained == case.prediction.label:
+        return case.gradcam
+    from pneumo_core.explain import TF_KERAS_VIS_METHODS, Explainer
+    from pneumo_core.registry import load_keras_model
+
+    if getattr(request.app.state, "explainer", None) is None:  # loads TensorFlow and the Keras model once
+        model_dir = request.app.state.model.model_dir
+        from pneumo_core.config import served_model_dir
+
+        request.app.state.explainer = Explainer(
+            load_keras_model(model_dir or served_model_dir(), served.metadata), served.input_size
+        )
+    name = TF_KERAS_VIS_METHODS[0] if method == "gradcam" else METHODS[method]
+    return request.app.state.explainer.explain(case.canonical[None], name, [explained == CLASS_NAMES[1]])[0]
+
+
+@router.post(
+    "/v1/explain", response_model=ExplainResponse, response_model_exclude_none=True, dependencies=guarded, tags=["answers"]
+)
+async def explain(
+    request: Request,
+    file: Annotated[UploadFile, File(description="one chest X-ray")],
+    served: Annotated[Predictor, Depends(predictor)],
+    method: Annotated[Literal["gradcam", "gradcam++", "scorecam"], Form()] = "gradcam",
+    explained_class: Annotated[Literal["predicted", "PNEUMONIA", "NORMAL"], Form(alias="class")] = "predicted",
+) -> dict:
+    """The answer for one film plus a heat map (overlay PNG and a 28 × 28 map) of the evidence for a class."""
+    payloads = await _payloads([file])
+    case = (await run_in_threadpool(served.classify, payloads, True))[0]
+    record = answer_record(payloads[0][0], case, served.operating_point)
+    request.app.state.telemetry.count_films([record])
+    body = {
+        "model": served.metadata.get("name", "unnamed"),
+        "operating_point": served.operating_point,
+        "result": record,
+        "method": method,
+        "explained_class": explained_class,
+    }
+    if case.verdict is None:  # unreadable, or not a chest X-ray: nothing to explain
+        return body
+    target = case.prediction.label if explained_class == "predicted" else explained_class
+    heat = await run_in_threadpool(_explain, served, case, method, target, request)
+    png = io.BytesIO()
+    Image.fromarray(overlay(case.canonical, heat, 0.4)).save(png, format="PNG")
+    size = heat.shape[0] // MAP_SIDE
+    small = heat[: size * MAP_SIDE, : size * MAP_SIDE].reshape(MAP_SIDE, size, MAP_SIDE, size).mean(axis=(1, 3))
+    return {
+        **body,
+        "explained_class": target,
+        "overlay_png_base64": base64.b64encode(png.getvalue()).decode(),
+        "map": np.round(small, 4).tolist(),
+    }
+
+
+@router.get("/metrics", tags=["health"], dependencies=[Depends(require_key)])
+def metrics(request: Request):
+    """Prometheus text: requests, latency, films answered and withheld, model load time."""
+    telemetry, slot = request.app.state.telemetry, request.app.state.model
+    if slot.load_seconds is not None:
+        telemetry.model_load.set(slot.load_seconds)
+    return telemetry.exposition()

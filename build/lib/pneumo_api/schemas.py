@@ -1,0 +1,48 @@
+"""Response bodies (they document the API in /openapi.json)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Answer(BaseModel):
+    """Exactly the ``predict`` command line's record for one file."""
+
+    file: str
+    label: str | None = Field(None, description="NORMAL or PNEUMONIA; null when the film is clearly not a chest X-ray")
+    probability: float | None = Field(None, description="calibrated P(PNEUMONIA); null when no verdict is given")
+    threshold: float | None = None
+    operating_point: str | None = Field(None, description="validation, site:NAME or manual")
+    warnings: list[str] | None = None
+    error: str | None = Field(None, description="why the file could not be read (then no other field but file)")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    operating_point: str
+    results: list[Answer]
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    operating_point: str
+    result: Answer
+    method: str
+    explained_class: str
+    overlay_png_base64: str | None = Field(None, description="the heat map over the film, 224 × 224 PNG")
+    map: list[list[float]] | None = Field(None, description="the heat map averaged down to 28 × 28, values in [0, 1]")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    model_sha256: str
+    input_size: int
+    runtime: str
+    operating_point: str
+    threshold: float
+    temperature: float
+    metrics: dict[str, dict[str, float]]
+
+
+class Health(BaseModel):
+    status: str

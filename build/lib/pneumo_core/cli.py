@@ -1,0 +1,284 @@
+"""``python -m pneumo_core predict|evaluate|calibrate|sanity|export-tflite``: the command-line contract other tools rely on.
+
+predict: one JSON object per input file per line, in a stable order:
+``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
+``probability`` are null when the film is clearly not a chest X-ray) or ``{"file", "error"}``.
+Exit 0 if every file was classified, 1 if any failed, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import DISCLAIMER
+from .data import IMAGE_SUFFIXES, class_root
+from .decode import ImageDecodeError
+from .predict import RUNTIMES
+from .registry import ModelLoadError
+from .site import DEFAULT_RULE
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+OPERATING_POINT_HELP = "validation | site:NAME (default: the model's active site profile, else validation)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own exit code is already 2; keep its message short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pneumo_core", description=f"Pneumonia classifier for chest X-rays. {DISCLAIMER}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify image files or folders (recursed)")
+    predict.add_argument("--model", type=Path, default=None, help="model directory (default: the served model)")
+    predict.add_argument("--threshold", type=float, default=None, help="override the model's operating threshold")
+    predict.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow",
+    )
+    predict.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    evaluate = commands.add_parser("evaluate", help="metrics and per-image predictions for a labelled folder")
+    evaluate.add_argument(
+        "data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or test/ holding them)"
+    )
+    evaluate.add_argument("--model", type=Path, default=None)
+    evaluate.add_argument("--threshold", type=float, default=None)
+    evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto")
+    evaluate.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
+    evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
+    calibrate = commands.add_parser("calibrate", help="fit a site's operating point on its labelled films (a site profile)")
+    calibrate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/")
+    calibrate.add_argument("--site", required=True, help="the profile's name (letters, digits, . _ -)")
+    calibrate.add_argument("--model", type=Path, default=None)
+    calibrate.add_argument("--rule", default=DEFAULT_RULE, help=f"sensitivity:S | cost:R | youden (default {DEFAULT_RULE})")
+    calibrate.add_argument("--runtime", choices=RUNTIMES, default="auto")
+    calibrate.add_argument("--activate", action="store_true", help="make it the default operating point of every entry point")
+    sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
+    sanity.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="images or folders (default: internal-test images from the model's manifest)",
+    )
+    sanity.add_argument("--model", type=Path, default=None)
+    sanity.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
+    sanity.add_argument("--images", type=int, default=64, help="how many images, evenly spaced over the list (default 64)")
+    sanity.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
+    export.add_argument("--model", type=Path, default=None)
+    return parser
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; folders recursed (image suffixes only, sorted). Order is stable."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def _read(path: Path) -> bytes | ImageDecodeError:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return ImageDecodeError("No such file.")
+    except IsADirectoryError:
+        return ImageDecodeError("This is a folder, not a file.")
+    except OSError as error:
+        return ImageDecodeError(f"The file cannot be read ({error.strerror or error}).")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import Case, Predictor, answer_record
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        print("error: --threshold must be between 0 and 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    files = expand_paths(args.paths)
+    if not files:
+        print("error: no image files found in the given folders", file=sys.stderr)
+        return EXIT_USAGE
+    failed = False
+    for start in range(0, len(files), predictor.batch_size):
+        chunk = files[start : start + predictor.batch_size]
+        payloads = [_read(path) for path in chunk]
+        readable = [i for i, p in enumerate(payloads) if isinstance(p, bytes)]
+        results: list[ImageDecodeError | Case] = list(payloads)
+        for i, case in zip(readable, predictor.classify([(str(chunk[i]), payloads[i]) for i in readable])):
+            results[i] = case
+        for path, result in zip(chunk, results):
+            if isinstance(result, ImageDecodeError):
+                record = {"file": str(path), "error": str(result)}
+            else:
+                record = answer_record(str(path), result, predictor.operating_point)
+            failed = failed or "error" in record
+            print(json.dumps(record), flush=True)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import format_metrics_table, predictions_frame, write_evaluation
+    from .predict import Predictor
+    from .scoring import score_labelled_folder
+
+    try:
+        predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
+        scores = score_labelled_folder(predictor, args.data_dir)
+    except (ModelLoadError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for name, reason in scores.errors.items():
+        print(json.dumps({"file": name, "error": reason}), file=sys.stderr)
+    if not len(scores):
+        print("error: none of the images could be read", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    frame = predictions_frame(scores.files, scores.labels, scores.logits, predictor.temperature, predictor.threshold)
+    metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation")
+    print(
+        f"model: {predictor.metadata.get('name')}  operating point: {predictor.operating_point}  "
+        f"threshold: {predictor.threshold:.4f}  data: {args.data_dir}"
+    )
+    print(format_metrics_table({"evaluation": metrics}))
+    print(f"written: {args.out}/evaluation_predictions.csv, _metrics.json, _confusion.html, _roc.html, _pr.html")
+    if scores.errors:
+        print(f"{len(scores.errors)} unreadable file(s) skipped (listed on stderr)")
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .predict import Predictor
+    from .scoring import score_labelled_folder
+    from .site import ProfileError, Rule, activate, calibrate, check_name, save_profile
+
+    model_dir = args.model or served_model_dir()
+    try:
+        rule = Rule.parse(args.rule)
+        check_name(args.site)
+        predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
+        scores = score_labelled_folder(predictor, args.data_dir)
+        reference = predictor.density.reference if predictor.density else None
+        profile = calibrate(scores, predictor.metadata, args.site, rule, reference)
+        path = save_profile(profile, model_dir)
+        if args.activate:
+            activate(model_dir, profile.name)
+    except (ModelLoadError, FileNotFoundError, ProfileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for name, reason in scores.errors.items():
+        print(json.dumps({"file": name, "error": reason}), file=sys.stderr)
+    print(
+        f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
+        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}"
+    )
+    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}")
+    print(_profile_table(profile))
+    print(profile.note)
+    print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def _profile_table(profile) -> str:
+    validation = profile.validation_operating_point
+    lines = [f"{'metric':<12}{'site profile':>16}{'95% interval':>18}{'validation point':>18}"]
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        low, high = profile.intervals[key]
+        lines.append(f"{key:<12}{profile.metrics[key]:>16.4f}{f'{low:.3f}-{high:.3f}':>18}{validation[key]:>18.4f}")
+    for key in ("tp", "fp", "tn", "fn"):
+        lines.append(f"{key:<12}{profile.metrics[key]:>16d}{'':>18}{validation[key]:>18d}")
+    return "\n".join(lines)
+
+
+def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
+    """The files the sanity check explains: the given paths, or the model's internal-test split from its manifest."""
+    if args.paths:
+        files = expand_paths(args.paths)
+    else:
+        import pandas as pd
+
+        from .config import default_data_dir
+        from .registry import EVALUATION_DIR
+
+        manifest = pd.read_csv(model_dir / EVALUATION_DIR / "manifest.csv")
+        root = class_root(args.data_dir or default_data_dir(), "train")
+        files = [root / name for name in manifest.loc[manifest["split"] == "test", "file"]]
+    if len(files) > args.images:
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.images)]
+    return files
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .predict import decode_canonical
+    from .registry import load_model_dir
+    from .sanity import cascading_randomization, results_json, results_table
+
+    model_dir = args.model or served_model_dir()
+    try:
+        model, metadata = load_model_dir(model_dir)
+        files = sanity_files(args, model_dir)
+    except (ModelLoadError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    images = []
+    for path in files:
+        payload = _read(path)
+        image = decode_canonical(payload) if isinstance(payload, bytes) else payload
+        if isinstance(image, np.ndarray):
+            images.append(image)
+    if not images:
+        print("error: none of the images could be read (is --data-dir right?)", file=sys.stderr)
+        return EXIT_USAGE
+    results = cascading_randomization(model, int(metadata["input_size"]), np.stack(images))
+    print(f"model: {metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
+    print(results_table(results))
+    if args.out:
+        args.out.write_text(
+            json.dumps({"model": metadata.get("name"), "images": len(images), "stages": results_json(results)}, indent=2)
+        )
+    return EXIT_OK
+
+
+def run_export_tflite(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .registry import add_tflite
+
+    try:
+        path = add_tflite(args.model or served_model_dir())
+    except (ModelLoadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"written: {path} ({path.stat().st_size / 1e6:.1f} MB) and its SHA-256 in the metadata")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "predict": run_predict,
+    "evaluate": run_evaluate,
+    "calibrate": run_calibrate,
+    "sanity": run_sanity,
+    "export-tflite": run_export_tflite,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)

@@ -1,0 +1,169 @@
+"""Every setting in one place: locations, runtime choices, operator access, training switches.
+
+Each setting has a default relative to the project root and an environment variable
+that overrides it (the README's settings table lists them all), so the app, the CLI,
+the API, CI and the tests agree. Secrets may also come from ``.streamlit/secrets.toml``
+(``[operator] password``, ``[training] enabled``); environment variables win.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DATA_DIR_ENV = "PNEUMO_DATA_DIR"
+DATA_ROOTS_ENV = "PNEUMO_DATA_ROOTS"
+MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
+RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
+RUNTIME_ENV = "PNEUMO_RUNTIME"
+LITE_THREADS_ENV = "PNEUMO_LITE_THREADS"
+BASE_WEIGHTS_ENV = "PNEUMO_BASE_WEIGHTS"
+BASE_WEIGHTS_FILE_ENV = "PNEUMO_BASE_WEIGHTS_FILE"
+TRAINING_ENV = "PNEUMO_TRAINING"
+OPERATOR_PASSWORD_ENV = "PNEUMO_OPERATOR_PASSWORD"
+PUBLIC_ENV = "PNEUMO_PUBLIC"
+SECRETS_FILE_ENV = "PNEUMO_SECRETS_FILE"
+API_KEYS_ENV = "PNEUMO_API_KEYS"
+API_AUTH_ENV = "PNEUMO_API_AUTH"
+API_RATE_ENV = "PNEUMO_API_RATE"
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+
+MAX_FILES_PER_REQUEST = 12
+"""Films answered at once by the app's Classify page and by one REST API request."""
+
+MLFLOW_EXPERIMENT = "pneumo"
+"""The MLflow experiment every training run logs to (``train.py --experiment`` can change it)."""
+
+_OFF = ("off", "0", "false", "no", "disabled")
+_ON = ("on", "1", "true", "yes", "enabled")
+
+# Tried in order when PNEUMO_DATA_DIR is not set: the project's own data folder,
+# then the shared copy used in development and CI.
+_DEFAULT_DATA_DIRS = (PROJECT_ROOT / "data" / "chest_xray", PROJECT_ROOT.parent / "shared" / "data" / "chest_xray")
+
+
+def portable_path(path: str | Path | None) -> str | None:
+    """A path as it may be recorded in committed files: relative to the project (or to its parent, as for
+    ``../shared/data``), else only its last part; never the absolute path of the machine that wrote it."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
+        if resolved.is_relative_to(base):
+            return prefix + str(resolved.relative_to(base))
+    return resolved.name
+
+
+def default_data_dir() -> Path:
+    """The Kermany-layout data folder: ``$PNEUMO_DATA_DIR`` or the first default that exists."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    for candidate in _DEFAULT_DATA_DIRS:
+        if candidate.is_dir():
+            return candidate
+    return _DEFAULT_DATA_DIRS[0]
+
+
+def training_data_roots() -> list[Path]:
+    """The only folders the app may read labelled data from: ``$PNEUMO_DATA_ROOTS`` (``os.pathsep``-separated) or the
+    default data folder, those that exist. The app offers these by name; it never takes a path typed by a visitor."""
+    configured = os.environ.get(DATA_ROOTS_ENV)
+    roots = [Path(p) for p in configured.split(os.pathsep) if p] if configured else [default_data_dir()]
+    return [root.resolve() for root in roots if root.is_dir()]
+
+
+def served_model_dir() -> Path:
+    """The directory of the model the app and the CLI serve."""
+    return Path(os.environ.get(MODEL_DIR_ENV, PROJECT_ROOT / "models" / "served"))
+
+
+def runs_dir() -> Path:
+    """Where training runs keep checkpoints, progress files and candidate models (not in git)."""
+    return Path(os.environ.get(RUNS_DIR_ENV, PROJECT_ROOT / "runs"))
+
+
+def audit_log_path() -> Path:
+    """The operator-action log (:mod:`pneumo_core.audit`), beside the runs."""
+    return runs_dir() / "operator_actions.jsonl"
+
+
+def mlflow_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or a SQLite file in the project root."""
+    return os.environ.get(MLFLOW_URI_ENV, f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+
+
+def default_base_weights() -> str:
+    """``$PNEUMO_BASE_WEIGHTS`` or ``auto`` (see :func:`pneumo_core.model.resolve_base_weights`)."""
+    return os.environ.get(BASE_WEIGHTS_ENV, "auto")
+
+
+def base_weights_file() -> Path | None:
+    """A local DenseNet121 weights file for ``--base-weights auto`` (``$PNEUMO_BASE_WEIGHTS_FILE``), if set."""
+    value = os.environ.get(BASE_WEIGHTS_FILE_ENV)
+    return Path(value) if value else None
+
+
+def serving_runtime() -> str:
+    """``$PNEUMO_RUNTIME``: ``auto`` (default: TFLite when the model has a copy), ``tflite`` or ``tensorflow``."""
+    runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
+    return runtime if runtime in ("auto", "tflite", "tensorflow") else "auto"
+
+
+def lite_threads() -> int:
+    """Threads of the LiteRT interpreter (``$PNEUMO_LITE_THREADS``, default 2: this machine's cores)."""
+    try:
+        return max(1, int(os.environ.get(LITE_THREADS_ENV, "2")))
+    except ValueError:
+        return 2
+
+
+def secrets() -> dict[str, Any]:
+    """``.streamlit/secrets.toml`` (or ``$PNEUMO_SECRETS_FILE``) as a dict; empty when absent or unreadable."""
+    path = Path(os.environ.get(SECRETS_FILE_ENV, PROJECT_ROOT / ".streamlit" / "secrets.toml"))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def operator_password() -> str | None:
+    """``$PNEUMO_OPERATOR_PASSWORD``, else ``[operator] password`` in the secrets file; None when neither is set."""
+    value = os.environ.get(OPERATOR_PASSWORD_ENV) or secrets().get("operator", {}).get("password")
+    return str(value) if value else None
+
+
+def marked_public() -> bool:
+    """``$PNEUMO_PUBLIC=1``: others reach this server (e.g. through a reverse proxy on this machine), so a
+    loopback bind address does not make it private."""
+    return os.environ.get(PUBLIC_ENV, "").strip().lower() in _ON
+
+
+def training_enabled() -> bool:
+    """Off with ``$PNEUMO_TRAINING=off`` or ``[training] enabled = false`` in the secrets file (a public demo)."""
+    value = os.environ.get(TRAINING_ENV)
+    if value is not None:
+        return value.strip().lower() not in _OFF
+    return bool(secrets().get("training", {}).get("enabled", True))
+
+
+def api_keys() -> list[str]:
+    """REST API keys: ``$PNEUMO_API_KEYS`` (comma-separated) or ``[api] keys = [...]`` in the secrets file."""
+    value = os.environ.get(API_KEYS_ENV)
+    keys = value.split(",") if value else secrets().get("api", {}).get("keys", [])
+    return [str(key).strip() for key in keys if str(key).strip()]
+
+
+def api_auth() -> str:
+    """``$PNEUMO_API_AUTH``: ``auto`` (default: a key is needed unless no key is set and the request is local),
+    ``on`` (always) or ``off`` (never: only behind something that authenticates)."""
+    value = os.environ.get(API_AUTH_ENV, "auto").strip().lower()
+    return value if value in ("auto", "on", "off") else "auto"
+
+
+def api_rate() -> str:
+    """Per-client request limit of the REST API, in the ``limits`` notation (``$PNEUMO_API_RATE``, default 120/minute)."""
+    return os.environ.get(API_RATE_ENV, "120/minute")

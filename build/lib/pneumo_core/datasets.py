@@ -1,0 +1,87 @@
+"""tf.data input pipelines over canonical images held in memory, with the seed's augmentation.
+
+Images are decoded and canonicalized once (:func:`pneumo_core.data.load_canonical_images`),
+so an epoch never touches the disk: the pipeline shuffles, batches, augments
+(in parallel, on whole batches), converts to the model input and prefetches.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from .model import to_model_input
+from .train_config import Augmentation
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:
+    """The geometric and photometric transforms as Keras 3 preprocessing layers."""
+    transforms: list[layers.Layer] = [
+        layers.RandomRotation(aug.rotation_deg / 360.0, fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(aug.shift, aug.shift, fill_mode="nearest", seed=seed + 1),
+        layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed + 2),
+    ]
+    if aug.horizontal_flip:
+        transforms.append(layers.RandomFlip("horizontal", seed=seed + 3))
+    if aug.contrast:
+        transforms.append(layers.RandomContrast(aug.contrast, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(transforms, name="augmentation")
+
+
+def _blurred(batch: tf.Tensor) -> tf.Tensor:
+    """A 3×3 binomial blur (σ ≈ 0.7 px) of ``(N, H, W, 1)`` images, edges replicated."""
+    kernel = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    kernel = tf.reshape(tf.tensordot(kernel, kernel, axes=0), (3, 3, 1, 1))
+    padded = tf.pad(batch, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")
+
+
+def batch_augmenter(aug: Augmentation, seed: int):
+    """A ``tf.data`` map function: (uint8 batch, labels) → (augmented float batch in 0..255, labels).
+
+    Geometry first (Keras layers), then per-image photometric changes: brightness,
+    gamma, blur/sharpen, noise. Each is drawn independently per image.
+    """
+    transforms = augmentation_layers(aug, seed)
+    generator = tf.random.Generator.from_seed(seed)
+    low, high = aug.brightness
+
+    def augment(batch, batch_labels):
+        batch = transforms(tf.cast(batch, tf.float32), training=True)
+        per_image = [tf.shape(batch)[0], 1, 1, 1]
+        batch = tf.clip_by_value(batch * generator.uniform(per_image, low, high), 0.0, 255.0)
+        if aug.gamma:
+            batch = 255.0 * tf.pow(batch / 255.0, tf.exp(generator.uniform(per_image, -aug.gamma, aug.gamma)))
+        if aug.sharpness:
+            amount = generator.uniform(per_image, -aug.sharpness, aug.sharpness)
+            batch = tf.clip_by_value(batch + amount * (batch - _blurred(batch)), 0.0, 255.0)
+        if aug.noise:
+            sigma = generator.uniform(per_image, 0.0, aug.noise)
+            batch = tf.clip_by_value(batch + sigma * generator.normal(tf.shape(batch)), 0.0, 255.0)
+        return batch, batch_labels
+
+    return augment
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    batch_size: int,
+    augmentation: Augmentation | None = None,
+    shuffle: bool = False,
+    seed: int = 42,
+) -> tf.data.Dataset:
+    """(canonical uint8 images, labels) → batches of (model input, float label)."""
+    dataset = tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype("float32")))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augmentation is not None:
+        dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(lambda batch, batch_labels: (to_model_input(batch, size), batch_labels), num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)

@@ -1,0 +1,283 @@
+"""Serving: a model directory's network, ready to answer with P(PNEUMONIA), its warnings and its Grad-CAM.
+
+Use :class:`Predictor` everywhere a model answers (CLI, app, benchmarks). It
+loads the model directory safely once, runs its serving graph on one of two
+runtimes (LiteRT when the directory has a TFLite copy, else compiled
+TensorFlow), and applies the calibration temperature and the operating threshold
+stored in the metadata. This module imports neither TensorFlow nor Keras: with
+the LiteRT runtime, the app answers without loading them at all.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import CLASS_NAMES, lite
+from .config import served_model_dir
+from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
+from .logits import sigmoid
+from .ood import FeatureDensity, ood_assessment
+from .preprocess import CANONICAL_SIZE, canonicalize
+from .registry import ModelLoadError, load_keras_model, load_lite_model, read_metadata
+from .site import ProfileError, SiteProfile, active_profile, load_profile
+
+BATCH_SIZE = 32
+"""Images per call: decoded together, and run together by the TensorFlow runtime."""
+LOAD_ATTEMPTS = 3
+"""A load that read one model's metadata and the next one's files (a promotion in between) starts again."""
+RUNTIMES = ("auto", "tflite", "tensorflow")
+"""``auto`` serves the TFLite copy when the model directory has one and LiteRT is installed."""
+
+UNCERTAIN_LOG_ODDS = 1.0
+"""A probability whose log-odds lie within this distance of the threshold's is reported as uncertain: odds within a
+factor e of the threshold's. For served-v2 (threshold 0.082) that is P between 0.032 and 0.195, which held 3.1% of
+validation images, with accuracy 0.61 there against 0.99 outside (a fixed ±0.10 band flagged every NORMAL call)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probability: float  # calibrated P(PNEUMONIA)
+    threshold: float
+    logit: float
+
+    @property
+    def label(self) -> str:
+        return CLASS_NAMES[int(self.probability >= self.threshold)]
+
+    @property
+    def uncertain_band(self) -> tuple[float, float]:
+        """The probabilities around the threshold reported as uncertain (see :data:`UNCERTAIN_LOG_ODDS`)."""
+        threshold = min(max(self.threshold, 1e-6), 1 - 1e-6)
+        centre = math.log(threshold / (1 - threshold))
+        return tuple(1 / (1 + math.exp(-(centre + side * UNCERTAIN_LOG_ODDS))) for side in (-1, 1))  # type: ignore[return-value]
+
+    @property
+    def uncertain(self) -> bool:
+        low, high = self.uncertain_band
+        return low < self.probability < high
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input file's outcome: its canonical image and prediction, or the reason it has none."""
+
+    name: str
+    canonical: np.ndarray | None = None
+    prediction: Prediction | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    dicom_fields: dict[str, str] = field(default_factory=dict)
+    gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with_gradcam
+    distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.ood), when known
+    withheld: str | None = None  # why no verdict is given: clearly not a chest X-ray (see pneumo_core.ood)
+
+    @property
+    def verdict(self) -> Prediction | None:
+        """The prediction a person may be shown: None for an unreadable file or a withheld verdict."""
+        return None if self.withheld else self.prediction
+
+
+class Network(Protocol):
+    """A serving graph on some runtime (:class:`~pneumo_core.network.KerasNetwork`, :class:`~pneumo_core.lite.LiteNetwork`)."""
+
+    runtime: str  # one of RUNTIMES other than "auto"
+
+    def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto") -> Network:
+    """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata):
+        if lite.available():
+            return lite.LiteNetwork(load_lite_model(directory, metadata))
+        if runtime == "tflite":
+            raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
+    from .network import KerasNetwork
+
+    return KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
+
+
+class Predictor:
+    """The served model, ready to answer: ``Predictor.load()`` then ``classify`` / ``predict_canonical``.
+
+    Its operating point (temperature and threshold) is the model's validation one, or a site profile's
+    (:mod:`pneumo_core.site`), or a threshold given by hand; :attr:`operating_point` names it:
+    ``"validation"``, ``"site:NAME"`` or ``"manual"``.
+    """
+
+    batch_size = BATCH_SIZE
+
+    def __init__(
+        self,
+        network: Network,
+        metadata: dict[str, Any],
+        threshold: float | None = None,
+        density: FeatureDensity | None = None,
+        profile: SiteProfile | None = None,
+    ):
+        self.network = network
+        self.metadata = metadata
+        self.input_size = int(metadata["input_size"])
+        self.profile = profile
+        self.temperature = profile.temperature if profile else float(metadata.get("temperature", 1.0))
+        if threshold is not None:
+            self.threshold, self.operating_point = float(threshold), "manual"
+        elif profile:
+            self.threshold, self.operating_point = profile.threshold, profile.operating_point
+        else:
+            self.threshold, self.operating_point = float(metadata["threshold"]), "validation"
+        self.density = density
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path | None = None,
+        threshold: float | None = None,
+        runtime: str = "auto",
+        operating_point: str | None = None,
+    ) -> Predictor:
+        """Load a model directory (default: the served model) on a runtime (see :data:`RUNTIMES`).
+
+        ``operating_point``: ``None`` (default) uses the directory's active site profile if it has one, else the
+        validation threshold; ``"validation"`` or ``"site:NAME"`` choose explicitly.
+        """
+        directory = Path(model_dir) if model_dir else served_model_dir()
+        for _ in range(LOAD_ATTEMPTS):
+            metadata = read_metadata(directory)
+            try:
+                profile = _profile_for(directory, operating_point)
+                network = load_network(directory, metadata, runtime)
+                return cls(network, metadata, threshold, FeatureDensity.load(directory), profile)
+            except ModelLoadError:
+                if read_metadata(directory).get("model_sha256") == metadata.get("model_sha256"):
+                    raise  # a real problem, not a promotion that happened while loading
+        raise ModelLoadError(f"The model in {directory} kept changing while it was being loaded.")
+
+    @property
+    def runtime(self) -> str:
+        return self.network.runtime
+
+    def warm_up(self) -> None:
+        """Run the serving graph once, so the first visitor does not wait for its compilation."""
+        self.network.forward_with_gradcam(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))
+
+    def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
+        return self.network.forward(canonical)
+
+    def gradcams(self, canonical: np.ndarray) -> np.ndarray:
+        """Grad-CAMs ``(N, size, size)`` of the predicted classes for ``(N, 224, 224)`` uint8 canonical images."""
+        return self.network.forward_with_gradcam(canonical)[2]
+
+    def logits_canonical(self, canonical: np.ndarray) -> np.ndarray:
+        return self.forward(canonical)[0]
+
+    def predict_canonical(self, canonical: np.ndarray) -> list[Prediction]:
+        return self._predictions(self.logits_canonical(canonical))
+
+    def _predictions(self, logits: np.ndarray) -> list[Prediction]:
+        probabilities = sigmoid(logits / self.temperature)
+        return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
+
+    def classify(self, named_payloads: list[tuple[str, bytes]], with_gradcam: bool = False) -> list[Case]:
+        """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.
+
+        The next batch is decoded (two threads) while the current one runs through the model. With
+        ``with_gradcam``, each case also gets its Grad-CAM from the same forward pass.
+        """
+        batches = [named_payloads[start : start + self.batch_size] for start in range(0, len(named_payloads), self.batch_size)]
+        cases: list[Case] = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending = [pool.submit(_decode_upload, payload) for _, payload in batches[0]] if batches else []
+            for index, batch in enumerate(batches):
+                decoded = [future.result() for future in pending]
+                if index + 1 < len(batches):
+                    pending = [pool.submit(_decode_upload, payload) for _, payload in batches[index + 1]]
+                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, with_gradcam))
+        return cases
+
+    def _classify_decoded(self, names: list[str], decoded: list, with_gradcam: bool) -> list[Case]:
+        good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
+        cases = [
+            Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)
+        ]
+        if good:
+            canonical = np.stack([decoded[i][1] for i in good])
+            if with_gradcam:
+                logits, features, maps = self.network.forward_with_gradcam(canonical)
+            else:
+                logits, features = self.network.forward(canonical)
+                maps = [None] * len(good)
+            distances = self.density.distances(features) if self.density else [None] * len(good)
+            for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
+                upload = decoded[i][0]
+                warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density)
+                cases[i] = Case(
+                    names[i],
+                    image,
+                    prediction,
+                    None,
+                    warnings,
+                    upload.dicom_fields,
+                    cam,
+                    None if distance is None else float(distance),
+                    withheld,
+                )
+        return cases
+
+
+def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
+    """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label``, ``probability``,
+    ``threshold``, ``operating_point`` and ``warnings`` when any; ``label`` and ``probability`` are null when the
+    film is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
+    if case.error or case.prediction is None:
+        return {"file": name, "error": case.error or "The file could not be classified."}
+    verdict = case.verdict
+    record: dict[str, Any] = {
+        "file": name,
+        "label": verdict.label if verdict else None,
+        "probability": round(verdict.probability, 6) if verdict else None,
+        "threshold": round(case.prediction.threshold, 6),
+        "operating_point": operating_point,
+    }
+    if case.warnings:
+        record["warnings"] = list(case.warnings)
+    return record
+
+
+def _profile_for(directory: Path, operating_point: str | None) -> SiteProfile | None:
+    if operating_point is None:
+        return active_profile(directory)
+    if operating_point == "validation":
+        return None
+    if operating_point.startswith("site:"):
+        try:
+            return load_profile(directory, operating_point.removeprefix("site:"))
+        except ProfileError as error:
+            raise ModelLoadError(str(error)) from None
+    raise ModelLoadError(f"Unknown operating point {operating_point!r}: use validation or site:NAME.")
+
+
+def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDecodeError:
+    try:
+        upload = decode_upload(payload)
+    except ImageDecodeError as error:
+        return error
+    return upload, canonicalize(upload.gray)
+
+
+def decode_canonical(payload: bytes) -> np.ndarray | ImageDecodeError:
+    try:
+        return canonicalize(decode_image(payload))
+    except ImageDecodeError as error:
+        return error

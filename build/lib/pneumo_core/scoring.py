@@ -1,0 +1,73 @@
+"""Score a labelled folder through the serving path, in batches, keeping only what a result needs.
+
+:func:`score_labelled_folder` reads ``NORMAL/`` and ``PNEUMONIA/`` (or ``test/`` holding
+them) batch by batch through :meth:`Predictor.classify` (which decodes the next batch
+while the current one runs), and keeps per film only its name, label, logit and feature
+distance, so memory does not grow with the folder. It also hashes every file's bytes
+into one digest identifying the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import class_root, list_labelled_images
+from .predict import Predictor
+
+
+@dataclass(frozen=True)
+class FolderScores:
+    """Per-film results for a labelled folder (readable films only; ``errors`` holds the others)."""
+
+    files: list[str]  # relative to the class root, e.g. NORMAL/IM-0001-0001.jpeg
+    labels: np.ndarray  # 0 NORMAL, 1 PNEUMONIA
+    logits: np.ndarray  # raw model logits (float32), before any temperature
+    distances: np.ndarray  # feature distance to the training reference (NaN without one)
+    warned: np.ndarray  # bool: the film got a not-an-X-ray warning
+    errors: dict[str, str]  # file → reason, for films that could not be read
+    data_sha256: str  # over every file's relative name, label and bytes (sorted by name)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def score_labelled_folder(
+    predictor: Predictor, data_dir: Path, progress: Callable[[int, int], None] | None = None
+) -> FolderScores:
+    """Score every image under ``data_dir`` (see the module docstring); ``progress(done, total)`` after each batch."""
+    listing = list_labelled_images(class_root(Path(data_dir), "test"))
+    digest = hashlib.sha256()
+    files, labels, logits, distances, warned, errors = [], [], [], [], [], {}
+    rows = list(listing[["path", "file", "label"]].itertuples(index=False))
+    for start in range(0, len(rows), predictor.batch_size):
+        chunk = rows[start : start + predictor.batch_size]
+        payloads = []
+        for row in chunk:
+            payload = Path(row.path).read_bytes()
+            digest.update(f"{row.file}\0{row.label}\0{hashlib.sha256(payload).hexdigest()}\n".encode())
+            payloads.append((row.file, payload))
+        for row, case in zip(chunk, predictor.classify(payloads)):
+            if case.error:
+                errors[row.file] = case.error
+                continue
+            files.append(row.file)
+            labels.append(int(row.label))
+            logits.append(case.prediction.logit)
+            distances.append(np.nan if case.distance is None else case.distance)
+            warned.append(bool(case.warnings))
+        if progress:
+            progress(min(start + len(chunk), len(rows)), len(rows))
+    return FolderScores(
+        files,
+        np.asarray(labels, dtype=int),
+        np.asarray(logits, dtype=np.float32),
+        np.asarray(distances, dtype=float),
+        np.asarray(warned, dtype=bool),
+        errors,
+        digest.hexdigest(),
+    )

@@ -1,0 +1,119 @@
+"""What a training run is asked to do: :class:`TrainConfig` and its :class:`Augmentation`.
+
+Plain dataclasses without TensorFlow, so the Training page and ``train.py --help``
+can build and check a configuration without loading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+
+from .config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
+
+SMOKE_OVERRIDES = {
+    "img_size": 64,
+    "batch_size": 8,
+    "epochs": 1,
+    "feature_views": 1,
+    "fine_tune_epochs": 1,
+    "scratch_schedule": "48:1:8,64:1:8",
+    "head_units": 8,
+}
+SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
+"""What ``--smoke`` (the Training page's quick check) changes, where the caller kept the default."""
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transforms applied to canonical images (values 0..255) during training.
+
+    Defaults are the seed recipe: rotation ±15°, shifts ±10%, zoom ±10%,
+    horizontal flip, brightness ×0.8–1.2. The rest (0 = off) imitate acquisition
+    differences between sites: ``contrast`` is Keras's random contrast factor,
+    ``gamma`` draws a per-image gamma exp(U(-gamma, gamma)), ``sharpness`` an
+    unsharp-mask amount in U(-sharpness, sharpness) (negative = blur), and
+    ``noise`` a per-image Gaussian noise standard deviation in U(0, noise) grey levels.
+    """
+
+    rotation_deg: float = 15.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    horizontal_flip: bool = True
+    brightness: tuple[float, float] = (0.8, 1.2)
+    contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
+
+    def as_params(self) -> dict[str, object]:
+        return {f"aug_{key}": value for key, value in asdict(self).items()}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; defaults are the seed recipe (224 px, batch 16, 15 epochs, Adam 1e-4)."""
+
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    img_size: int = 224
+    batch_size: int = 16
+    epochs: int = 15
+    lr: float = 1e-4
+    base_weights: str = field(default_factory=default_base_weights)
+    dropout: float = 0.3
+    head_units: int = 256
+    # Transfer recipe (pretrained base available)
+    feature_views: int = 3
+    fine_tune_layers: int = 52  # DenseNet121's conv5 block 13-16 and final bn: the top ~10% of layers
+    fine_tune_epochs: int = 5
+    # From-scratch recipe (no pretrained base): "size:epochs:batch" phases, the last at img_size
+    scratch_schedule: str = "128:15:32,224:3:16"
+    scratch_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    augment: bool = True
+    horizontal_flip: bool = True
+    contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
+    target_sensitivity: float = 0.97
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    output_dir: str = field(default_factory=lambda: str(runs_dir()))
+    run_name: str = field(default_factory=lambda: datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
+    progress_file: str | None = None
+    experiment: str = MLFLOW_EXPERIMENT
+    smoke: bool = False
+
+    def effective(self) -> TrainConfig:
+        """The configuration that will actually run: with ``smoke``, :data:`SMOKE_OVERRIDES` replace the defaults."""
+        if not self.smoke:
+            return self
+        defaults = TrainConfig(data_dir=self.data_dir)
+        return replace(self, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(self, k) == getattr(defaults, k)})
+
+    def augmentation(self) -> Augmentation | None:
+        if not self.augment:
+            return None
+        return Augmentation(
+            horizontal_flip=self.horizontal_flip,
+            contrast=self.contrast,
+            gamma=self.gamma,
+            sharpness=self.sharpness,
+            noise=self.noise,
+        )
+
+    def scratch_phases(self) -> list[tuple[int, int, int]]:
+        problem = ValueError(
+            f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
+            f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16"
+        )
+        try:
+            phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
+        except ValueError:
+            raise problem from None
+        if any(len(phase) != 3 or min(phase) < 1 for phase in phases) or phases[-1][0] != self.img_size:
+            raise problem
+        return phases  # type: ignore[return-value]

@@ -1,0 +1,337 @@
+"""Training: the transfer recipe (cached-feature head, then fine-tuning) and the from-scratch recipe.
+
+``run_training(TrainConfig(...))`` does one whole reproducible run: split by
+patient, load images once, train in phases with per-epoch checkpoints
+(``BackupAndRestore``) and ``--resume``, choose temperature and threshold on
+validation, measure validation and internal test, write a candidate model
+directory and log everything to MLflow. It never touches the served model;
+:func:`pneumo_core.registry.promote` does that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from . import CLASS_NAMES
+from .callbacks import ProgressCallback
+from .config import portable_path
+from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
+from .datasets import make_dataset
+from .evaluate import predictions_frame, write_evaluation
+from .logits import sigmoid
+from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
+from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
+from .network import KerasNetwork
+from .ood import FeatureDensity
+from .predict import Predictor
+from .preprocess import PREPROCESSING_SPEC
+from .progress import ProgressWriter
+from .registry import EVALUATION_DIR, git_commit, save_model_dir
+from .tracking import MlflowEpochLogger, TrackedRun
+from .train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    files: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over several GPUs when present, else the default (CPU or one GPU)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Balanced weights n / (2 · n_class), so NORMAL (the minority) counts as much as PNEUMONIA."""
+    counts = np.bincount(labels.astype(int), minlength=2)
+    return {c: float(len(labels) / (2 * counts[c])) for c in range(2) if counts[c]}
+
+
+class Trainer:
+    """One run's state: data, model phases, checkpoints and bookkeeping."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        config = config.effective()  # a quick check shrinks whatever the caller left at its default
+        self.config = config
+        self.run_dir = Path(config.output_dir) / config.run_name
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.run_dir / "state.json"
+        self.state = json.loads(self.state_path.read_text()) if resume and self.state_path.exists() else {"completed": []}
+        self.progress = ProgressWriter(Path(config.progress_file) if config.progress_file else self.run_dir / "progress.jsonl")
+        self.strategy = distribution_strategy()
+        self.global_epoch = 0
+
+    # ----- bookkeeping -------------------------------------------------------------
+    def _save_state(self) -> None:
+        self.state_path.write_text(json.dumps(self.state, indent=2))
+
+    def _callbacks(self, phase: str, epochs: int, steps: int, tracked: TrackedRun, monitor_patience: int) -> list:
+        return [
+            keras.callbacks.BackupAndRestore(str(self.run_dir / f"backup_{phase}")),
+            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=monitor_patience, restore_best_weights=True),
+            ProgressCallback(self.progress, phase, epochs, steps),
+            MlflowEpochLogger(tracked, phase, self),
+        ]
+
+    # ----- data ----------------------------------------------------------------------
+    def load_data(self) -> tuple[dict[str, Split], str, Path]:
+        cfg = self.config
+        root = class_root(Path(cfg.data_dir), "train")
+        manifest = split_by_patient(list_labelled_images(root), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        if cfg.smoke:
+            manifest = pd.concat(
+                manifest[manifest["split"] == split].groupby("label").head(count)
+                for split, count in SMOKE_IMAGES_PER_CLASS.items()
+            )
+        manifest_path = self.run_dir / "manifest.csv"
+        write_manifest(manifest, manifest_path)
+        self.progress.emit("phase", phase="loading", films=int(len(manifest)))
+        started = time.time()
+        images = load_canonical_images(manifest["path"].tolist())
+        log.info("decoded %d images in %.1f s", len(images), time.time() - started)
+        splits = {}
+        for name in ("train", "val", "test"):
+            mask = (manifest["split"] == name).to_numpy()
+            splits[name] = Split(manifest.loc[mask, "file"].tolist(), images[mask], manifest.loc[mask, "label"].to_numpy())
+        return splits, manifest_hash(manifest), manifest_path
+
+    # ----- phases --------------------------------------------------------------------
+    def _phase(self, name: str, build, train) -> keras.Model:
+        """Build the phase's model; skip training if a resumed run finished it already."""
+        with self.strategy.scope():
+            model = build()
+        weights_path = self.run_dir / f"{name}.weights.h5"
+        if name in self.state["completed"]:
+            model.load_weights(weights_path)
+            log.info("phase %s already done: weights loaded", name)
+            return model
+        self.progress.emit("phase", phase=name)
+        started = time.time()
+        train(model)
+        model.save_weights(weights_path)
+        self.state["completed"].append(name)
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - started
+        self._save_state()
+        return model
+
+    def train_transfer(self, splits: dict[str, Split], weights: str, tracked: TrackedRun) -> keras.Model:
+        """Seed recipe: head on cached frozen-base features (several augmented views), then fine-tune the top."""
+        cfg = self.config
+        size = cfg.img_size
+        build = lambda: build_classifier(size, weights, cfg.dropout, cfg.head_units)  # noqa: E731
+
+        def train_head(model: keras.Model) -> None:
+            features = keras.Model(model.input, model.get_layer(POOLED_LAYER).output)
+            views = [None] + [cfg.augmentation()] * (cfg.feature_views - 1) if cfg.augment else [None]
+            train_x = np.concatenate(
+                [
+                    features.predict(
+                        make_dataset(splits["train"].images, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(
+                            lambda x, _: x
+                        ),
+                        verbose=0,
+                    )
+                    for i, aug in enumerate(views)
+                ]
+            )
+            train_y = np.tile(splits["train"].labels, len(views))
+            val_x = features.predict(
+                make_dataset(splits["val"].images, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0
+            )
+            with self.strategy.scope():
+                inputs = keras.Input(shape=(train_x.shape[1],))
+                head = keras.Model(inputs, build_head(inputs, cfg.dropout, cfg.head_units))
+                head.compile(keras.optimizers.Adam(cfg.lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+            steps = math.ceil(len(train_x) / cfg.batch_size)
+            callbacks = self._callbacks("head", cfg.epochs, steps, tracked, 3) + [
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_lr=1e-7)
+            ]
+            head.fit(
+                train_x,
+                train_y,
+                batch_size=cfg.batch_size,
+                epochs=cfg.epochs,
+                validation_data=(val_x, splits["val"].labels),
+                class_weight=class_weights(train_y),
+                callbacks=callbacks,
+                shuffle=True,
+                verbose=0,
+            )
+            for name in head_layer_names(model):
+                model.get_layer(name).set_weights(head.get_layer(name).get_weights())
+
+        head_model = self._phase("head", build, train_head)
+
+        def fine_tune(model: keras.Model) -> None:
+            model.set_weights(head_model.get_weights())
+            base_layers = model.layers[: model.layers.index(model.get_layer(POOLED_LAYER))]
+            for layer in base_layers[: -cfg.fine_tune_layers] if cfg.fine_tune_layers else base_layers:
+                layer.trainable = False
+            for layer in base_layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False  # keep ImageNet statistics (inference mode)
+            model.compile(keras.optimizers.Adam(cfg.lr / 10), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+            self._fit(
+                model,
+                splits,
+                size,
+                cfg.batch_size,
+                cfg.fine_tune_epochs,
+                tracked,
+                "fine_tune",
+                patience=2,
+                extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=1, min_lr=1e-7)],
+            )
+
+        if cfg.fine_tune_layers and cfg.fine_tune_epochs:
+            return self._phase("fine_tune", build, fine_tune)
+        return head_model
+
+    def train_scratch(self, splits: dict[str, Split], tracked: TrackedRun) -> keras.Model:
+        """From random init: progressive resizing, AdamW, cosine decay with warm-up, label smoothing."""
+        cfg = self.config
+        previous: keras.Model | None = None
+        for index, (size, epochs, batch) in enumerate(cfg.scratch_phases()):
+            peak = cfg.scratch_lr if index == 0 else cfg.scratch_lr * 0.2
+
+            def train(
+                model: keras.Model, size=size, epochs=epochs, batch=batch, peak=peak, index=index, previous=previous
+            ) -> None:
+                if previous is not None:
+                    model.set_weights(previous.get_weights())
+                steps = math.ceil(len(splits["train"].images) / batch)
+                schedule = keras.optimizers.schedules.CosineDecay(
+                    0.0,
+                    decay_steps=max(1, epochs * steps),
+                    warmup_target=peak,
+                    warmup_steps=max(1, int((0.1 if index == 0 else 0.05) * epochs * steps)),
+                )
+                model.compile(
+                    keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+                    keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing),
+                    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+                )
+                self._fit(model, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=4)
+
+            previous = self._phase(
+                f"scratch_{size}px", lambda size=size: build_classifier(size, None, cfg.dropout, cfg.head_units), train
+            )
+        return previous
+
+    def _fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
+        cfg = self.config
+        train = make_dataset(
+            splits["train"].images, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed
+        )
+        val = make_dataset(splits["val"].images, splits["val"].labels, size, 32)
+        steps = math.ceil(len(splits["train"].images) / batch)
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            class_weight=class_weights(splits["train"].labels),
+            callbacks=self._callbacks(phase, epochs, steps, tracked, patience) + list(extra),
+            verbose=0,
+        )
+
+    # ----- the whole run -------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.config
+        keras.utils.set_random_seed(cfg.seed)
+        self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg))
+        (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        splits, data_hash, manifest_path = self.load_data()
+        weights, weights_used = resolve_base_weights(cfg.base_weights)
+        recipe = "transfer" if weights else "scratch"
+        with TrackedRun(cfg.experiment, cfg.run_name, self.state) as tracked:
+            self._save_state()
+            tracked.log_params(
+                {
+                    **{k: v for k, v in asdict(cfg).items() if k not in ("progress_file", "output_dir")},
+                    **(cfg.augmentation().as_params() if cfg.augment else {"aug": "off"}),
+                    "recipe": recipe,
+                    "base_weights_used": weights_used,
+                    "data_manifest_sha256": data_hash,
+                    **{f"n_{name}": len(split.labels) for name, split in splits.items()},
+                }
+            )
+            tracked.log_artifact(manifest_path)
+            model = self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
+            self.progress.emit("phase", phase="evaluate")
+            candidate = self.finalize(model, splits, recipe, weights_used, data_hash, tracked)
+            tracked.log_model_dir(candidate)
+        self.progress.emit(
+            "done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"]
+        )
+        return candidate
+
+    def finalize(self, model, splits, recipe, weights_used, data_hash, tracked) -> Path:
+        """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
+        cfg = self.config
+        serving = Predictor(
+            KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5}
+        )  # the serving graph
+        logits, features = {}, {}
+        for name in ("train", "val", "test"):
+            logits[name], features[name] = serving.forward(splits[name].images)
+        temperature = fit_temperature(splits["val"].labels, logits["val"])
+        threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
+        candidate = self.run_dir / "model"
+        metrics, uncalibrated, intervals = {}, {}, {}
+        for name in ("val", "test"):
+            frame = predictions_frame(splits[name].files, splits[name].labels, logits[name], temperature, threshold)
+            metrics[name] = write_evaluation(frame, threshold, candidate / EVALUATION_DIR, name)
+            uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
+            intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
+        metadata = {
+            "name": f"pneumo-densenet121-{cfg.run_name}",
+            "class_names": list(CLASS_NAMES),
+            "input_size": cfg.img_size,
+            "preprocessing": PREPROCESSING_SPEC,
+            "threshold": threshold,
+            "threshold_rule": THRESHOLD_RULE.format(target=cfg.target_sensitivity),
+            "temperature": temperature,
+            "recipe": recipe,
+            "base_weights": weights_used,
+            "data_manifest_sha256": data_hash,
+            "split_sizes": {name: int(len(split.labels)) for name, split in splits.items()},
+            "metrics": metrics,
+            "confidence_intervals": intervals,
+            "uncalibrated_at_0.5": uncalibrated,
+            "train_seconds": round(self.state.get("train_seconds", 0.0), 1),
+            "mlflow_run_id": tracked.run_id,  # training phases only, summed over resumes
+            "config": {
+                **asdict(cfg),
+                **{key: portable_path(getattr(cfg, key)) for key in ("data_dir", "output_dir", "progress_file")},
+            },
+            "git_commit": git_commit(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "smoke": cfg.smoke,
+        }
+        save_model_dir(model, candidate, metadata)
+        FeatureDensity.fit(features["train"], features["val"]).save(candidate)
+        shutil.copy(self.run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
+        tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
+        return candidate
+
+
+def run_training(config: TrainConfig, resume: bool = False) -> Path:
+    """Train, evaluate and save a candidate model directory; returns its path."""
+    return Trainer(config, resume).run()
