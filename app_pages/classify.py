@@ -14,11 +14,12 @@ import streamlit as st
 from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.predict import Case
-from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, overlay
+from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, TF_KERAS_VIS_METHODS, overlay
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
 
+ANSWER = "the answer"
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
 
 
@@ -52,6 +53,13 @@ with st.sidebar:
     )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
     colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
+    evidence = st.radio(
+        "Show the evidence for",
+        [ANSWER, "PNEUMONIA", "NORMAL"],
+        key="cam_class",
+        help="Each heat map explains one class. For a NORMAL answer, the PNEUMONIA map is mostly cold, which is itself "
+        "informative.",
+    )
 
 # No type filter: the uploader's own rejection is easy to miss; every file reaches pneumo_core.decode, whose reason
 # ("This is a PDF document, not an image…") is shown on the page with the file's name.
@@ -104,15 +112,21 @@ for key in [k for k in cams if k[0] not in digests]:
     del cams[key]
 
 
+def explained_class(case: Case) -> str:
+    return case.prediction.label if evidence == ANSWER else evidence
+
+
 def cam_for(digest: str, case: Case):
-    """The map for the chosen method: Grad-CAM came with the answer; the others are computed once, on demand."""
-    if method == DEFAULT_METHOD:
+    """The map for the chosen method and class: Grad-CAM of the answer came with it; the rest are computed once (by
+    tf-keras-vis, which loads TensorFlow on first use)."""
+    target = explained_class(case)
+    if method == DEFAULT_METHOD and target == case.prediction.label:
         return case.gradcam
-    key = (digest, method)
+    key = (digest, method, target)
     if key not in cams:
-        positive = [case.prediction.label == "PNEUMONIA"]
-        with st.spinner(f"Computing {method}…"):
-            cams[key] = served.explainer().explain(case.canonical[None], method, positive)[0]
+        name = TF_KERAS_VIS_METHODS[0] if method == DEFAULT_METHOD else method
+        with st.spinner(f"Computing {method} for {target}…"):
+            cams[key] = served.explainer().explain(case.canonical[None], name, [target == "PNEUMONIA"])[0]
     return cams[key]
 
 
@@ -176,7 +190,7 @@ for digest, case in zip(digests, cases):
     left, right, info = st.columns([1, 1, 1.1])
     heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
-    right.image(heat, caption=f"{method}: evidence for {prediction.label}", width="stretch")
+    right.image(heat, caption=f"{method}: evidence for {explained_class(case)}", width="stretch")
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
         st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
@@ -184,8 +198,8 @@ for digest, case in zip(digests, cases):
         st.caption(
             f"Operating point: {operating_point_label(served.predictor.operating_point)} "
             f"(threshold {prediction.threshold:.3f}). Shaded: the uncertain band around it. "
-            f"The heat map shows where the model found evidence for its answer, {prediction.label}: for a NORMAL answer "
-            "that is normal-looking anatomy, not disease. It shows where the model looked, not where disease is."
+            f"The heat map shows where the model found evidence for {explained_class(case)}: for NORMAL that is "
+            "normal-looking anatomy, not disease. It shows where the model looked, not where disease is."
         )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):

@@ -95,8 +95,9 @@ def _explain(served: Predictor, case: Case, method: str, explained: str, request
     """The map on the serving graph when it has it (Grad-CAM of the predicted class), else tf-keras-vis."""
     if method == "gradcam" and explained == case.prediction.label:
         return case.gradcam
-    from pneumo_core.explain import TF_KERAS_VIS_METHODS, Explainer
+    from pneumo_core.explain import Explainer
     from pneumo_core.registry import load_keras_model
+    from pneumo_core.saliency import TF_KERAS_VIS_METHODS
 
     if getattr(request.app.state, "explainer", None) is None:  # loads TensorFlow and the Keras model once
         model_dir = request.app.state.model.model_dir

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from .model import LAST_CONV_LAYER, to_model_input
 from .network import normalize_maps
+from .saliency import TF_KERAS_VIS_METHODS
 
-TF_KERAS_VIS_METHODS = ("Grad-CAM (tf-keras-vis)", "Grad-CAM++", "ScoreCAM")
 SCORECAM_CHANNELS = 32
 """ScoreCAM masks with the 32 most varied channels of 1024 (Faster-ScoreCAM): seconds, not minutes, per image."""
 

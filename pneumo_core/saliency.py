@@ -12,6 +12,8 @@ import numpy as np
 DEFAULT_METHOD = "Grad-CAM"
 """Computed in the serving graph, so it arrives with the answer."""
 METHODS = (DEFAULT_METHOD, "Grad-CAM++", "ScoreCAM")
+TF_KERAS_VIS_METHODS = ("Grad-CAM (tf-keras-vis)", "Grad-CAM++", "ScoreCAM")
+"""The methods :class:`pneumo_core.explain.Explainer` computes with tf-keras-vis (any class, TensorFlow loaded)."""
 COLORMAPS = {
     "Jet": cv2.COLORMAP_JET,
     "Turbo": cv2.COLORMAP_TURBO,

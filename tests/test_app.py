@@ -478,3 +478,14 @@ def test_example_buttons_have_readable_names(app_env):
     at = run_page()
     labels = [b.label for b in at.button if b.key and b.key.startswith("example_")]
     assert labels == ["Normal film 1", "Normal film 2", "Pneumonia, viral", "Pneumonia, bacterial"]
+
+
+def test_the_heat_map_can_show_the_evidence_for_either_class(app_env):
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    captions = lambda: [image.caption for element in at.get("image") for image in element.proto.imgs]  # noqa: E731
+    answer = next(c for c in captions() if c.startswith("Grad-CAM: evidence for ")).split()[-1]
+    other = "NORMAL" if answer == "PNEUMONIA" else "PNEUMONIA"
+    at.radio(key="cam_class").set_value(other).run()
+    assert not at.exception and f"Grad-CAM: evidence for {other}" in captions()
+    assert [key[1:] for key in at.session_state["cams"]] == [("Grad-CAM", other)]  # computed once, by tf-keras-vis

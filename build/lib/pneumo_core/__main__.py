@@ -1,8 +1,0 @@
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from .cli import main  # noqa: E402
-
-sys.exit(main())
