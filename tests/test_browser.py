@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 from .conftest import PROJECT_ROOT
@@ -165,5 +166,33 @@ def test_a_public_server_without_password_offers_viewers_no_operator_control(tin
                 for label in ("Start training", "Promote the new model", "Roll back to the previous model"):
                     assert page.get_by_role("button", name=label).count() == 0
                 page.screenshot(path=str(ARTIFACTS / "training_public_viewer.png"), full_page=True)
+            finally:
+                browser.close()
+
+
+def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path):
+    """Each page in a real browser, with a model that has evaluation artifacts (as a trained one does)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pneumo_core.evaluate import predictions_frame, write_evaluation
+
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    labels = np.array([0] * 6 + [1] * 10)
+    files = [f"NORMAL/IM-0{i}15-0001.jpeg" for i in range(6)] + [f"PNEUMONIA/person{i}_virus_{i}.jpeg" for i in range(10)]
+    frame = predictions_frame(files, labels, np.random.default_rng(0).normal(labels * 2 - 1, 1.0), 1.0, 0.5)
+    write_evaluation(frame, 0.5, model_dir / "evaluation", "test")
+    ARTIFACTS.mkdir(exist_ok=True)
+    pages = {"metrics": "Internal test and external sites", "model_card": "Intended use", "training": "Operator actions"}
+    with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", PNEUMO_DATA_DIR=str(tmp_path / "none")) as running:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                for path, landmark in pages.items():  # a text each page shows once its content is drawn
+                    page.goto(f"{running.url}/{path}", wait_until="domcontentloaded")
+                    expect(page.get_by_text(landmark).first).to_be_visible(timeout=90_000)
+                    expect(page.get_by_text("not for clinical use").first).to_be_visible()
+                    page.wait_for_timeout(1500)  # charts finish drawing
+                    page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
             finally:
                 browser.close()
