@@ -7,6 +7,7 @@ import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
+from pneumo_core.registry import EVALUATION_DIR
 from pneumo_core.site import list_profiles, load_profile
 from ui.resources import served_model
 from ui.site_charts import PLAIN_NAMES, comparison_table
@@ -30,7 +31,9 @@ else:
     )
     profiles = [load_profile(served.directory, name) for name in list_profiles(served.directory)]
     st.markdown(f"**Operating point in use: {operating_point_label(served.predictor.operating_point)}.**")
-    st.dataframe(comparison_table(meta, profiles, served.predictor.operating_point), hide_index=True, width="stretch")
+    internal_path = served.directory / EVALUATION_DIR / "test_predictions.csv"
+    internal = pd.read_csv(internal_path) if internal_path.is_file() else None
+    st.dataframe(comparison_table(meta, profiles, served.predictor.operating_point, internal), hide_index=True, width="stretch")
     st.caption(
         "External first: a site row is measured on films from a later collection than the training data; its "
         "profile's threshold was fitted on those same films, so it is optimistic for that site's future films."

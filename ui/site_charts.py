@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pneumo_core.logits import sigmoid
+from pneumo_core.metrics import classification_metrics
 from pneumo_core.site import SiteProfile
 
 HEADLINE = ("accuracy", "sensitivity", "specificity", "roc_auc")
@@ -28,8 +30,11 @@ def _cell(value: float, interval: list[float] | tuple[float, float] | None) -> s
     return f"{value:.3f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
 
 
-def comparison_table(metadata: dict, profiles: list[SiteProfile], active: str) -> pd.DataFrame:
-    """One row per data set and operating point: internal test, then each site at its own and the validation point."""
+def comparison_table(
+    metadata: dict, profiles: list[SiteProfile], active: str, internal: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per data set and operating point: internal test, then each site at its own and the validation point,
+    and (given the internal test's per-film logits) the internal test at each site's operating point."""
     test = metadata.get("metrics", {}).get("test", {})
     intervals = metadata.get("confidence_intervals", {}).get("test", {})
     rows = [
@@ -56,6 +61,17 @@ def comparison_table(metadata: dict, profiles: list[SiteProfile], active: str) -
                 **{PLAIN_NAMES[k]: f"{at_validation[k]:.3f}" for k in HEADLINE},
             }
         )
+        if internal is not None:
+            labels = (internal["label"] == "PNEUMONIA").to_numpy().astype(int)
+            probabilities = sigmoid(internal["logit"].to_numpy(np.float32) / profile.temperature)
+            at_site = classification_metrics(labels, probabilities, profile.threshold)
+            rows.append(
+                {
+                    "data": f"internal test ({len(internal)} films)",
+                    "operating point": f"site profile {profile.name} {profile.threshold:.3f}",
+                    **{PLAIN_NAMES[k]: f"{at_site[k]:.3f}" for k in HEADLINE},
+                }
+            )
     return pd.DataFrame(rows)
 
 
