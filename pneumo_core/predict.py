@@ -11,6 +11,7 @@ the LiteRT runtime, the app answers without loading them at all.
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ from .site import ProfileError, SiteProfile, active_profile, load_profile
 BATCH_SIZE = 32
 """Images per call: decoded together, and run together by the TensorFlow runtime."""
 LOAD_ATTEMPTS = 3
-"""A load that read one model's metadata and the next one's files (a promotion in between) starts again."""
+"""A load that failed (e.g. it read one model's metadata and then found the directory swapped by a promotion)
+starts again, up to this many times; a damaged model fails every time and its error is raised."""
 RUNTIMES = ("auto", "tflite", "tensorflow")
 """``auto`` serves the TFLite copy when the model directory has one and LiteRT is installed."""
 
@@ -152,16 +154,19 @@ class Predictor:
         validation threshold; ``"validation"`` or ``"site:NAME"`` choose explicitly.
         """
         directory = Path(model_dir) if model_dir else served_model_dir()
-        for _ in range(LOAD_ATTEMPTS):
-            metadata = read_metadata(directory)
+        for _ in range(LOAD_ATTEMPTS - 1):
             try:
-                profile = _profile_for(directory, operating_point)
-                network = load_network(directory, metadata, runtime)
-                return cls(network, metadata, threshold, FeatureDensity.load(directory), profile)
+                return cls._load_once(directory, threshold, runtime, operating_point)
             except ModelLoadError:
-                if read_metadata(directory).get("model_sha256") == metadata.get("model_sha256"):
-                    raise  # a real problem, not a promotion that happened while loading
-        raise ModelLoadError(f"The model in {directory} kept changing while it was being loaded.")
+                time.sleep(0.05)  # perhaps a promotion swapped the directory mid-load
+        return cls._load_once(directory, threshold, runtime, operating_point)  # a lasting problem raises here
+
+    @classmethod
+    def _load_once(cls, directory: Path, threshold: float | None, runtime: str, operating_point: str | None) -> Predictor:
+        metadata = read_metadata(directory)
+        profile = _profile_for(directory, operating_point)
+        network = load_network(directory, metadata, runtime)
+        return cls(network, metadata, threshold, FeatureDensity.load(directory), profile)
 
     @property
     def runtime(self) -> str:

@@ -95,19 +95,21 @@ def _write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
 
 
 SWAP_WAIT_SECONDS = 1.0
-"""How long a reader waits for a served directory that is missing: :func:`promote` and :func:`roll_back` leave
+"""How long a reader waits for a model directory whose metadata is missing: :func:`promote` and :func:`roll_back` leave
 no directory at the served path for the microseconds between their two renames."""
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
     path = Path(directory) / METADATA_FILE
-    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    deadline, attempts = time.monotonic() + SWAP_WAIT_SECONDS, 0
     while True:
         try:
             return json.loads(path.read_text())
         except FileNotFoundError:
-            swapping = not Path(directory).exists() or path.exists()  # gone for a moment, or back since the read
-            if not swapping or time.monotonic() > deadline:
+            attempts += 1
+            # A swap cannot be told from outside without races, so every miss waits (a missing model costs ~1 s);
+            # a thread starved of CPU past the deadline still gets its tries: time alone does not end the wait.
+            if time.monotonic() > deadline and attempts >= 100:
                 raise ModelLoadError(f"No model found in {directory} (missing {METADATA_FILE}).") from None
             time.sleep(0.002)
 
