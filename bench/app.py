@@ -65,7 +65,7 @@ def show_method(page, method: str, count: int) -> float:
     page.get_by_role("option", name=method, exact=True).click()
     page.wait_for_function(
         """([method, n]) => [...document.querySelectorAll('[data-testid="stImageCaption"]')]
-               .filter(e => e.textContent.trim() === method + ' overlay').length >= n""",
+               .filter(e => e.textContent.trim().startsWith(method + ': evidence for')).length >= n""",
         arg=[method, count],
         polling=50,
         timeout=600_000,
@@ -131,6 +131,10 @@ def main() -> None:
             memory_classify = rss_mb(server.pid)
             methods = {method: show_method(page, method, len(examples)) for method in ("Grad-CAM++", "ScoreCAM", "Grad-CAM")}
             memory_methods = rss_mb(server.pid)
+            t0 = time.perf_counter()
+            page.goto(f"{url}/metrics")  # first visit: nothing of this page is cached yet
+            page.get_by_text("Training runs (MLflow)").wait_for(timeout=120_000)  # the page's last section drawn
+            metrics_ready = time.perf_counter() - t0
             for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
                 page.goto(f"{url}/{path}")
                 page.wait_for_timeout(6_000)  # charts and tables render after the script run
@@ -143,6 +147,7 @@ def main() -> None:
             server_log.close()
     warm = sorted(timings)[len(timings) // 2]
     rows = [
+        ("Metrics page ready on first visit (to its last section)", f"{metrics_ready:.1f} s", "—", "≤ 3 s"),
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
         ("server start to the page shown (uploader ready; the model may still be loading)", f"{shown:.1f} s", "—", "—"),
         (
