@@ -13,7 +13,7 @@ import streamlit as st
 
 from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.predict import Case
+from pneumo_core.predict import Case, map_class
 from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, TF_KERAS_VIS_METHODS, overlay
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, start_loading
@@ -120,7 +120,7 @@ def cam_for(digest: str, case: Case):
     """The map for the chosen method and class: Grad-CAM of the answer came with it; the rest are computed once (by
     tf-keras-vis, which loads TensorFlow on first use)."""
     target = explained_class(case)
-    if method == DEFAULT_METHOD and target == case.prediction.label:
+    if method == DEFAULT_METHOD and target == map_class(case.prediction.logit):
         return case.gradcam
     key = (digest, method, target)
     if key not in cams:
@@ -160,7 +160,7 @@ def report_button(case: Case, heat, digest: str) -> None:
     )
     st.download_button(
         "Download case report (PDF)",
-        partial(case_report_pdf, case, heat, context),
+        partial(case_report_pdf, case, heat, context, explained_class(case) if case.verdict else None),
         f"{Path(case.name).stem}_report.pdf",
         "application/pdf",
         key=f"report_{digest}",

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.config import MAX_FILES_PER_REQUEST
-from pneumo_core.predict import Case, Predictor, answer_record
+from pneumo_core.predict import Case, Predictor, answer_record, map_class
 from pneumo_core.saliency import overlay
 
 from .problems import Problem
@@ -93,7 +93,7 @@ async def predict(
 
 def _explain(served: Predictor, case: Case, method: str, explained: str, request: Request) -> np.ndarray:
     """The map on the serving graph when it has it (Grad-CAM of the predicted class), else tf-keras-vis."""
-    if method == "gradcam" and explained == case.prediction.label:
+    if method == "gradcam" and explained == map_class(case.prediction.logit):
         return case.gradcam
     from pneumo_core.explain import Explainer
     from pneumo_core.registry import load_keras_model

@@ -241,6 +241,12 @@ class Predictor:
         return cases
 
 
+def map_class(logit: float) -> str:
+    """The class the serving graph's Grad-CAM explains: the sign of the logit (P ≥ 0.5 before calibration), which
+    differs from the answer for films between the operating threshold and 0.5."""
+    return CLASS_NAMES[int(logit >= 0.0)]
+
+
 def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
     """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label``, ``probability``,
     ``threshold``, ``operating_point`` and ``warnings`` when any; ``label`` and ``probability`` are null when the

@@ -38,8 +38,8 @@ class ReportContext:
     method: str
 
 
-def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext) -> bytes:
-    """The report of one classified (or not assessed) film, as PDF bytes."""
+def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext, explained: str | None = None) -> bytes:
+    """The report of one classified (or not assessed) film, as PDF bytes; ``explained``: the class the map shows."""
     pdf = FPDF(unit="pt", format="A4")
     pdf.set_margins(PAGE_MARGIN, PAGE_MARGIN, PAGE_MARGIN)
     pdf.set_auto_page_break(False)
@@ -63,7 +63,13 @@ def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportCont
     pdf.set_y(top + IMAGE_POINTS + 4)
     pdf.cell(IMAGE_POINTS + 20, 12, "The film as the model sees it (224 × 224)")
     if heat_rgb is not None:
-        pdf.cell(IMAGE_POINTS, 12, f"{context.method}: evidence for {_explained_class(case)}", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(
+            IMAGE_POINTS,
+            12,
+            f"{context.method}: evidence for {explained or case.prediction.label}",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
     pdf.ln(18)
 
     pdf.set_text_color(29, 39, 48)
@@ -98,10 +104,6 @@ def _headline(case: Case) -> str:
     if prediction.uncertain:
         return f"Uncertain — leaning {prediction.label}"
     return prediction.label
-
-
-def _explained_class(case: Case) -> str:
-    return case.prediction.label if case.prediction else "the predicted class"
 
 
 def _facts(case: Case, context: ReportContext) -> list[str]:
