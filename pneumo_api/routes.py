@@ -14,7 +14,7 @@ from PIL import Image
 from pneumo_core import CLASS_NAMES
 from pneumo_core.config import MAX_FILES_PER_REQUEST
 from pneumo_core.predict import Case, Predictor, answer_record, map_class
-from pneumo_core.saliency import overlay
+from pneumo_core.saliency import TF_KERAS_VIS_METHODS, overlay
 
 from .problems import Problem
 from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse
@@ -95,19 +95,9 @@ def _explain(served: Predictor, case: Case, method: str, explained: str, request
     """The map on the serving graph when it has it (Grad-CAM of the predicted class), else tf-keras-vis."""
     if method == "gradcam" and explained == map_class(case.prediction.logit):
         return case.gradcam
-    from pneumo_core.explain import Explainer
-    from pneumo_core.registry import load_keras_model
-    from pneumo_core.saliency import TF_KERAS_VIS_METHODS
-
-    if getattr(request.app.state, "explainer", None) is None:  # loads TensorFlow and the Keras model once
-        model_dir = request.app.state.model.model_dir
-        from pneumo_core.config import served_model_dir
-
-        request.app.state.explainer = Explainer(
-            load_keras_model(model_dir or served_model_dir(), served.metadata), served.input_size
-        )
     name = TF_KERAS_VIS_METHODS[0] if method == "gradcam" else METHODS[method]
-    return request.app.state.explainer.explain(case.canonical[None], name, [explained == CLASS_NAMES[1]])[0]
+    explainer = request.app.state.model.explainer(served)
+    return explainer.explain(case.canonical[None], name, [explained == CLASS_NAMES[1]])[0]
 
 
 @router.post(
