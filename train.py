@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--noise", type=float, default=defaults.noise, help="max Gaussian noise std in grey levels (0: off)")
     parser.add_argument(
+        "--crop", type=float, default=defaults.crop, help="random resized crop: zoom in by up to this fraction per axis (0: off)"
+    )
+    parser.add_argument(
+        "--equalize", type=float, default=defaults.equalize, help="blend with the equalised film, weight U(0, e) (0: off)"
+    )
+    parser.add_argument(
         "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"
     )
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)

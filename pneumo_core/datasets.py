@@ -23,8 +23,12 @@ def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:
     transforms: list[layers.Layer] = [
         layers.RandomRotation(aug.rotation_deg / 360.0, fill_mode="nearest", seed=seed),
         layers.RandomTranslation(aug.shift, aug.shift, fill_mode="nearest", seed=seed + 1),
-        layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed + 2),
     ]
+    if aug.crop:  # independent axes: a random resized crop, combined with the seed's zoom range
+        zoom = (-aug.crop, aug.zoom)
+        transforms.append(layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 2))
+    else:
+        transforms.append(layers.RandomZoom(aug.zoom, fill_mode="nearest", seed=seed + 2))
     if aug.horizontal_flip:
         transforms.append(layers.RandomFlip("horizontal", seed=seed + 3))
     if aug.contrast:
@@ -40,11 +44,22 @@ def _blurred(batch: tf.Tensor) -> tf.Tensor:
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")
 
 
+def _equalized(batch: tf.Tensor) -> tf.Tensor:
+    """Global histogram equalisation of each of ``(N, H, W, 1)`` float images in 0..255."""
+    count = tf.shape(batch)[0]
+    levels = tf.reshape(tf.cast(tf.clip_by_value(tf.round(batch), 0.0, 255.0), tf.int32), [count, -1])
+    offsets = tf.range(count)[:, tf.newaxis] * 256  # one histogram per image in one bincount
+    histograms = tf.math.bincount(levels + offsets, minlength=256 * count, maxlength=256 * count)
+    cdf = tf.cast(tf.cumsum(tf.reshape(histograms, [count, 256]), axis=1), tf.float32)
+    cdf = cdf / cdf[:, -1:]
+    return tf.reshape(255.0 * tf.gather(cdf, levels, batch_dims=1), tf.shape(batch))
+
+
 def batch_augmenter(aug: Augmentation, seed: int):
     """A ``tf.data`` map function: (uint8 batch, labels) → (augmented float batch in 0..255, labels).
 
     Geometry first (Keras layers), then per-image photometric changes: brightness,
-    gamma, blur/sharpen, noise. Each is drawn independently per image.
+    gamma, histogram equalisation, blur/sharpen, noise. Each is drawn independently per image.
     """
     transforms = augmentation_layers(aug, seed)
     generator = tf.random.Generator.from_seed(seed)
@@ -56,6 +71,9 @@ def batch_augmenter(aug: Augmentation, seed: int):
         batch = tf.clip_by_value(batch * generator.uniform(per_image, low, high), 0.0, 255.0)
         if aug.gamma:
             batch = 255.0 * tf.pow(batch / 255.0, tf.exp(generator.uniform(per_image, -aug.gamma, aug.gamma)))
+        if aug.equalize:
+            weight = generator.uniform(per_image, 0.0, aug.equalize)
+            batch = (1.0 - weight) * batch + weight * _equalized(batch)
         if aug.sharpness:
             amount = generator.uniform(per_image, -aug.sharpness, aug.sharpness)
             batch = tf.clip_by_value(batch + amount * (batch - _blurred(batch)), 0.0, 255.0)

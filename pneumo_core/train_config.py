@@ -33,7 +33,10 @@ class Augmentation:
     differences between sites: ``contrast`` is Keras's random contrast factor,
     ``gamma`` draws a per-image gamma exp(U(-gamma, gamma)), ``sharpness`` an
     unsharp-mask amount in U(-sharpness, sharpness) (negative = blur), and
-    ``noise`` a per-image Gaussian noise standard deviation in U(0, noise) grey levels.
+    ``noise`` a per-image Gaussian noise standard deviation in U(0, noise) grey levels,
+    ``crop`` zooms in by up to that fraction on each axis independently (a random
+    resized crop: area down to (1 - crop)², aspect ratio changed), and ``equalize``
+    blends each film with its histogram-equalised self by a weight in U(0, equalize).
     """
 
     rotation_deg: float = 15.0
@@ -45,6 +48,8 @@ class Augmentation:
     gamma: float = 0.0
     sharpness: float = 0.0
     noise: float = 0.0
+    crop: float = 0.0
+    equalize: float = 0.0
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -77,6 +82,8 @@ class TrainConfig:
     gamma: float = 0.0
     sharpness: float = 0.0
     noise: float = 0.0
+    crop: float = 0.0
+    equalize: float = 0.0
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -103,6 +110,8 @@ class TrainConfig:
             gamma=self.gamma,
             sharpness=self.sharpness,
             noise=self.noise,
+            crop=self.crop,
+            equalize=self.equalize,
         )
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:

@@ -54,7 +54,10 @@ def test_training_and_serving_tensors_are_identical(real_data, size):
     np.testing.assert_array_equal(training, serving)
 
 
-@pytest.mark.parametrize("augmentation", [Augmentation(contrast=0.2), Augmentation(gamma=0.4, sharpness=1.5, noise=8.0)])
+@pytest.mark.parametrize(
+    "augmentation",
+    [Augmentation(contrast=0.2), Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8)],
+)
 def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(4)])
     plain = next(iter(make_dataset(images, np.zeros(4), 96, 4)))[0].numpy()
@@ -67,7 +70,7 @@ def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
 
 
 def test_site_shift_transforms_act_per_image():
-    """Gamma, blur/sharpen and noise alone (no geometry, no brightness): each film gets its own draw."""
+    """Each site-shift transform alone (no other geometry, no brightness): each film gets its own draw."""
     from pneumo_core.datasets import batch_augmenter
 
     still = Augmentation(rotation_deg=0, shift=0, zoom=0, horizontal_flip=False, brightness=(1.0, 1.0))
@@ -75,8 +78,23 @@ def test_site_shift_transforms_act_per_image():
     batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
     unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
     np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
-    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0)):
+    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0), ("equalize", 1.0), ("crop", 0.3)):
         out, _ = batch_augmenter(replace(still, **{name: value}), seed=0)(batch, tf.zeros(4))
         out = out.numpy()[..., 0]
         assert out.min() >= 0 and out.max() <= 255
         assert not np.allclose(out[0], out[1], atol=0.5), name  # different draws for identical inputs
+
+
+def test_equalisation_flattens_the_histogram():
+    from pneumo_core.datasets import _equalized
+
+    image = synthetic_xray(CANONICAL_SIZE, seed=5)
+    dark = (image.astype(np.float32) * 0.4)[np.newaxis, ..., np.newaxis]  # a film crowded into 0..102
+    equalized = _equalized(tf.constant(dark)).numpy()
+    assert equalized.max() == pytest.approx(255.0)
+    # the cumulative share of pixels up to each level approaches the level's share of 0..255
+    levels = np.sort(equalized.ravel())
+    quantiles = levels[(np.array([0.25, 0.5, 0.75]) * levels.size).astype(int)]
+    np.testing.assert_allclose(quantiles, [0.25 * 255, 0.5 * 255, 0.75 * 255], atol=20)
+    order = np.argsort(dark.ravel(), kind="stable")
+    assert np.all(np.diff(equalized.ravel()[order]) >= 0)  # monotone: the order of intensities is kept
