@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -11,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pneumo_core.cams import METHODS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.predict import Case, map_class
-from pneumo_core.saliency import COLORMAPS, DEFAULT_METHOD, METHODS, TF_KERAS_VIS_METHODS, overlay
+from pneumo_core.predict import Case
+from pneumo_core.saliency import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
@@ -48,8 +50,7 @@ with st.sidebar:
         "Method",
         METHODS,
         key="cam_method",
-        help="Grad-CAM comes with the answer; Grad-CAM++ and ScoreCAM take a few seconds "
-        "(the first one longer: it loads TensorFlow).",
+        help="Grad-CAM and Grad-CAM++ come with the answer; ScoreCAM masks the film 32 times and takes about a second.",
     )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="cam_opacity")
     colormap = st.selectbox("Colour map", list(COLORMAPS), key="cam_colormap")
@@ -100,12 +101,12 @@ missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cac
 if missing:
     with st.spinner("Classifying…"):
         for digest, case in zip(
-            [d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_gradcam=True)
+            [d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_maps=True)
         ):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
-cams: dict[tuple[str, str], object] = st.session_state.setdefault("cams", {})
+cams: dict[tuple[str, str, str], object] = st.session_state.setdefault("cams", {})
 for digest in [d for d in cache if d not in digests]:  # a removed file is forgotten, image and maps alike
     del cache[digest]
 for key in [k for k in cams if k[0] not in digests]:
@@ -117,16 +118,12 @@ def explained_class(case: Case) -> str:
 
 
 def cam_for(digest: str, case: Case):
-    """The map for the chosen method and class: Grad-CAM of the answer came with it; the rest are computed once (by
-    tf-keras-vis, which loads TensorFlow on first use)."""
+    """The map for the chosen method and class, computed once per film from what came with its answer."""
     target = explained_class(case)
-    if method == DEFAULT_METHOD and target == map_class(case.prediction.logit):
-        return case.gradcam
     key = (digest, method, target)
     if key not in cams:
-        name = TF_KERAS_VIS_METHODS[0] if method == DEFAULT_METHOD else method
-        with st.spinner(f"Computing {method} for {target}…"):
-            cams[key] = served.explainer().explain(case.canonical[None], name, [target == "PNEUMONIA"])[0]
+        with st.spinner(f"Computing {method} for {target}…") if method == SCORECAM else nullcontext():
+            cams[key] = served.predictor.explain(case.canonical[None], [target], method, [case.block])[0]
     return cams[key]
 
 

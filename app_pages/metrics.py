@@ -13,7 +13,7 @@ from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_d
 from pneumo_core.data import class_root, labelled_folders
 from pneumo_core.evaluate import roc_pr_figures
 from pneumo_core.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.predict import decode_canonical, map_class
+from pneumo_core.predict import decode_canonical
 from pneumo_core.registry import EVALUATION_DIR
 from pneumo_core.run_history import recent_runs
 from pneumo_core.saliency import overlay
@@ -284,12 +284,20 @@ else:
         else:
             st.caption(f"{row.file}: not readable")
     if readable:
+        evidence = st.radio(
+            "Heat maps show the evidence for",
+            [f"the answer ({CLASS_NAMES[called]})", "PNEUMONIA", "NORMAL"],
+            horizontal=True,
+            key="grid_class",
+        )
+        explained = CLASS_NAMES[called] if evidence.startswith("the answer") else evidence
         canonicals = np.stack([canonical for _, canonical in readable])
+        maps = served.predictor.explain(canonicals, [explained] * len(readable))  # Grad-CAM, one batched pass
         grid = st.columns(4)
-        for i, ((row, canonical), cam) in enumerate(zip(readable, served.predictor.gradcams(canonicals))):  # one batched call
+        for i, ((row, canonical), cam) in enumerate(zip(readable, maps)):
             grid[i % 4].image(
                 overlay(canonical, cam, 0.35),
-                caption=f"{row.file} · P={row.probability:.2f} · evidence for {map_class(row.logit)}",
+                caption=f"{row.file} · P={row.probability:.2f} · evidence for {explained}",
                 width="stretch",
             )
 

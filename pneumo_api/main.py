@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -13,7 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.formparsers import MultiPartParser
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.config import MAX_FILES_PER_REQUEST, served_model_dir, serving_runtime
+from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
 from pneumo_core.decode import MAX_FILE_BYTES
 from pneumo_core.predict import Predictor
 
@@ -40,8 +39,6 @@ class ModelSlot:
         self.load_seconds: float | None = None
         self._future: Future | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
-        self._explainer = None
-        self._explainer_lock = threading.Lock()
 
     def start(self) -> None:
         self._future = self._pool.submit(self._load)
@@ -61,17 +58,6 @@ class ModelSlot:
         if error is not None:
             raise problems.Problem(503, "No model can be served", str(error))
         return self._future.result()
-
-    def explainer(self, served: Predictor):
-        """tf-keras-vis for the served model, built once on first use (it loads TensorFlow and the Keras model)."""
-        with self._explainer_lock:
-            if self._explainer is None:
-                from pneumo_core.explain import Explainer
-                from pneumo_core.registry import load_keras_model
-
-                directory = self.model_dir or served_model_dir()
-                self._explainer = Explainer(load_keras_model(directory, served.metadata), served.input_size)
-            return self._explainer
 
     def wait(self, timeout: float | None = None) -> Predictor:
         self._future.result(timeout=timeout)

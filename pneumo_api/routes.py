@@ -11,16 +11,16 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
-from pneumo_core import CLASS_NAMES
+from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST
-from pneumo_core.predict import Case, Predictor, answer_record, map_class
-from pneumo_core.saliency import TF_KERAS_VIS_METHODS, overlay
+from pneumo_core.predict import Predictor, answer_record
+from pneumo_core.saliency import overlay
 
 from .problems import Problem
 from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse
 from .security import require_key
 
-METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "ScoreCAM"}
+METHODS = {"gradcam": GRADCAM, "gradcam++": GRADCAM_PLUS_PLUS, "scorecam": SCORECAM}
 MAP_SIDE = 28
 
 
@@ -91,15 +91,6 @@ async def predict(
     return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
 
 
-def _explain(served: Predictor, case: Case, method: str, explained: str, request: Request) -> np.ndarray:
-    """The map on the serving graph when it has it (Grad-CAM of the predicted class), else tf-keras-vis."""
-    if method == "gradcam" and explained == map_class(case.prediction.logit):
-        return case.gradcam
-    name = TF_KERAS_VIS_METHODS[0] if method == "gradcam" else METHODS[method]
-    explainer = request.app.state.model.explainer(served)
-    return explainer.explain(case.canonical[None], name, [explained == CLASS_NAMES[1]])[0]
-
-
 @router.post(
     "/v1/explain", response_model=ExplainResponse, response_model_exclude_none=True, dependencies=guarded, tags=["answers"]
 )
@@ -125,7 +116,7 @@ async def explain(
     if case.verdict is None:  # unreadable, or not a chest X-ray: nothing to explain
         return body
     target = case.prediction.label if explained_class == "predicted" else explained_class
-    heat = await run_in_threadpool(_explain, served, case, method, target, request)
+    heat = (await run_in_threadpool(served.explain, case.canonical[None], [target], METHODS[method], [case.block]))[0]
     png = io.BytesIO()
     Image.fromarray(overlay(case.canonical, heat, 0.4)).save(png, format="PNG")
     size = heat.shape[0] // MAP_SIDE

@@ -1,8 +1,11 @@
-"""``python -m pneumo_core predict|evaluate|calibrate|sanity|export-tflite``: the command-line contract other tools rely on.
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|export-tflite``: the command-line contract other
+tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
 ``probability`` are null when the film is clearly not a chest X-ray) or ``{"file", "error"}``.
+explain: the same records, each with ``"method"``, ``"explained_class"`` and ``"overlay"`` (the PNG written), plus
+``"map"`` (a ``.npy`` of the raw map) with ``--raw``; a film without a verdict gets no map.
 Exit 0 if every file was classified, 1 if any failed, 2 on usage errors.
 """
 
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DISCLAIMER
+from . import CLASS_NAMES, DISCLAIMER
+from .cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
 from .data import IMAGE_SUFFIXES, class_root
 from .decode import ImageDecodeError
 from .predict import RUNTIMES
@@ -23,6 +27,8 @@ from .registry import ModelLoadError
 from .site import DEFAULT_RULE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+CLI_METHODS = {"gradcam": GRADCAM, "gradcam++": GRADCAM_PLUS_PLUS, "scorecam": SCORECAM}
+"""The ``--method`` names (as the REST API's) and the methods they run."""
 OPERATING_POINT_HELP = "validation | site:NAME (default: the model's active site profile, else validation)"
 
 
@@ -32,20 +38,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pneumo_core", description=f"Pneumonia classifier for chest X-rays. {DISCLAIMER}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="classify image files or folders (recursed)")
-    predict.add_argument("--model", type=Path, default=None, help="model directory (default: the served model)")
-    predict.add_argument("--threshold", type=float, default=None, help="override the model's operating threshold")
-    predict.add_argument(
+def _answering_options(command: argparse.ArgumentParser) -> None:
+    """What ``predict`` and ``explain`` share: the model, its operating point and runtime, and the inputs."""
+    command.add_argument("--model", type=Path, default=None, help="model directory (default: the served model)")
+    command.add_argument("--threshold", type=float, default=None, help="override the model's operating threshold")
+    command.add_argument(
         "--runtime",
         choices=RUNTIMES,
         default="auto",
         help="auto (default): TFLite when the model has a copy and LiteRT is installed, else TensorFlow",
     )
-    predict.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
-    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    command.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
+    command.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pneumo_core", description=f"Pneumonia classifier for chest X-rays. {DISCLAIMER}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _answering_options(commands.add_parser("predict", help="classify image files or folders (recursed)"))
+    explain = commands.add_parser("explain", help="classify and write a heat-map overlay per film")
+    _answering_options(explain)
+    explain.add_argument("--method", choices=sorted(CLI_METHODS), default="gradcam", help="default gradcam")
+    explain.add_argument(
+        "--class", dest="explained_class", choices=("predicted", *CLASS_NAMES), default="predicted", help="default predicted"
+    )
+    explain.add_argument("--out", type=Path, required=True, help="folder for the overlay PNGs (created)")
+    explain.add_argument("--raw", action="store_true", help="also write each raw map as .npy")
     evaluate = commands.add_parser("evaluate", help="metrics and per-image predictions for a labelled folder")
     evaluate.add_argument(
         "data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or test/ holding them)"
@@ -101,8 +119,9 @@ def _read(path: Path) -> bytes | ImageDecodeError:
         return ImageDecodeError(f"The file cannot be read ({error.strerror or error}).")
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    from .predict import Case, Predictor, answer_record
+def _predictor_and_files(args: argparse.Namespace):
+    """``(predictor, files)`` for ``predict`` and ``explain``, or the exit code after a usage error's message."""
+    from .predict import Predictor
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
@@ -116,21 +135,75 @@ def run_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no image files found in the given folders", file=sys.stderr)
         return EXIT_USAGE
-    failed = False
+    return predictor, files
+
+
+def _answers(predictor, files: list[Path], with_maps: bool):
+    """``(path, record, case or None)`` per file, in order, classified in batches."""
+    from .predict import Case, answer_record
+
     for start in range(0, len(files), predictor.batch_size):
         chunk = files[start : start + predictor.batch_size]
         payloads = [_read(path) for path in chunk]
         readable = [i for i, p in enumerate(payloads) if isinstance(p, bytes)]
         results: list[ImageDecodeError | Case] = list(payloads)
-        for i, case in zip(readable, predictor.classify([(str(chunk[i]), payloads[i]) for i in readable])):
+        for i, case in zip(readable, predictor.classify([(str(chunk[i]), payloads[i]) for i in readable], with_maps)):
             results[i] = case
         for path, result in zip(chunk, results):
             if isinstance(result, ImageDecodeError):
-                record = {"file": str(path), "error": str(result)}
+                yield path, {"file": str(path), "error": str(result)}, None
             else:
-                record = answer_record(str(path), result, predictor.operating_point)
-            failed = failed or "error" in record
-            print(json.dumps(record), flush=True)
+                yield path, answer_record(str(path), result, predictor.operating_point), result
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    loaded = _predictor_and_files(args)
+    if isinstance(loaded, int):
+        return loaded
+    failed = False
+    for _, record, _ in _answers(*loaded, with_maps=False):
+        failed = failed or "error" in record
+        print(json.dumps(record), flush=True)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``… for inputs of the same name in different folders."""
+    candidate, number = stem, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{stem}-{number}"
+    taken.add(candidate)
+    return candidate
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .saliency import overlay
+
+    loaded = _predictor_and_files(args)
+    if isinstance(loaded, int):
+        return loaded
+    predictor, files = loaded
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot create {args.out} ({error.strerror or error})", file=sys.stderr)
+        return EXIT_USAGE
+    method, failed, taken = CLI_METHODS[args.method], False, set()
+    for path, record, case in _answers(predictor, files, with_maps=True):
+        failed = failed or "error" in record
+        if case is not None and case.verdict is not None:  # no map without a verdict (unreadable, not an X-ray)
+            explained = case.verdict.label if args.explained_class == "predicted" else args.explained_class
+            heat = predictor.explain(case.canonical[None], [explained], method, [case.block])[0]
+            stem = _unique_stem(f"{path.stem}.{args.method}.{explained}", taken)
+            Image.fromarray(overlay(case.canonical, heat)).save(args.out / f"{stem}.png")
+            record = {**record, "method": args.method, "explained_class": explained, "overlay": str(args.out / f"{stem}.png")}
+            if args.raw:
+                np.save(args.out / f"{stem}.npy", heat.astype(np.float32))
+                record["map"] = str(args.out / f"{stem}.npy")
+        print(json.dumps(record), flush=True)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -272,6 +345,7 @@ def run_export_tflite(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "predict": run_predict,
+    "explain": run_explain,
     "evaluate": run_evaluate,
     "calibrate": run_calibrate,
     "sanity": run_sanity,

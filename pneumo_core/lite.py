@@ -1,7 +1,7 @@
-"""The serving graph run by LiteRT (TFLite) with XNNPACK: same outputs as :class:`~pneumo_core.network.KerasNetwork`,
+"""The serving graphs run by LiteRT (TFLite) with XNNPACK: same outputs as :class:`~pneumo_core.network.KerasNetwork`,
 without importing TensorFlow.
 
-On this 2-core CPU an answer with its Grad-CAM takes about 0.6 × the time of the same graph compiled by
+On this 2-core CPU an answer with what its maps need takes about 0.6 × the time of the same graph compiled by
 TensorFlow, and the app starts without TensorFlow's import (``bench/serving.py``, ``bench/app.py``).
 The file is made by :func:`pneumo_core.network.export_tflite` when a model directory is saved.
 """
@@ -12,7 +12,12 @@ import threading
 
 import numpy as np
 
+from .cams import LastBlock
 from .config import lite_threads
+from .registry import ModelLoadError
+
+SIGNATURES = ("masked", "serve")
+"""The graphs a TFLite copy must hold (:func:`pneumo_core.network.export_tflite` names them)."""
 
 
 def available() -> bool:
@@ -25,7 +30,7 @@ def available() -> bool:
 
 
 class LiteNetwork:
-    """A TFLite serving graph (batch 1), called image by image; safe to share between threads."""
+    """The TFLite serving graphs (``serve`` at batch 1, ``masked``); safe to share between threads."""
 
     runtime = "tflite"
 
@@ -33,22 +38,35 @@ class LiteNetwork:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or lite_threads())
-        self._run = self._interpreter.get_signature_runner()
+        found = tuple(sorted(self._interpreter.get_signature_list()))
+        if found != SIGNATURES:
+            raise ModelLoadError(
+                f"The TFLite copy holds the graphs {', '.join(found)}, not {', '.join(SIGNATURES)}: it was made by an "
+                "older version. Make it again with: python -m pneumo_core export-tflite --model DIR"
+            )
+        self._serve = self._interpreter.get_signature_runner("serve")
+        self._masked = self._interpreter.get_signature_runner("masked")
         self._lock = threading.Lock()  # an interpreter runs one call at a time
 
-    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, pooled features ``(N, 1024)``, Grad-CAMs ``(N, size, size)``) for ``(N, 224, 224)`` uint8."""
-        logits, pooled, maps = [], [], []
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
+        """(logits ``(N,)``, pooled features ``(N, 1024)``, each film's :class:`~pneumo_core.cams.LastBlock`)."""
+        logits, pooled, blocks = [], [], []
         for image in np.asarray(canonical, np.uint8):
             with self._lock:
-                out = self._run(canonical=image[None])
-            logits.append(out["logit"][0])
+                out = self._serve(canonical=image[None])
+            logits.append(float(out["logit"][0]))
             pooled.append(out["pooled"][0])
-            maps.append(out["gradcam"][0])
+            blocks.append(LastBlock(out["activations"][0], out["gradient"][0], logits[-1]))
         if not logits:
-            return np.zeros((0,)), np.zeros((0,)), np.zeros((0,))
-        return np.asarray(logits), np.stack(pooled), np.stack(maps)
+            return np.zeros((0,)), np.zeros((0,)), []
+        return np.asarray(logits, np.float32), np.stack(pooled), blocks
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, pooled features); the map comes with every call, at almost no cost."""
-        return self.forward_with_gradcam(canonical)[:2]
+        """(logits, pooled features); what the maps need comes with every call, at almost no cost."""
+        return self.forward_with_blocks(canonical)[:2]
+
+    def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Logits ``(M,)`` of one ``(224, 224)`` uint8 canonical image under each of ``(M, 224, 224)`` masks."""
+        with self._lock:
+            out = self._masked(canonical=np.asarray(canonical, np.uint8)[None], masks=np.asarray(masks, np.float32))
+        return np.asarray(out["logit"])

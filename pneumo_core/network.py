@@ -1,14 +1,17 @@
-"""The classifier as one compiled serving function, in TensorFlow or exported to TFLite.
+"""The classifier as compiled serving functions, in TensorFlow or exported to TFLite.
 
-One graph, ``canonical images → (logit, pooled features, Grad-CAM of the predicted class)``,
-serves every caller: :class:`KerasNetwork` runs it as a ``tf.function``, and
-:func:`export_tflite` converts the very same graph for :mod:`pneumo_core.lite`.
+Two graphs serve every caller, run by :class:`KerasNetwork` as ``tf.function`` s and exported together (two
+signatures, one set of weights) by :func:`export_tflite` for :mod:`pneumo_core.lite`:
 
-Grad-CAM here needs no gradient kernels (a TFLite graph has none): DenseNet's last
-block feeds global average pooling, so d(score)/d(conv) is the same at every
-position and equals d(score)/d(pooled) divided by the number of positions; the head
-(Dense layers with ReLU or linear activations) is differentiated in closed form.
-Tests check the maps against tf-keras-vis's ``Gradcam``.
+- ``serve``: canonical images → logit, pooled features, the last dense block's activations and
+  ``d(logit)/d(pooled)``. From the last two, every class activation map (Grad-CAM, Grad-CAM++, the weights of
+  ScoreCAM) follows in closed form (:mod:`pneumo_core.cams`, with the derivation), for either class.
+- ``masked``: one canonical image and a stack of masks → the logit of the model input multiplied by each mask:
+  ScoreCAM's masked passes, in one batch.
+
+The gradient needs no gradient kernels (a TFLite graph has none): DenseNet's last block feeds global average
+pooling and the head is Dense layers with ReLU or linear activations, differentiated in closed form. Tests check
+every map against tf-keras-vis.
 """
 
 from __future__ import annotations
@@ -18,29 +21,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from .cams import LastBlock
 from .model import LAST_CONV_LAYER, LOGIT_LAYER, POOLED_LAYER, head_layer_names, to_model_input
 from .preprocess import CANONICAL_SIZE
-
-
-def normalize_maps(cams: tf.Tensor) -> tf.Tensor:
-    """Scale each map of a ``(N, H, W)`` stack to [0, 1] (flat maps become zero), with TFLite builtin ops only."""
-    low = tf.reduce_min(cams, axis=(1, 2), keepdims=True)
-    span = tf.reduce_max(cams, axis=(1, 2), keepdims=True) - low
-    return tf.where(span > 0.0, (cams - low) / tf.where(span > 0.0, span, 1.0), 0.0)
-
-
-def corner_aligned_upsampling(source: int, target: int) -> np.ndarray:
-    """``(target, source)`` matrix of bilinear interpolation with corners aligned (scipy ``zoom(order=1)``, which
-    tf-keras-vis uses); ``M @ cam @ M.T`` upsamples a square map with plain matrix products."""
-    if source == 1:
-        return np.ones((target, 1), np.float32)
-    positions = np.linspace(0.0, source - 1, target)
-    low = np.minimum(np.floor(positions).astype(int), source - 2)
-    fraction = positions - low
-    matrix = np.zeros((target, source), np.float32)
-    matrix[np.arange(target), low] = 1.0 - fraction
-    matrix[np.arange(target), low + 1] = fraction
-    return matrix
 
 
 def _head_dense_layers(model: keras.Model) -> list[layers.Dense]:
@@ -72,43 +55,63 @@ class KerasNetwork:
         self.batch_size = batch_size  # images per compiled call
         self._conv = keras.Model(model.inputs, model.get_layer(LAST_CONV_LAYER).output)
         self._head = _head_dense_layers(model)
-        spec = [tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)]
-        self._forward = tf.function(lambda canonical: self.graph(canonical, with_gradcam=False), input_signature=spec)
-        self._forward_with_gradcam = tf.function(self.graph, input_signature=spec)
+        images = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
+        image = tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
+        masks = tf.TensorSpec([None, input_size, input_size], tf.float32)
+        self._forward = tf.function(self._answer, input_signature=[images])
+        self._serve = tf.function(self.serve, input_signature=[images])
+        self._masked = tf.function(self.masked, input_signature=[image, masks])
 
-    def graph(self, canonical: tf.Tensor, with_gradcam: bool = True) -> dict[str, tf.Tensor]:
-        """The serving graph for ``(N, 224, 224)`` uint8 canonical images."""
-        conv = self._conv(to_model_input(canonical, self.input_size), training=False)
-        pooled = tf.reduce_mean(conv, axis=(1, 2))  # DenseNet's global average pooling
+    def _activations(self, canonical: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
+        inputs = to_model_input(canonical, self.input_size)
+        if masks is not None:
+            inputs = inputs * masks[..., tf.newaxis]  # one mask for all three channels, as tf-keras-vis's Scorecam
+        return self._conv(inputs, training=False)
+
+    def _logit(self, activations: tf.Tensor) -> dict[str, tf.Tensor]:
+        pooled = tf.reduce_mean(activations, axis=(1, 2))  # DenseNet's global average pooling
         hidden, pre_activations = pooled, []
         for dense in self._head:
             pre_activations.append(tf.matmul(hidden, dense.kernel) + dense.bias)
             hidden = dense.activation(pre_activations[-1])
-        logit = tf.reshape(hidden, [-1])
-        outputs = {"logit": logit, "pooled": pooled}
-        if not with_gradcam:
-            return outputs
-        # d(logit)/d(pooled), backwards through the head; then the predicted class's sign (NORMAL explains -logit)
-        gradient = tf.ones_like(hidden)
-        for dense, pre_activation in zip(reversed(self._head), reversed(pre_activations)):
+        return {"logit": tf.reshape(hidden, [-1]), "pooled": pooled, "pre_activations": pre_activations}
+
+    def _answer(self, canonical: tf.Tensor) -> dict[str, tf.Tensor]:
+        head = self._logit(self._activations(canonical))
+        return {"logit": head["logit"], "pooled": head["pooled"]}
+
+    def serve(self, canonical: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The ``serve`` graph for ``(N, 224, 224)`` uint8 canonical images."""
+        activations = self._activations(canonical)
+        head = self._logit(activations)
+        gradient = tf.ones_like(head["logit"])[:, tf.newaxis]  # d(logit)/d(pooled), backwards through the head
+        for dense, pre_activation in zip(reversed(self._head), reversed(head["pre_activations"])):
             if dense.activation is keras.activations.relu:
                 gradient = gradient * tf.cast(pre_activation > 0.0, gradient.dtype)
             gradient = tf.matmul(gradient, dense.kernel, transpose_b=True)
-        positions = float(conv.shape[1] * conv.shape[2])
-        sign = tf.where(logit >= 0.0, 1.0, -1.0)[:, tf.newaxis]
-        weights = (sign * gradient / positions)[:, tf.newaxis, tf.newaxis, :]  # Grad-CAM's channel weights
-        cams = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))
-        upsampling = tf.constant(corner_aligned_upsampling(int(conv.shape[1]), self.input_size))
-        cams = tf.matmul(tf.matmul(upsampling, cams), upsampling, transpose_b=True)
-        return {**outputs, "gradcam": normalize_maps(cams)}
+        return {"logit": head["logit"], "pooled": head["pooled"], "activations": activations, "gradient": gradient}
+
+    def masked(self, canonical: tf.Tensor, masks: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The ``masked`` graph: one ``(1, 224, 224)`` uint8 image, ``(M, size, size)`` masks → ``(M,)`` logits."""
+        return {"logit": self._logit(self._activations(canonical, masks))["logit"]}
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
         return self._run(self._forward, canonical, ("logit", "pooled"))
 
-    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logits, pooled features, Grad-CAMs ``(N, size, size)`` in [0, 1]) from one forward pass per batch."""
-        return self._run(self._forward_with_gradcam, canonical, ("logit", "pooled", "gradcam"))
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
+        """(logits, pooled features, each film's :class:`~pneumo_core.cams.LastBlock`) from one pass per batch."""
+        logits, pooled, activations, gradients = self._run(self._serve, canonical, ("logit", "pooled", "activations", "gradient"))
+        return logits, pooled, [LastBlock(a, g, float(z)) for a, g, z in zip(activations, gradients, logits)]
+
+    def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Logits ``(M,)`` of one ``(224, 224)`` uint8 canonical image under each of ``(M, size, size)`` masks."""
+        image = tf.constant(canonical[np.newaxis])
+        parts = [
+            self._masked(image, tf.constant(masks[start : start + self.batch_size]))["logit"].numpy()
+            for start in range(0, len(masks), self.batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
     def _run(self, function, canonical: np.ndarray, keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
         size = self.batch_size
@@ -119,16 +122,30 @@ class KerasNetwork:
 
 
 def export_tflite(model: keras.Model, input_size: int) -> bytes:
-    """The serving graph at batch 1 as a TFLite flatbuffer (float32, builtin ops only).
+    """The ``serve`` graph at batch 1 and the ``masked`` graph as one TFLite flatbuffer (float32, builtin ops only,
+    the weights stored once).
 
     Only models whose input is the canonical size convert: resizing by area has no TFLite kernel.
     """
     if input_size != CANONICAL_SIZE:
         raise ValueError(f"Only {CANONICAL_SIZE}-px models convert to TFLite (this one takes {input_size} px).")
     network = KerasNetwork(model, input_size)
-    function = tf.function(network.graph, input_signature=[tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)])
+    image = tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
+
+    def serve(canonical):  # the function names become the signature names that pneumo_core.lite runs
+        return network.serve(canonical)
+
+    def masked(canonical, masks):
+        return network.masked(canonical, masks)
+
+    functions = [
+        tf.function(serve, input_signature=[image]).get_concrete_function(),
+        tf.function(
+            masked, input_signature=[image, tf.TensorSpec([None, input_size, input_size], tf.float32)]
+        ).get_concrete_function(),
+    ]
     holder = tf.Module()
     holder.weights = [weight.value for weight in model.weights]  # TensorFlow variables, tracked so the converter freezes them
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], holder)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()

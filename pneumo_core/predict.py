@@ -1,4 +1,4 @@
-"""Serving: a model directory's network, ready to answer with P(PNEUMONIA), its warnings and its Grad-CAM.
+"""Serving: a model directory's network, ready to answer with P(PNEUMONIA), its warnings and its heat maps.
 
 Use :class:`Predictor` everywhere a model answers (CLI, app, benchmarks). It
 loads the model directory safely once, runs its serving graph on one of two
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import CLASS_NAMES, lite
+from . import CLASS_NAMES, cams, lite
 from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import sigmoid
@@ -75,7 +75,7 @@ class Case:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     dicom_fields: dict[str, str] = field(default_factory=dict)
-    gradcam: np.ndarray | None = None  # (size, size) map in [0, 1], when classified with_gradcam
+    block: cams.LastBlock | None = None  # what the heat maps are computed from, when classified with_maps
     distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.ood), when known
     withheld: str | None = None  # why no verdict is given: clearly not a chest X-ray (see pneumo_core.ood)
 
@@ -92,7 +92,9 @@ class Network(Protocol):
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def forward_with_gradcam(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[cams.LastBlock]]: ...
+
+    def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
 
 def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto") -> Network:
@@ -173,16 +175,44 @@ class Predictor:
         return self.network.runtime
 
     def warm_up(self) -> None:
-        """Run the serving graph once, so the first visitor does not wait for its compilation."""
-        self.network.forward_with_gradcam(np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8))
+        """Run both serving graphs once, so the first visitor does not wait for their compilation."""
+        blank = np.zeros((1, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8)
+        self.network.forward_with_blocks(blank)
+        self.network.masked_logits(blank[0], np.ones((1, self.input_size, self.input_size), np.float32))
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
         return self.network.forward(canonical)
 
-    def gradcams(self, canonical: np.ndarray) -> np.ndarray:
-        """Grad-CAMs ``(N, size, size)`` of the predicted classes for ``(N, 224, 224)`` uint8 canonical images."""
-        return self.network.forward_with_gradcam(canonical)[2]
+    def explain(
+        self,
+        canonical: np.ndarray,
+        classes: list[str],
+        method: str = cams.GRADCAM,
+        blocks: list[cams.LastBlock] | None = None,
+    ) -> np.ndarray:
+        """Heat maps ``(N, size, size)`` in [0, 1] for ``(N, 224, 224)`` uint8 canonical images, each the evidence for
+        ``classes[i]`` (NORMAL or PNEUMONIA), by a method of :data:`pneumo_core.cams.METHODS`, all on the serving
+        runtime. Pass the images' ``blocks`` when they came with the answers (``classify(..., with_maps=True)``);
+        Grad-CAM and Grad-CAM++ then need no further pass, ScoreCAM one batch of masked passes per image."""
+        if method not in cams.METHODS:
+            raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(cams.METHODS)}.")
+        if len(classes) != len(canonical):
+            raise ValueError(f"{len(canonical)} images but {len(classes)} classes to explain.")
+        signs = [cams.sign_of(name, CLASS_NAMES) for name in classes]
+        blocks = blocks if blocks is not None else self.network.forward_with_blocks(canonical)[2]
+        size = self.input_size
+        if method == cams.GRADCAM:
+            maps = [cams.gradcam(block, sign, size) for block, sign in zip(blocks, signs)]
+        elif method == cams.GRADCAM_PLUS_PLUS:
+            maps = [cams.gradcam_plus_plus(block, sign, size) for block, sign in zip(blocks, signs)]
+        else:
+            maps = []
+            for image, block, sign in zip(canonical, blocks, signs):
+                chosen = cams.scorecam_channels(block)
+                masked = self.network.masked_logits(image, cams.scorecam_masks(block, chosen, size))
+                maps.append(cams.scorecam(block, chosen, masked, sign, size))
+        return np.stack(maps) if maps else np.zeros((0, size, size), np.float32)
 
     def logits_canonical(self, canonical: np.ndarray) -> np.ndarray:
         return self.forward(canonical)[0]
@@ -194,11 +224,12 @@ class Predictor:
         probabilities = sigmoid(logits / self.temperature)
         return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
 
-    def classify(self, named_payloads: list[tuple[str, bytes]], with_gradcam: bool = False) -> list[Case]:
+    def classify(self, named_payloads: list[tuple[str, bytes]], with_maps: bool = False) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.
 
         The next batch is decoded (two threads) while the current one runs through the model. With
-        ``with_gradcam``, each case also gets its Grad-CAM from the same forward pass.
+        ``with_maps``, each case also keeps, from the same forward pass, what its heat maps are computed from
+        (:meth:`explain`).
         """
         batches = [named_payloads[start : start + self.batch_size] for start in range(0, len(named_payloads), self.batch_size)]
         cases: list[Case] = []
@@ -208,23 +239,23 @@ class Predictor:
                 decoded = [future.result() for future in pending]
                 if index + 1 < len(batches):
                     pending = [pool.submit(_decode_upload, payload) for _, payload in batches[index + 1]]
-                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, with_gradcam))
+                cases.extend(self._classify_decoded([name for name, _ in batch], decoded, with_maps))
         return cases
 
-    def _classify_decoded(self, names: list[str], decoded: list, with_gradcam: bool) -> list[Case]:
+    def _classify_decoded(self, names: list[str], decoded: list, with_maps: bool) -> list[Case]:
         good = [i for i, item in enumerate(decoded) if not isinstance(item, ImageDecodeError)]
         cases = [
             Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)
         ]
         if good:
             canonical = np.stack([decoded[i][1] for i in good])
-            if with_gradcam:
-                logits, features, maps = self.network.forward_with_gradcam(canonical)
+            if with_maps:
+                logits, features, blocks = self.network.forward_with_blocks(canonical)
             else:
                 logits, features = self.network.forward(canonical)
-                maps = [None] * len(good)
+                blocks = [None] * len(good)
             distances = self.density.distances(features) if self.density else [None] * len(good)
-            for i, image, prediction, distance, cam in zip(good, canonical, self._predictions(logits), distances, maps):
+            for i, image, prediction, distance, block in zip(good, canonical, self._predictions(logits), distances, blocks):
                 upload = decoded[i][0]
                 warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density)
                 cases[i] = Case(
@@ -234,17 +265,11 @@ class Predictor:
                     None,
                     warnings,
                     upload.dicom_fields,
-                    cam,
+                    block,
                     None if distance is None else float(distance),
                     withheld,
                 )
         return cases
-
-
-def map_class(logit: float) -> str:
-    """The class the serving graph's Grad-CAM explains: the sign of the logit (P ≥ 0.5 before calibration), which
-    differs from the answer for films between the operating threshold and 0.5."""
-    return CLASS_NAMES[int(logit >= 0.0)]
 
 
 def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""Saliency maps as pictures, without TensorFlow: the methods offered, colour maps and the overlay.
+"""Heat maps as pictures, without TensorFlow: colour maps and the overlay.
 
-The maps themselves come from the serving graph (Grad-CAM, :mod:`pneumo_core.network`)
-or from tf-keras-vis (the other methods, :mod:`pneumo_core.explain`).
+The maps themselves come from the serving runtime (:meth:`pneumo_core.predict.Predictor.explain`,
+closed forms in :mod:`pneumo_core.cams`).
 """
 
 from __future__ import annotations
@@ -9,11 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-DEFAULT_METHOD = "Grad-CAM"
-"""Computed in the serving graph, so it arrives with the answer."""
-METHODS = (DEFAULT_METHOD, "Grad-CAM++", "ScoreCAM")
-TF_KERAS_VIS_METHODS = ("Grad-CAM (tf-keras-vis)", "Grad-CAM++", "ScoreCAM")
-"""The methods :class:`pneumo_core.explain.Explainer` computes with tf-keras-vis (any class, TensorFlow loaded)."""
 COLORMAPS = {
     "Jet": cv2.COLORMAP_JET,
     "Turbo": cv2.COLORMAP_TURBO,

@@ -17,10 +17,17 @@ import keras
 import numpy as np
 from scipy.stats import spearmanr
 
+from .cams import gradcam
 from .model import head_layer_names
 from .network import KerasNetwork
 
 LayerFilter = Callable[[str, keras.Model], bool]
+
+
+def gradcams_of_own_answer(network: KerasNetwork, canonical: np.ndarray) -> np.ndarray:
+    """Each film's Grad-CAM for the class this network's logit favours (its answer at P = 0.5)."""
+    blocks = network.forward_with_blocks(canonical)[2]
+    return np.stack([gradcam(block, 1.0 if block.logit >= 0 else -1.0, network.input_size) for block in blocks])
 
 
 def _in_head(name: str, model: keras.Model) -> bool:
@@ -78,7 +85,7 @@ def cascading_randomization(
     fresh = keras.models.clone_model(model)  # same architecture, new initial weights
     randomised = keras.models.clone_model(model)
     randomised.set_weights(model.get_weights())
-    trained_maps = KerasNetwork(model, input_size).forward_with_gradcam(canonical)[2]
+    trained_maps = gradcams_of_own_answer(KerasNetwork(model, input_size), canonical)
     randomised_network = KerasNetwork(randomised, input_size)  # its compiled graph reads the weights set below
     results = [StageResult("trained model (nothing re-initialised)", 0, 1.0, 1.0, 0.0, 1.0, len(canonical))]
     done: set[str] = set()
@@ -87,7 +94,7 @@ def cascading_randomization(
             if layer.weights and layer.name not in done and selects(layer.name, model):
                 layer.set_weights(fresh.get_layer(layer.name).get_weights())
                 done.add(layer.name)
-        rho = rank_correlations(trained_maps, randomised_network.forward_with_gradcam(canonical)[2])
+        rho = rank_correlations(trained_maps, gradcams_of_own_answer(randomised_network, canonical))
         results.append(
             StageResult(
                 label,

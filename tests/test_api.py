@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pneumo_api import create_app
+from pneumo_api.routes import METHODS
 from pneumo_core.cli import main
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
@@ -82,18 +83,26 @@ def test_too_many_files_is_refused(api):
     assert response.status_code == 413 and "12" in response.json()["detail"]
 
 
-def test_explain_gives_an_overlay_and_a_small_map_for_either_class(api):
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_explain_gives_an_overlay_and_a_small_map_for_either_class(api, method):
+    import base64
+
+    from PIL import Image
+
+    served = api.app.state.model.get()
+    case = served.classify([("a.png", FILM)], with_maps=True)[0]
     for explained in ("predicted", "NORMAL", "PNEUMONIA"):
-        response = api.post("/v1/explain", files={"file": ("a.png", FILM, "image/png")}, data={"class": explained})
+        data = {"class": explained, "method": method}
+        response = api.post("/v1/explain", files={"file": ("a.png", FILM, "image/png")}, data=data)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["method"] == "gradcam" and body["explained_class"] in ("NORMAL", "PNEUMONIA")
+        target = case.prediction.label if explained == "predicted" else explained
+        assert body["method"] == method and body["explained_class"] == target
         heat = np.array(body["map"])
         assert heat.shape == (28, 28) and 0 <= heat.min() and heat.max() <= 1
-        import base64
-
-        from PIL import Image
-
+        full = served.explain(case.canonical[None], [target], METHODS[method])[0]  # the map the API summarises
+        side = full.shape[0] // 28
+        np.testing.assert_allclose(heat, full[: side * 28, : side * 28].reshape(28, side, 28, side).mean(axis=(1, 3)), atol=1e-4)
         assert Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).size == (224, 224)
     assert api.post("/v1/explain", files={"file": ("a.png", FILM, "image/png")}, data={"method": "nope"}).status_code == 422
 

@@ -111,12 +111,12 @@ def test_example_button_classifies(app_env):
 
 
 @pytest.mark.parametrize("method", ["Grad-CAM++", "ScoreCAM"])
-def test_other_saliency_methods_load_the_keras_model_on_demand(app_env, method):
+def test_other_methods_are_computed_from_the_answer_on_the_serving_runtime(app_env, method):
     at = run_page()
     next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
     at.selectbox(key="cam_method").set_value(method).run()
     assert not at.exception
-    assert [key[1] for key in at.session_state["cams"]] == [method]
+    assert [key[1] for key in at.session_state["cams"]] == ["Grad-CAM", method]  # the default map first, then this one
     captions = [image.caption for element in at.get("image") for image in element.proto.imgs]
     assert any(caption.startswith(f"{method}: evidence for ") for caption in captions)
 
@@ -348,6 +348,12 @@ def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_pat
     assert "95% bootstrap intervals" in texts(at)
     at.slider(key="explore_threshold").set_value(0.2).run()
     assert not at.exception
+    grid_captions = lambda: [i.caption for e in at.get("image") for i in e.proto.imgs if "evidence for" in i.caption]  # noqa: E731
+    answer = at.radio(key="grid_class").value  # "the answer (NORMAL)": the class the cell's films were called
+    assert grid_captions() and all(c.endswith(f"evidence for {answer[12:-1]}") for c in grid_captions())
+    for explained in ("PNEUMONIA", "NORMAL"):  # the misclassified films' maps, for either class
+        at.radio(key="grid_class").set_value(explained).run()
+        assert not at.exception and grid_captions() and all(c.endswith(f"evidence for {explained}") for c in grid_captions())
     monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-data"))
     at = run_page("app_pages/metrics.py")
     assert "not available" in texts(at)
@@ -488,4 +494,4 @@ def test_the_heat_map_can_show_the_evidence_for_either_class(app_env):
     other = "NORMAL" if answer == "PNEUMONIA" else "PNEUMONIA"
     at.radio(key="cam_class").set_value(other).run()
     assert not at.exception and f"Grad-CAM: evidence for {other}" in captions()
-    assert [key[1:] for key in at.session_state["cams"]] == [("Grad-CAM", other)]  # computed once, by tf-keras-vis
+    assert [key[1:] for key in at.session_state["cams"]] == [("Grad-CAM", answer), ("Grad-CAM", other)]  # once each

@@ -123,3 +123,53 @@ def test_a_colour_picture_gets_no_verdict(capsys, tiny_model_dir, tmp_path):
     assert code == 0  # answered: the answer is "not assessed"
     assert records[0]["label"] is None and records[0]["probability"] is None
     assert "colour picture" in records[0]["warnings"][0]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_explain_writes_an_overlay_per_film_with_the_predict_records(capsys, tiny_model_dir, upload_folder, tmp_path, method):
+    import numpy as np
+    from PIL import Image
+
+    from pneumo_core.cams import METHODS
+    from pneumo_core.predict import Predictor
+
+    single = upload_folder / "b_film.png"
+    _, predicted, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, single, upload_folder)
+    out = tmp_path / "maps"
+    code, records, _ = run_cli(
+        capsys,
+        "explain",
+        "--model",
+        tiny_model_dir,
+        "--method",
+        method,
+        "--class",
+        "NORMAL",
+        "--raw",
+        "--out",
+        out,
+        single,
+        upload_folder,
+    )
+    assert code == 1  # same exit codes as predict: broken.jpeg failed
+    assert [{k: r[k] for k in p} for r, p in zip(records, predicted)] == predicted  # the predict records, extended
+    answered = [r for r in records if "error" not in r]
+    assert [Path(r["overlay"]).name for r in answered] == [
+        f"b_film.{method}.NORMAL.png",
+        f"b_film.{method}.NORMAL-2.png",  # the same film twice: a second file, not an overwrite
+        f"a_film.{method}.NORMAL.png",
+    ]
+    assert all(r["method"] == method and r["explained_class"] == "NORMAL" for r in answered)
+    for record in answered:
+        assert Image.open(record["overlay"]).size == (224, 224)
+    raw = np.load(answered[0]["map"])
+    predictor = Predictor.load(tiny_model_dir)
+    case = predictor.classify([("b", single.read_bytes())], with_maps=True)[0]
+    expected = predictor.explain(case.canonical[None], ["NORMAL"], METHODS[["gradcam", "gradcam++", "scorecam"].index(method)])
+    np.testing.assert_allclose(raw, expected[0], atol=1e-4)  # batched with other films there, alone here
+
+
+def test_explain_needs_an_output_folder(capsys, tiny_model_dir, upload_folder):
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "--model", str(tiny_model_dir), str(upload_folder)])
+    assert stop.value.code == 2 and "--out" in capsys.readouterr().err

@@ -48,23 +48,62 @@ def example_films():
     )
 
 
+def _outputs(network, films: np.ndarray) -> dict[str, np.ndarray]:
+    logits, pooled, blocks = network.forward_with_blocks(films)
+    masks = np.random.default_rng(0).random((5, 224, 224)).astype(np.float32)
+    return {
+        "logit": logits,
+        "pooled": pooled,
+        "activations": np.stack([b.activations for b in blocks]),
+        "gradient": np.stack([b.gradient for b in blocks]),
+        "masked logits": network.masked_logits(films[0], masks),
+    }
+
+
 def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
-    """The served TFLite graph (LiteRT, XNNPACK) against the same graph compiled by TensorFlow, on real X-rays."""
+    """The served TFLite graphs (LiteRT, XNNPACK) against the same graphs compiled by TensorFlow, on real X-rays;
+    every method's maps for both classes."""
+    from pneumo_core.cams import METHODS
+
     lite, compiled = Predictor.load(SERVED_MODEL), Predictor.load(SERVED_MODEL, runtime="tensorflow")
     assert (lite.runtime, compiled.runtime) == ("tflite", "tensorflow")
-    lite_out, compiled_out = (
-        lite.network.forward_with_gradcam(example_films),
-        compiled.network.forward_with_gradcam(example_films),
-    )
-    for name, a, b in zip(("logit", "pooled", "Grad-CAM"), lite_out, compiled_out):
-        assert a.shape == b.shape, name
-        np.testing.assert_allclose(a, b, atol=1e-4, err_msg=name)
+    lite_out, compiled_out = _outputs(lite.network, example_films), _outputs(compiled.network, example_films)
+    for name in lite_out:
+        assert lite_out[name].shape == compiled_out[name].shape, name
+        np.testing.assert_allclose(lite_out[name], compiled_out[name], atol=1e-4, err_msg=name)
     plain = compiled.network.model.predict(to_model_input(example_films, 224), verbose=0)[:, 0]  # the Keras model itself
     np.testing.assert_allclose(
-        [p.probability for p in lite._predictions(lite_out[0])],
+        [p.probability for p in lite._predictions(lite_out["logit"])],
         [p.probability for p in compiled._predictions(np.log(plain / (1 - plain)))],
         atol=1e-4,
     )
+    for method in METHODS:
+        for explained in ("NORMAL", "PNEUMONIA"):
+            classes = [explained] * len(example_films)
+            np.testing.assert_allclose(
+                lite.explain(example_films, classes, method),
+                compiled.explain(example_films, classes, method),
+                atol=1e-3,
+                err_msg=f"{method} {explained}",
+            )
+
+
+def test_served_maps_equal_tf_keras_vis_on_real_films(example_films):
+    """The issue's bar on the served model itself: Grad-CAM and Grad-CAM++ within 1e-4, ScoreCAM within 1e-3."""
+    from pneumo_core.cams import METHODS
+    from pneumo_core.reference_cams import ReferenceExplainer
+
+    lite = Predictor.load(SERVED_MODEL)
+    reference = ReferenceExplainer(Predictor.load(SERVED_MODEL, runtime="tensorflow").network.model, 224)
+    films = example_films[[0, 2]]  # a normal and a pneumonia film
+    for method in METHODS:
+        classes = ["PNEUMONIA", "NORMAL"]
+        np.testing.assert_allclose(
+            lite.explain(films, classes, method),
+            reference.explain(films, classes, method),
+            atol=1e-3 if method == "ScoreCAM" else 1e-4,
+            err_msg=method,
+        )
 
 
 def test_one_tflite_interpreter_serves_concurrent_sessions(example_films):
@@ -72,22 +111,24 @@ def test_one_tflite_interpreter_serves_concurrent_sessions(example_films):
     from concurrent.futures import ThreadPoolExecutor
 
     lite = Predictor.load(SERVED_MODEL)
-    alone = lite.network.forward_with_gradcam(example_films)
+    alone = _outputs(lite.network, example_films)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        together = list(pool.map(lambda _: lite.network.forward_with_gradcam(example_films), range(8)))
+        together = list(pool.map(lambda _: _outputs(lite.network, example_films), range(8)))
     for result in together:
-        for a, b in zip(result, alone):
-            np.testing.assert_array_equal(a, b)
+        for name in alone:
+            np.testing.assert_array_equal(result[name], alone[name], err_msg=name)
 
 
 def test_the_app_serving_path_runs_without_tensorflow():
-    """Classifying with the TFLite copy (what the app does) never imports TensorFlow or Keras: the app starts fast."""
+    """Classifying and explaining by every method with the TFLite copy (what the app does) never imports TensorFlow
+    or Keras: the app starts fast, and no heat map waits for TensorFlow."""
     example = str(sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))[0])
     script = (
         "import sys; from pathlib import Path; import ui.resources; from pneumo_core.predict import Predictor; "
         f"p = Predictor.load(Path({str(SERVED_MODEL)!r})); "
-        f"case = p.classify([('x', Path({example!r}).read_bytes())], with_gradcam=True)[0]; "
-        "assert case.prediction and case.gradcam.shape == (224, 224), case; "
+        f"case = p.classify([('x', Path({example!r}).read_bytes())], with_maps=True)[0]; "
+        "maps = [p.explain(case.canonical[None], ['NORMAL'], m, [case.block]) for m in ('Grad-CAM', 'Grad-CAM++', 'ScoreCAM')]; "
+        "assert case.prediction and all(m.shape == (1, 224, 224) for m in maps), case; "
         "print(p.runtime, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras_vis')))"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import streamlit as st
 from streamlit.logger import get_logger
@@ -14,11 +14,8 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from pneumo_core.config import served_model_dir, serving_runtime
 from pneumo_core.predict import Predictor
-from pneumo_core.registry import ModelLoadError, load_model_dir, read_metadata
+from pneumo_core.registry import ModelLoadError, read_metadata
 from pneumo_core.site import active_profile
-
-if TYPE_CHECKING:
-    from pneumo_core.explain import Explainer
 
 log = get_logger(__name__)  # Streamlit's handler: the server log shows load times (never anything about uploads)
 
@@ -31,10 +28,6 @@ class Served:
     @property
     def metadata(self) -> dict:
         return self.predictor.metadata
-
-    def explainer(self) -> Explainer:
-        """tf-keras-vis methods for this model (loads TensorFlow and the Keras model on first use)."""
-        return _explainer(str(self.directory), self.metadata["model_sha256"], self.predictor)
 
 
 _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
@@ -53,15 +46,6 @@ def _load(directory: Path) -> Served:
         time.perf_counter() - loaded,
     )
     return Served(predictor, directory)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _explainer(directory: str, model_sha256: str, _predictor: Predictor) -> Explainer:
-    """Keyed by the model file; the TensorFlow runtime's Keras model is reused, the TFLite one loads it."""
-    from pneumo_core.explain import Explainer
-
-    model = _predictor.network.model if _predictor.runtime == "tensorflow" else load_model_dir(Path(directory))[0]
-    return Explainer(model, _predictor.input_size)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
