@@ -20,8 +20,7 @@ import numpy as np
 
 from . import CLASS_NAMES, DISCLAIMER
 from .cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
-from .data import IMAGE_SUFFIXES, class_root
-from .decode import ImageDecodeError
+from .decode import IMAGE_SUFFIXES, ImageDecodeError
 from .predict import RUNTIMES
 from .registry import ModelLoadError
 from .site import DEFAULT_RULE
@@ -291,6 +290,8 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
         from .registry import EVALUATION_DIR
 
         manifest = pd.read_csv(model_dir / EVALUATION_DIR / "manifest.csv")
+        from .data import class_root  # pandas and scikit-learn: only the commands that read a labelled folder load them
+
         root = class_root(args.data_dir or default_data_dir(), "train")
         files = [root / name for name in manifest.loc[manifest["split"] == "test", "file"]]
     if len(files) > args.images:

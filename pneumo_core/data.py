@@ -19,10 +19,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from . import CLASS_NAMES
-from .decode import decode_image
+from .decode import IMAGE_SUFFIXES, decode_image
 from .preprocess import canonicalize
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm"}
 SPLITS = ("train", "val", "test")
 
 # person1000_bacteria_2931.jpeg -> person1000; NORMAL2-IM-0383-0001.jpeg -> NORMAL2-IM-0383;

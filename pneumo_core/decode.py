@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm"}
+"""The file names a folder is searched for (a file given by name is decoded whatever its name)."""
 MAX_FILE_BYTES = 30 * 1024 * 1024
 """Largest file accepted (30 MB): big enough for a 16-bit DICOM chest film."""
 
