@@ -1,6 +1,6 @@
 """App benchmark: cold start to first answer in a real browser, a warm classification, the server's memory.
 
-    python bench/app.py
+    python -m bench.app
 
 Starts `streamlit run streamlit_app.py` on a free local port, drives Debian's
 Chromium with Playwright, uploads an example X-ray and waits for the label, then
@@ -9,28 +9,13 @@ saves a screenshot of every page in bench/out/screenshots/.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from common import append_results
+from bench.common import append_results
+from ui.harness import PROJECT_ROOT, launch_chromium, streamlit_server
 
-ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "bench" / "out" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
 
 
 def rss_mb(pid: int) -> float:
@@ -76,75 +61,43 @@ def show_method(page, method: str, count: int) -> float:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    examples = sorted((ROOT / "examples").glob("*.jpeg"))
-    url = f"http://127.0.0.1:{port}"
+    examples = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )  # a visitor's browser is already open
+        browser = launch_chromium(playwright)  # a visitor's browser is already open
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        server_log = open(SCREENSHOTS.parent / "server.log", "w")  # the model's load and warm-up times are logged there
         started = time.perf_counter()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-            ],
-            cwd=ROOT,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
-        try:
-            while True:
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            healthy = time.perf_counter() - started
-            page.goto(url)
-            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
-            uploader.wait_for(state="attached", timeout=120_000)
-            shown = time.perf_counter() - started
-            uploader.set_input_files(str(examples[0]))
-            wait_for_answers(page, 1)
-            first = time.perf_counter() - started
-            timings = []
-            for count, example in enumerate(examples[1:], start=2):  # the uploader keeps earlier files: one more result each time
+        try:  # the server log holds the model's load and warm-up times
+            with streamlit_server(SCREENSHOTS.parent / "server.log") as server:
+                healthy = server.healthy_after_s
+                page.goto(server.url)
+                uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+                uploader.wait_for(state="attached", timeout=120_000)
+                shown = time.perf_counter() - started
+                uploader.set_input_files(str(examples[0]))
+                wait_for_answers(page, 1)
+                first = time.perf_counter() - started
+                timings = []
+                for count, example in enumerate(examples[1:], start=2):  # the uploader keeps earlier files: one more each
+                    t0 = time.perf_counter()
+                    uploader.set_input_files(str(example))
+                    wait_for_answers(page, count)
+                    timings.append(time.perf_counter() - t0)
+                page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
+                memory_classify = rss_mb(server.process.pid)
+                methods = {method: show_method(page, method, len(examples)) for method in ("Grad-CAM++", "ScoreCAM", "Grad-CAM")}
+                memory_methods = rss_mb(server.process.pid)
                 t0 = time.perf_counter()
-                uploader.set_input_files(str(example))
-                wait_for_answers(page, count)
-                timings.append(time.perf_counter() - t0)
-            page.screenshot(path=str(SCREENSHOTS / "classify.png"), full_page=True)
-            memory_classify = rss_mb(server.pid)
-            methods = {method: show_method(page, method, len(examples)) for method in ("Grad-CAM++", "ScoreCAM", "Grad-CAM")}
-            memory_methods = rss_mb(server.pid)
-            t0 = time.perf_counter()
-            page.goto(f"{url}/metrics")  # first visit: nothing of this page is cached yet
-            page.get_by_text("Training runs (MLflow)").wait_for(timeout=120_000)  # the page's last section drawn
-            metrics_ready = time.perf_counter() - t0
-            for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
-                page.goto(f"{url}/{path}")
-                page.wait_for_timeout(6_000)  # charts and tables render after the script run
-                page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=True)
-            memory = rss_mb(server.pid)
+                page.goto(f"{server.url}/metrics")  # first visit: nothing of this page is cached yet
+                page.get_by_text("Training runs (MLflow)").wait_for(timeout=120_000)  # the page's last section drawn
+                metrics_ready = time.perf_counter() - t0
+                for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
+                    page.goto(f"{server.url}/{path}")
+                    page.wait_for_timeout(6_000)  # charts and tables render after the script run
+                    page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=True)
+                memory = rss_mb(server.process.pid)
         finally:
             browser.close()
-            server.terminate()
-            server.wait(timeout=30)
-            server_log.close()
     warm = sorted(timings)[len(timings) // 2]
     rows = [
         ("Metrics page ready on first visit (to its last section)", f"{metrics_ready:.1f} s", "—", "≤ 3 s"),
@@ -163,18 +116,13 @@ def main() -> None:
             "well under 1 s of compute",
         ),
         ("serving process memory (RSS) after the answers on the Classify page", f"{memory_classify:.0f} MB", "—", "—"),
-        (
-            f"Grad-CAM++ for the {len(examples)} images, first use (loads TensorFlow and the Keras model)",
-            f"{methods['Grad-CAM++']:.1f} s",
-            "—",
-            "—",
-        ),
-        (f"ScoreCAM for the {len(examples)} images", f"{methods['ScoreCAM']:.1f} s", "—", "—"),
+        (f"Grad-CAM++ for the {len(examples)} images, first use", f"{methods['Grad-CAM++']:.2f} s", "—", "—"),
+        (f"ScoreCAM for the {len(examples)} images", f"{methods['ScoreCAM']:.2f} s", "—", "—"),
         ("back to Grad-CAM (it came with the answers)", f"{methods['Grad-CAM']:.2f} s", "—", "—"),
-        ("serving process memory (RSS) after the other methods (TensorFlow loaded)", f"{memory_methods:.0f} MB", "—", "—"),
+        ("serving process memory (RSS) after the other methods", f"{memory_methods:.0f} MB", "—", "—"),
         ("serving process memory (RSS) after also opening every other page", f"{memory:.0f} MB", "—", "—"),
     ]
-    print(append_results("App", "python bench/app.py", rows, "Includes browser upload and rendering round trips."))
+    print(append_results("App", "python -m bench.app", rows, "Includes browser upload and rendering round trips."))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-sys.path.insert(0, str(RESULTS.parent.parent))  # run as `python bench/x.py` from the project root
 
 
 def timed(function: Callable[[], object], runs: int, warmup: int = 3) -> np.ndarray:

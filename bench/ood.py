@@ -1,6 +1,6 @@
 """Measure the not-a-chest-X-ray checks: false alarms on held-out X-rays, detection on generated non-X-rays.
 
-    python bench/ood.py [--model models/served]
+    python -m bench.ood [--model models/served]
 
 In-distribution: the served model's internal-test images (patients never used
 for training; the feature-distance limit was set on validation). Out of
@@ -16,15 +16,15 @@ import argparse
 import io
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from common import append_results
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
 
-from pneumo_core.config import default_data_dir, served_model_dir  # noqa: E402
-from pneumo_core.data import class_root  # noqa: E402
-from pneumo_core.predict import Predictor  # noqa: E402
-from pneumo_core.registry import EVALUATION_DIR  # noqa: E402
+from bench.common import append_results
+from pneumo_core.config import default_data_dir, served_model_dir
+from pneumo_core.data import class_root
+from pneumo_core.predict import Predictor
+from pneumo_core.registry import EVALUATION_DIR
 
 
 def png(array: np.ndarray) -> bytes:
@@ -108,7 +108,7 @@ def main() -> None:
     print(
         append_results(
             "Not-a-chest-X-ray checks",
-            "python bench/ood.py",
+            "python -m bench.ood",
             rows,
             f"Model: {predictor.metadata.get('name')}; limit {predictor.density.limit:.1f} (Mahalanobis, Ledoit-Wolf)."
             if predictor.density

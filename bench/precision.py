@@ -1,6 +1,6 @@
 """Mixed precision for training: a DenseNet121 train step in float32 against mixed_bfloat16.
 
-    python bench/precision.py [--steps 6]
+    python -m bench.precision [--steps 6]
 
 This CPU has AVX512-BF16 (a bfloat16 matmul runs at about twice the float32 rate), so
 ``keras.mixed_precision.set_global_policy("mixed_bfloat16")`` could speed up training.
@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 
-from common import append_results
+from bench.common import append_results
 
 STEP = """
 import json, time, numpy as np, keras
@@ -54,7 +54,7 @@ def main() -> None:
         ("mixed_bfloat16 train step", f"{mixed:.2f} s", f"{baseline / mixed:.2f} × the float32 speed", "> 1 × to adopt"),
     ]
     notes = "DenseNet121, 128 px, batch 32, AdamW; one subprocess per policy."
-    print(append_results("Mixed precision (training)", f"python bench/precision.py --steps {args.steps}", rows, notes))
+    print(append_results("Mixed precision (training)", f"python -m bench.precision --steps {args.steps}", rows, notes))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Alternative runtimes for the forward pass: XLA, TFLite (XNNPACK), ONNX Runtime, against the compiled TF function.
 
-    python bench/runtimes.py [--model models/served] [--runs 50]
+    python -m bench.runtimes [--model models/served] [--runs 50]
 
 Each runtime gets the same model-input tensor (224-px, DenseNet-scaled); the table gives
 batch-1 latency and batch-32 throughput as ratios to TensorFlow's compiled function in
@@ -15,13 +15,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from common import append_results, timed
+import numpy as np
+import tensorflow as tf
 
-from pneumo_core.config import served_model_dir  # noqa: E402
-from pneumo_core.model import LOGIT_LAYER  # noqa: E402
-from pneumo_core.registry import load_model_dir  # noqa: E402
+from bench.common import append_results, timed
+from pneumo_core.config import served_model_dir
+from pneumo_core.model import LOGIT_LAYER
+from pneumo_core.registry import load_model_dir
 
 THREADS = os.cpu_count() or 1
 
@@ -110,7 +110,7 @@ def main() -> None:
     print(
         append_results(
             "Alternative runtimes",
-            "python bench/runtimes.py",
+            "python -m bench.runtimes",
             rows,
             f"Model: {metadata.get('name')}; {THREADS} threads everywhere; "
             f"TFLite through LiteRT (ai-edge-litert), as served. {skipped}".strip(),

@@ -1,6 +1,6 @@
 """Serving benchmarks: single upload → probability, folder throughput, heat maps per method, the CPU's own limit.
 
-    python bench/serving.py [--model models/served] [--runs 100]
+    python -m bench.serving [--model models/served] [--runs 100]
 
 Every ratio is against a baseline measured in this same process.
 """
@@ -16,16 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from common import append_results, p50_p95, timed
-from PIL import Image  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from PIL import Image
 
-from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM  # noqa: E402
-from pneumo_core.config import served_model_dir  # noqa: E402
-from pneumo_core.predict import Predictor  # noqa: E402
-from pneumo_core.reference_cams import ReferenceExplainer  # noqa: E402
-from pneumo_core.registry import load_model_dir  # noqa: E402
+from bench.common import append_results, p50_p95, timed
+from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM
+from pneumo_core.config import served_model_dir
+from pneumo_core.predict import Predictor
+from pneumo_core.reference_cams import ReferenceExplainer
+from pneumo_core.registry import load_model_dir
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DENSENET121_GMACS_224 = 2.87  # multiply-accumulates of one 224-px forward pass (Keras DenseNet121, no top)
@@ -158,7 +158,7 @@ def main() -> None:
     print(
         append_results(
             "Serving",
-            "python bench/serving.py" + (f" --model {args.model}" if args.model else ""),
+            "python -m bench.serving" + (f" --model {args.model}" if args.model else ""),
             rows,
             f"Model: {metadata.get('name')} ({size} px). The app and the CLI serve the TFLite copy (LiteRT, XNNPACK, "
             "2 threads, batch 1); the tensorflow runtime is the compiled graph at batch 32.",

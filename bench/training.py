@@ -1,6 +1,6 @@
 """Training benchmarks: cached-feature frozen recipe vs the seed's way, and input pipeline vs bare train step.
 
-    python bench/training.py [--images 320]
+    python -m bench.training [--images 320]
 
 Timings use random-init weights (speed does not depend on the weights) on a
 subset of real images and are extrapolated linearly to the 3,725-image train split.
@@ -12,15 +12,15 @@ import argparse
 import math
 import time
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from common import append_results
+import keras
+import numpy as np
+import tensorflow as tf
 
-from pneumo_core.config import default_data_dir  # noqa: E402
-from pneumo_core.data import class_root, list_labelled_images, load_canonical_images  # noqa: E402
-from pneumo_core.datasets import Augmentation, make_dataset  # noqa: E402
-from pneumo_core.model import POOLED_LAYER, build_classifier, build_head  # noqa: E402
+from bench.common import append_results
+from pneumo_core.config import default_data_dir
+from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
+from pneumo_core.datasets import Augmentation, make_dataset
+from pneumo_core.model import POOLED_LAYER, build_classifier, build_head
 
 TRAIN_IMAGES, EPOCHS = 3725, 15
 
@@ -109,7 +109,7 @@ def main() -> None:
     print(
         append_results(
             "Training",
-            f"python bench/training.py --images {args.images}",
+            f"python -m bench.training --images {args.images}",
             rows,
             "Extrapolated to the 3,725-image train split; random-init weights.",
         )

@@ -2,77 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 
+from ui import harness
+from ui.harness import launch_chromium
+
 from .conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-
-
-class RunningServer(NamedTuple):
-    url: str
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def streamlit_server(model_dir: Path, workdir: Path, **env: str):
-    """``streamlit run`` on a free loopback port with the given model and extra environment; yields (url, log)."""
-    if not Path(CHROMIUM).exists():
+    """The app on a free loopback port with the given model and extra environment (skipped without Chromium)."""
+    if not harness.chromium_available():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    port = free_port()
-    env = {**os.environ, "PNEUMO_MODEL_DIR": str(model_dir), "PNEUMO_RUNS_DIR": str(workdir / "runs"), **env}
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1"]
-    log_path = workdir / "streamlit.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            process.kill()
-            pytest.fail("the Streamlit server did not become healthy in 90 s")
-        try:
-            yield RunningServer(url, log_path)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    env = {"PNEUMO_MODEL_DIR": str(model_dir), "PNEUMO_RUNS_DIR": str(workdir / "runs"), **env}
+    try:
+        with harness.streamlit_server(workdir / "streamlit.log", **env) as running:
+            yield running
+    except harness.ServerStartError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +57,7 @@ def page_with_answer(url: str, upload: Path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
@@ -155,7 +113,7 @@ def test_a_public_server_without_password_offers_viewers_no_operator_control(tin
     ARTIFACTS.mkdir(exist_ok=True)
     with streamlit_server(tiny_model_dir, tmp_path, PNEUMO_PUBLIC="1", PNEUMO_OPERATOR_PASSWORD="") as running:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = launch_chromium(playwright)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{running.url}/training", wait_until="domcontentloaded")  # a fresh server's first visitor, deep-linked
@@ -185,7 +143,7 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
     pages = {"metrics": "Internal test and external sites", "model_card": "Intended use", "training": "Operator actions"}
     with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", PNEUMO_DATA_DIR=str(tmp_path / "none")) as running:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = launch_chromium(playwright)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 for path, landmark in pages.items():  # a text each page shows once its content is drawn
