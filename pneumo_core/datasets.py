@@ -7,6 +7,8 @@ so an epoch never touches the disk: the pipeline shuffles, batches, augments
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -16,6 +18,15 @@ from .model import to_model_input
 from .train_config import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class Split:
+    """One split's films in memory: file names, canonical images ``(N, 224, 224)`` uint8 and labels."""
+
+    files: list[str]
+    images: np.ndarray
+    labels: np.ndarray
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:

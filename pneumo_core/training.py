@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -24,32 +22,27 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from . import CLASS_NAMES
 from .callbacks import ProgressCallback
-from .config import portable_path
+from .candidate import package_candidate
 from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
-from .datasets import make_dataset
-from .evaluate import predictions_frame, write_evaluation
-from .logits import sigmoid
-from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
+from .datasets import Split, make_dataset
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
-from .network import KerasNetwork
-from .ood import FeatureDensity
-from .predict import Predictor
-from .preprocess import PREPROCESSING_SPEC
 from .progress import ProgressWriter
-from .registry import EVALUATION_DIR, git_commit, save_model_dir
 from .tracking import MlflowEpochLogger, TrackedRun
 from .train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Split:
-    files: list[str]
-    images: np.ndarray
-    labels: np.ndarray
+HEAD_PATIENCE, FINE_TUNE_PATIENCE, SCRATCH_PATIENCE = 3, 2, 4
+"""Epochs without a better validation AUC before a phase stops (and its best weights come back)."""
+PLATEAU_FACTOR, MIN_LR = 0.2, 1e-7
+"""The transfer recipe's ReduceLROnPlateau: multiply the rate by this when validation loss stalls."""
+FINE_TUNE_LR_FRACTION = 0.1
+"""Fine-tuning runs at this fraction of the head's learning rate."""
+LATER_PHASE_PEAK_FRACTION = 0.2
+"""From-scratch phases after the first start from trained weights: their peak rate is this fraction of the first's."""
+FIRST_WARMUP_FRACTION, LATER_WARMUP_FRACTION = 0.1, 0.05
+"""Share of a phase's steps spent warming up to its peak rate (the first phase starts from random weights)."""
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -64,10 +57,20 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: float(len(labels) / (2 * counts[c])) for c in range(2) if counts[c]}
 
 
+def resumed_config(config: TrainConfig) -> TrainConfig:
+    """A resumed run keeps the settings it started with (its ``config.json``), with the caller's progress file."""
+    saved = Path(config.output_dir) / config.run_name / "config.json"
+    if not saved.exists():
+        return config
+    return TrainConfig(**{**json.loads(saved.read_text()), "progress_file": config.progress_file})
+
+
 class Trainer:
     """One run's state: data, model phases, checkpoints and bookkeeping."""
 
     def __init__(self, config: TrainConfig, resume: bool = False):
+        if resume:
+            config = resumed_config(config)
         config = config.effective()  # a quick check shrinks whatever the caller left at its default
         self.config = config
         self.run_dir = Path(config.output_dir) / config.run_name
@@ -160,8 +163,8 @@ class Trainer:
                 head = keras.Model(inputs, build_head(inputs, cfg.dropout, cfg.head_units))
                 head.compile(keras.optimizers.Adam(cfg.lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
             steps = math.ceil(len(train_x) / cfg.batch_size)
-            callbacks = self._callbacks("head", cfg.epochs, steps, tracked, 3) + [
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_lr=1e-7)
+            callbacks = self._callbacks("head", cfg.epochs, steps, tracked, HEAD_PATIENCE) + [
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=PLATEAU_FACTOR, patience=2, min_lr=MIN_LR)
             ]
             head.fit(
                 train_x,
@@ -187,7 +190,11 @@ class Trainer:
             for layer in base_layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False  # keep ImageNet statistics (inference mode)
-            model.compile(keras.optimizers.Adam(cfg.lr / 10), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+            model.compile(
+                keras.optimizers.Adam(cfg.lr * FINE_TUNE_LR_FRACTION),
+                "binary_crossentropy",
+                metrics=[keras.metrics.AUC(name="auc")],
+            )
             self._fit(
                 model,
                 splits,
@@ -196,8 +203,8 @@ class Trainer:
                 cfg.fine_tune_epochs,
                 tracked,
                 "fine_tune",
-                patience=2,
-                extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=1, min_lr=1e-7)],
+                patience=FINE_TUNE_PATIENCE,
+                extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=PLATEAU_FACTOR, patience=1, min_lr=MIN_LR)],
             )
 
         if cfg.fine_tune_layers and cfg.fine_tune_epochs:
@@ -209,7 +216,7 @@ class Trainer:
         cfg = self.config
         previous: keras.Model | None = None
         for index, (size, epochs, batch) in enumerate(cfg.scratch_phases()):
-            peak = cfg.scratch_lr if index == 0 else cfg.scratch_lr * 0.2
+            peak = cfg.scratch_lr if index == 0 else cfg.scratch_lr * LATER_PHASE_PEAK_FRACTION
 
             def train(
                 model: keras.Model, size=size, epochs=epochs, batch=batch, peak=peak, index=index, previous=previous
@@ -221,14 +228,14 @@ class Trainer:
                     0.0,
                     decay_steps=max(1, epochs * steps),
                     warmup_target=peak,
-                    warmup_steps=max(1, int((0.1 if index == 0 else 0.05) * epochs * steps)),
+                    warmup_steps=max(1, int((FIRST_WARMUP_FRACTION if index == 0 else LATER_WARMUP_FRACTION) * epochs * steps)),
                 )
                 model.compile(
                     keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                     keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing),
                     metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
                 )
-                self._fit(model, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=4)
+                self._fit(model, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=SCRATCH_PATIENCE)
 
             previous = self._phase(
                 f"scratch_{size}px", lambda size=size: build_classifier(size, None, cfg.dropout, cfg.head_units), train
@@ -275,60 +282,14 @@ class Trainer:
             tracked.log_artifact(manifest_path)
             model = self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
             self.progress.emit("phase", phase="evaluate")
-            candidate = self.finalize(model, splits, recipe, weights_used, data_hash, tracked)
+            train_seconds = self.state.get("train_seconds", 0.0)  # training phases only, summed over resumes
+            candidate = package_candidate(
+                model, splits, cfg, self.run_dir, train_seconds, recipe, weights_used, data_hash, tracked
+            )
             tracked.log_model_dir(candidate)
         self.progress.emit(
             "done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"]
         )
-        return candidate
-
-    def finalize(self, model, splits, recipe, weights_used, data_hash, tracked) -> Path:
-        """Calibrate and choose the threshold on validation, measure val and internal test, save the model dir."""
-        cfg = self.config
-        serving = Predictor(
-            KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5}
-        )  # the serving graph
-        logits, features = {}, {}
-        for name in ("train", "val", "test"):
-            logits[name], features[name] = serving.forward(splits[name].images)
-        temperature = fit_temperature(splits["val"].labels, logits["val"])
-        threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
-        candidate = self.run_dir / "model"
-        metrics, uncalibrated, intervals = {}, {}, {}
-        for name in ("val", "test"):
-            frame = predictions_frame(splits[name].files, splits[name].labels, logits[name], temperature, threshold)
-            metrics[name] = write_evaluation(frame, threshold, candidate / EVALUATION_DIR, name)
-            uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
-            intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
-        metadata = {
-            "name": f"pneumo-densenet121-{cfg.run_name}",
-            "class_names": list(CLASS_NAMES),
-            "input_size": cfg.img_size,
-            "preprocessing": PREPROCESSING_SPEC,
-            "threshold": threshold,
-            "threshold_rule": THRESHOLD_RULE.format(target=cfg.target_sensitivity),
-            "temperature": temperature,
-            "recipe": recipe,
-            "base_weights": weights_used,
-            "data_manifest_sha256": data_hash,
-            "split_sizes": {name: int(len(split.labels)) for name, split in splits.items()},
-            "metrics": metrics,
-            "confidence_intervals": intervals,
-            "uncalibrated_at_0.5": uncalibrated,
-            "train_seconds": round(self.state.get("train_seconds", 0.0), 1),
-            "mlflow_run_id": tracked.run_id,  # training phases only, summed over resumes
-            "config": {
-                **asdict(cfg),
-                **{key: portable_path(getattr(cfg, key)) for key in ("data_dir", "output_dir", "progress_file")},
-            },
-            "git_commit": git_commit(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "smoke": cfg.smoke,
-        }
-        save_model_dir(model, candidate, metadata)
-        FeatureDensity.fit(features["train"], features["val"]).save(candidate)
-        shutil.copy(self.run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
-        tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
         return candidate
 
 

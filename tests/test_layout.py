@@ -63,7 +63,7 @@ SERVING = {
     "data",
 }
 """The modules that answer, explain, score folders and run the app's pages and the REST API: TensorFlow-free at import.
-On the TensorFlow side: model, network (the TensorFlow runtime and the TFLite export), datasets, training, callbacks,
+On the TensorFlow side: model, network (the TensorFlow runtime and the TFLite export), datasets, training, candidate, callbacks,
 tracking, sanity, reference_cams."""
 
 

@@ -1,0 +1,83 @@
+"""A trained model becomes a candidate: calibrated, thresholded and measured on validation, measured once on the
+internal test, and written as a model directory that :func:`pneumo_core.registry.promote` can serve."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+
+from . import CLASS_NAMES
+from .config import portable_path
+from .datasets import Split
+from .evaluate import predictions_frame, write_evaluation
+from .logits import sigmoid
+from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
+from .network import KerasNetwork
+from .ood import FeatureDensity
+from .predict import Predictor
+from .preprocess import PREPROCESSING_SPEC
+from .registry import EVALUATION_DIR, git_commit, save_model_dir
+from .tracking import TrackedRun
+from .train_config import TrainConfig
+
+
+def package_candidate(
+    model: keras.Model,
+    splits: dict[str, Split],
+    cfg: TrainConfig,
+    run_dir: Path,
+    train_seconds: float,
+    recipe: str,
+    weights_used: str,
+    data_hash: str,
+    tracked: TrackedRun,
+) -> Path:
+    """Calibrate and choose the threshold on validation, measure validation and internal test, and write the
+    candidate model directory ``run_dir/model`` (model files, metadata, feature density, evaluation)."""
+    serving = Predictor(KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5})  # the serving graph
+    logits, features = {}, {}
+    for name in ("train", "val", "test"):
+        logits[name], features[name] = serving.forward(splits[name].images)
+    temperature = fit_temperature(splits["val"].labels, logits["val"])
+    threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
+    candidate = run_dir / "model"
+    metrics, uncalibrated, intervals = {}, {}, {}
+    for name in ("val", "test"):
+        frame = predictions_frame(splits[name].files, splits[name].labels, logits[name], temperature, threshold)
+        metrics[name] = write_evaluation(frame, threshold, candidate / EVALUATION_DIR, name)
+        uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
+        intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
+    metadata = {
+        "name": f"pneumo-densenet121-{cfg.run_name}",
+        "class_names": list(CLASS_NAMES),
+        "input_size": cfg.img_size,
+        "preprocessing": PREPROCESSING_SPEC,
+        "threshold": threshold,
+        "threshold_rule": THRESHOLD_RULE.format(target=cfg.target_sensitivity),
+        "temperature": temperature,
+        "recipe": recipe,
+        "base_weights": weights_used,
+        "data_manifest_sha256": data_hash,
+        "split_sizes": {name: int(len(split.labels)) for name, split in splits.items()},
+        "metrics": metrics,
+        "confidence_intervals": intervals,
+        "uncalibrated_at_0.5": uncalibrated,
+        "train_seconds": round(train_seconds, 1),
+        "mlflow_run_id": tracked.run_id,
+        "config": {
+            **asdict(cfg),
+            **{key: portable_path(getattr(cfg, key)) for key in ("data_dir", "output_dir", "progress_file")},
+        },
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": cfg.smoke,
+    }
+    save_model_dir(model, candidate, metadata)
+    FeatureDensity.fit(features["train"], features["val"]).save(candidate)
+    shutil.copy(run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
+    tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
+    return candidate
