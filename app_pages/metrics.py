@@ -13,7 +13,7 @@ from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_d
 from pneumo_core.data import class_root, labelled_folders
 from pneumo_core.evaluate import roc_pr_figures
 from pneumo_core.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.predict import decode_canonical
+from pneumo_core.predict import load_canonical_films
 from pneumo_core.registry import EVALUATION_DIR
 from pneumo_core.run_history import recent_runs
 from pneumo_core.saliency import overlay
@@ -183,6 +183,129 @@ def site_result(profile) -> None:
         st.success(f"Every answer now uses site profile {profile.name} (threshold {profile.threshold:.3f}).")
 
 
+def explore_threshold(frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, point: dict, served_threshold: float):
+    """The threshold explorer: metrics, a clickable confusion matrix, ROC, PR and reliability at any threshold.
+    Returns the explored threshold and the confusion matrix's click."""
+    st.subheader("Explore the threshold")
+    st.info(
+        "Exploration only: moving this slider does not change the served model. "
+        "Thresholds are chosen on validation data, never on test data.",
+        icon=":material/search:",
+    )
+    st.session_state.setdefault("explore_threshold", served_threshold)
+    slider, reset = st.columns([4, 1], vertical_alignment="bottom")
+    threshold = slider.slider("Threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key="explore_threshold")
+    reset.button(
+        "Back to the validation threshold",
+        on_click=lambda: st.session_state.update(explore_threshold=served_threshold),
+        key="reset_threshold",
+    )
+    explored = classification_metrics(labels, scores, threshold)
+    columns = st.columns(4)
+    for column, key in zip(columns, ("sensitivity", "specificity", "precision", "npv")):
+        column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs validation threshold")
+    left, right = st.columns(2)
+    with left:
+        clicked = st.plotly_chart(
+            clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
+            width="stretch",
+            on_select="rerun",
+            selection_mode="points",
+            key="confusion",
+        )
+    _, pr = roc_pr_figures(frame, threshold)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    explored_point = (1 - explored["specificity"], explored["sensitivity"])
+    right.plotly_chart(roc_comparison([("internal test", fpr.tolist(), tpr.tolist(), explored_point)]), width="stretch")
+    left.plotly_chart(pr, width="stretch")
+    right.plotly_chart(reliability_figure(labels, scores, point["ece"]), width="stretch")
+    return threshold, clicked
+
+
+def reliability_figure(labels: np.ndarray, scores: np.ndarray, ece: float) -> go.Figure:
+    predicted_mean, observed, counts = reliability_curve(labels, scores)
+    figure = go.Figure(
+        layout={
+            "title": f"Reliability (ECE {ece:.3f})",
+            "xaxis_title": "predicted P(pneumonia)",
+            "yaxis_title": "observed frequency",
+            "xaxis_range": [0, 1],
+            "yaxis_range": [0, 1],
+        }
+    )
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
+    figure.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
+    return figure
+
+
+def published_results() -> None:
+    st.subheader("Published results (not measured here)")
+    st.dataframe(PUBLISHED.astype(object).where(PUBLISHED.notna(), "not reported"), hide_index=True, width="stretch")
+    st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
+
+
+def misclassified_films(frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, threshold: float, clicked) -> None:
+    """The films of a confusion-matrix cell (a click on the matrix picks it) with the heat map of either class."""
+    st.subheader("What the model gets wrong")
+    points = (clicked or {}).get("selection", {}).get("points", []) if clicked else []
+    if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get("applied_click"):
+        truth_name, called_name = st.session_state["applied_click"] = points[0]["customdata"]  # a new click picks the cell
+        st.session_state["cell"] = next(
+            k for k, v in CELLS.items() if v == (CLASS_NAMES.index(truth_name), CLASS_NAMES.index(called_name))
+        )
+    cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
+    truth, called = CELLS[cell]
+    chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]
+    st.caption(f"{len(chosen)} images at threshold {threshold:.2f}.")
+    root = class_root(default_data_dir(), "train")
+    if not (root / CLASS_NAMES[0]).is_dir():
+        st.warning(f"The data folder ({default_data_dir()}) is not available, so the images themselves cannot be shown.")
+        st.dataframe(chosen[["file", "label", "probability"]], hide_index=True)
+        return
+    shown = chosen.sort_values("probability", ascending=bool(called == 0)).head(8)
+    files, canonicals, unreadable = load_canonical_films(root, shown["file"].tolist())
+    for name in unreadable:
+        st.caption(f"{name}: not readable")
+    if not files:
+        return
+    evidence = st.radio(
+        "Heat maps show the evidence for",
+        [f"the answer ({CLASS_NAMES[called]})", "PNEUMONIA", "NORMAL"],
+        horizontal=True,
+        key="grid_class",
+    )
+    explained = CLASS_NAMES[called] if evidence.startswith("the answer") else evidence
+    maps = served.predictor.explain(canonicals, [explained] * len(files))  # Grad-CAM, one batched pass
+    probabilities = dict(zip(shown["file"], shown["probability"]))
+    grid = st.columns(4)
+    for i, (name, canonical, cam) in enumerate(zip(files, canonicals, maps)):
+        grid[i % 4].image(
+            overlay(canonical, cam, 0.35),
+            caption=f"{name} · P={probabilities[name]:.2f} · evidence for {explained}",
+            width="stretch",
+        )
+
+
+def training_runs(metadata: dict) -> None:
+    """The served model's own training summary, and the runs in this machine's MLflow store."""
+    st.subheader("Training runs (MLflow)")
+    st.markdown(
+        f"The served model, **{metadata.get('name')}**, was trained with recipe *{metadata.get('recipe')}* in "
+        f"{metadata.get('train_seconds', 0) / 60:.0f} min (commit `{metadata.get('git_commit', '?')}`): its full run (curves, "
+        "artifacts) lives in the MLflow store of the machine that trained it, not in this clone. Runs trained here:"
+    )
+    try:
+        runs = recent_runs()
+    except Exception as error:  # noqa: BLE001 - any store problem is shown, not raised
+        st.info(f"The MLflow store could not be read ({type(error).__name__}).")
+        return
+    if len(runs):
+        st.dataframe(runs, hide_index=True, width="stretch")
+        st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
+    else:
+        st.caption("No training runs recorded in this MLflow store yet.")
+
+
 st.title("Metrics of the served model")
 served, problem = served_model()
 if served is None:
@@ -207,115 +330,8 @@ st.markdown(
 external_validity(metadata, labels, scores, served.predictor.operating_point)
 point = classification_metrics(labels, scores, served_threshold)
 stored_intervals_table(metadata, point, labels)
-
-st.subheader("Explore the threshold")
-st.info(
-    "Exploration only: moving this slider does not change the served model. "
-    "Thresholds are chosen on validation data, never on test data.",
-    icon=":material/search:",
-)
-st.session_state.setdefault("explore_threshold", served_threshold)
-slider, reset = st.columns([4, 1], vertical_alignment="bottom")
-threshold = slider.slider("Threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key="explore_threshold")
-reset.button(
-    "Back to the validation threshold",
-    on_click=lambda: st.session_state.update(explore_threshold=served_threshold),
-    key="reset_threshold",
-)
-explored = classification_metrics(labels, scores, threshold)
-columns = st.columns(4)
-for column, key in zip(columns, ("sensitivity", "specificity", "precision", "npv")):
-    column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs validation threshold")
-left, right = st.columns(2)
-with left:
-    clicked = st.plotly_chart(
-        clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
-        width="stretch",
-        on_select="rerun",
-        selection_mode="points",
-        key="confusion",
-    )
-roc, pr = roc_pr_figures(frame, threshold)
-fpr, tpr, _ = roc_curve(labels, scores)
-explored_point = (1 - explored["specificity"], explored["sensitivity"])
-right.plotly_chart(roc_comparison([("internal test", fpr.tolist(), tpr.tolist(), explored_point)]), width="stretch")
-left.plotly_chart(pr, width="stretch")
-predicted_mean, observed, counts = reliability_curve(labels, scores)
-reliability = go.Figure(
-    layout={
-        "title": f"Reliability (ECE {point['ece']:.3f})",
-        "xaxis_title": "predicted P(pneumonia)",
-        "yaxis_title": "observed frequency",
-        "xaxis_range": [0, 1],
-        "yaxis_range": [0, 1],
-    }
-)
-reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
-reliability.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
-right.plotly_chart(reliability, width="stretch")
-
-st.subheader("Published results (not measured here)")
-st.dataframe(PUBLISHED.astype(object).where(PUBLISHED.notna(), "not reported"), hide_index=True, width="stretch")
-st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
-
-st.subheader("What the model gets wrong")
-points = (clicked or {}).get("selection", {}).get("points", []) if clicked else []
-if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get("applied_click"):
-    truth_name, called_name = st.session_state["applied_click"] = points[0]["customdata"]  # a new click picks the cell
-    st.session_state["cell"] = next(
-        k for k, v in CELLS.items() if v == (CLASS_NAMES.index(truth_name), CLASS_NAMES.index(called_name))
-    )
-cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
-truth, called = CELLS[cell]
-chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]
-st.caption(f"{len(chosen)} images at threshold {threshold:.2f}.")
-root = class_root(default_data_dir(), "train")
-if not (root / CLASS_NAMES[0]).is_dir():
-    st.warning(f"The data folder ({default_data_dir()}) is not available, so the images themselves cannot be shown.")
-    st.dataframe(chosen[["file", "label", "probability"]], hide_index=True)
-else:
-    shown = chosen.sort_values("probability", ascending=bool(called == 0)).head(8)
-    readable = []
-    for row in shown.itertuples():
-        path = root / row.file
-        canonical = decode_canonical(path.read_bytes()) if path.is_file() else None
-        if isinstance(canonical, np.ndarray):
-            readable.append((row, canonical))
-        else:
-            st.caption(f"{row.file}: not readable")
-    if readable:
-        evidence = st.radio(
-            "Heat maps show the evidence for",
-            [f"the answer ({CLASS_NAMES[called]})", "PNEUMONIA", "NORMAL"],
-            horizontal=True,
-            key="grid_class",
-        )
-        explained = CLASS_NAMES[called] if evidence.startswith("the answer") else evidence
-        canonicals = np.stack([canonical for _, canonical in readable])
-        maps = served.predictor.explain(canonicals, [explained] * len(readable))  # Grad-CAM, one batched pass
-        grid = st.columns(4)
-        for i, ((row, canonical), cam) in enumerate(zip(readable, maps)):
-            grid[i % 4].image(
-                overlay(canonical, cam, 0.35),
-                caption=f"{row.file} · P={row.probability:.2f} · evidence for {explained}",
-                width="stretch",
-            )
-
+threshold, clicked = explore_threshold(frame, labels, scores, point, served_threshold)
+published_results()
+misclassified_films(frame, labels, scores, threshold, clicked)
 validate_on_your_data()
-
-st.subheader("Training runs (MLflow)")
-st.markdown(
-    f"The served model, **{metadata.get('name')}**, was trained with recipe *{metadata.get('recipe')}* in "
-    f"{metadata.get('train_seconds', 0) / 60:.0f} min (commit `{metadata.get('git_commit', '?')}`): its full run (curves, "
-    "artifacts) lives in the MLflow store of the machine that trained it, not in this clone. Runs trained here:"
-)
-try:
-    runs = recent_runs()
-except Exception as error:  # noqa: BLE001 - any store problem is shown, not raised
-    runs = None
-    st.info(f"The MLflow store could not be read ({type(error).__name__}).")
-if runs is not None and len(runs):
-    st.dataframe(runs, hide_index=True, width="stretch")
-    st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
-elif runs is not None:
-    st.caption("No training runs recorded in this MLflow store yet.")
+training_runs(metadata)

@@ -312,6 +312,21 @@ def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDec
     return upload, canonicalize(upload.gray)
 
 
+def load_canonical_films(root: Path, files: list[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """(readable file names, their canonical images ``(N, 224, 224)``, unreadable file names) for files under ``root``."""
+    readable, images, unreadable = [], [], []
+    for name in files:
+        path = Path(root) / name
+        canonical = decode_canonical(path.read_bytes()) if path.is_file() else None
+        if isinstance(canonical, np.ndarray):
+            readable.append(name)
+            images.append(canonical)
+        else:
+            unreadable.append(name)
+    stacked = np.stack(images) if images else np.zeros((0, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8)
+    return readable, stacked, unreadable
+
+
 def decode_canonical(payload: bytes) -> np.ndarray | ImageDecodeError:
     try:
         return canonicalize(decode_image(payload))
