@@ -41,7 +41,11 @@ class ModelSlot:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
     def start(self) -> None:
-        self._future = self._pool.submit(self._load)
+        """Start loading. A lifespan that starts again (as an in-process test client's does) keeps a load that is
+        running or done, and retries one that failed."""
+        failed = self._future is not None and self._future.done() and self._future.exception() is not None
+        if self._future is None or failed:
+            self._future = self._pool.submit(self._load)
 
     def _load(self) -> Predictor:
         started = time.perf_counter()

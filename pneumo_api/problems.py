@@ -8,6 +8,31 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+TITLES = {
+    400: "The multipart body cannot be parsed",
+    401: "An API key is required, or the one sent is not valid",
+    411: "The request must say its length (Content-Length)",
+    413: "The upload is too large",
+    415: "The files must be sent as multipart/form-data",
+    422: "The request is incomplete or malformed",
+    429: "Too many requests (see Retry-After)",
+    503: "The model is still loading, or none can be served",
+}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def documented(*statuses: int) -> dict[int, dict]:
+    """The OpenAPI ``responses`` of an endpoint that can answer these problems (they replace FastAPI's default 422)."""
+    return {status: {"description": TITLES[status], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
 
 
 class Problem(Exception):

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from PIL import Image
 
 from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
@@ -16,7 +17,7 @@ from pneumo_core.config import MAX_FILES_PER_REQUEST
 from pneumo_core.predict import Predictor, answer_record
 from pneumo_core.saliency import overlay
 
-from .problems import Problem
+from .problems import Problem, documented
 from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse
 from .security import require_key
 
@@ -33,6 +34,8 @@ def rate_limited(request: Request) -> None:
 
 
 guarded = [Depends(require_key), Depends(rate_limited)]
+GUARDED_PROBLEMS = documented(401, 429, 503)
+UPLOAD_PROBLEMS = documented(400, 401, 411, 413, 415, 422, 429, 503)
 router = APIRouter()
 
 
@@ -42,14 +45,14 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, tags=["health"], responses={503: {"description": "still loading"}})
+@router.get("/readyz", response_model=Health, tags=["health"], responses=documented(503))
 def readyz(request: Request) -> Health:
     """The model is loaded and warmed up (503 until then)."""
     request.app.state.model.get()
     return Health(status="ready")
 
 
-@router.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])
+@router.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"], responses=GUARDED_PROBLEMS)
 def model_info(served: Annotated[Predictor, Depends(predictor)]) -> ModelInfo:
     metadata = served.metadata
     metrics = {split: {k: float(v) for k, v in values.items()} for split, values in metadata.get("metrics", {}).items()}
@@ -71,16 +74,28 @@ async def _payloads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
     if not files:
         raise Problem(422, "No file was sent", "Send one or more files in the multipart field 'files'.")
     if len(files) > MAX_FILES_PER_REQUEST:
-        raise Problem(413, "Too many files", f"At most {MAX_FILES_PER_REQUEST} files per request.")
+        raise Problem(422, "Too many files", f"At most {MAX_FILES_PER_REQUEST} files per request.")
     return [(upload.filename or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
 
 
 @router.post(
-    "/v1/predict", response_model=PredictResponse, response_model_exclude_none=True, dependencies=guarded, tags=["answers"]
+    "/v1/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    dependencies=guarded,
+    tags=["answers"],
+    responses=UPLOAD_PROBLEMS,
 )
 async def predict(
     request: Request,
-    files: Annotated[list[UploadFile], File(description="chest X-rays")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description=f"chest X-rays, 1 to {MAX_FILES_PER_REQUEST} files (more are refused with 422)",
+            min_length=1,
+            json_schema_extra={"maxItems": MAX_FILES_PER_REQUEST},
+        ),
+    ],
     served: Annotated[Predictor, Depends(predictor)],
 ) -> dict:
     """One answer per file, in order: exactly the ``predict`` command line's records."""
@@ -92,7 +107,12 @@ async def predict(
 
 
 @router.post(
-    "/v1/explain", response_model=ExplainResponse, response_model_exclude_none=True, dependencies=guarded, tags=["answers"]
+    "/v1/explain",
+    response_model=ExplainResponse,
+    response_model_exclude_none=True,
+    dependencies=guarded,
+    tags=["answers"],
+    responses=UPLOAD_PROBLEMS,
 )
 async def explain(
     request: Request,
@@ -129,7 +149,13 @@ async def explain(
     }
 
 
-@router.get("/metrics", tags=["health"], dependencies=[Depends(require_key)])
+@router.get(
+    "/metrics",
+    tags=["health"],
+    dependencies=[Depends(require_key)],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **documented(401)},
+)
 def metrics(request: Request):
     """Prometheus text: requests, latency, films answered and withheld, model load time."""
     telemetry, slot = request.app.state.telemetry, request.app.state.model
