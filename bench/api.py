@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 
-from bench.app import rss_mb
-from bench.common import append_results, p50_p95
+from bench.common import append_results, p50_p95, rss_mb
 from pneumo_core.predict import Predictor
 from ui.harness import PROJECT_ROOT, free_port
 

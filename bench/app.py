@@ -10,26 +10,11 @@ saves a screenshot of every page in bench/out/screenshots/.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from bench.common import append_results
+from bench.common import append_results, rss_mb
 from ui.harness import PROJECT_ROOT, launch_chromium, streamlit_server
 
 SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB."""
-    total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if status.parent.name == str(pid) or fields.get("PPid", "").strip() == str(pid):
-            total += int(fields.get("VmRSS", "0 kB").split()[0])
-    return total / 1024
 
 
 def wait_for_answers(page, count: int) -> None:
