@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import streamlit as st
 from pneumo_core.cams import METHODS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
+from pneumo_core.monitor import record as record_answers
 from pneumo_core.predict import Case
 from pneumo_core.saliency import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
@@ -100,9 +102,10 @@ digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
 missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
 if missing:
     with st.spinner("Classifying…"):
-        for digest, case in zip(
-            [d for d, _ in missing], served.predictor.classify([item for _, item in missing], with_maps=True)
-        ):
+        started = time.perf_counter()
+        answered = served.predictor.classify([item for _, item in missing], with_maps=True)
+        record_answers(answered, served.predictor, "app", time.perf_counter() - started)  # no image, no file name
+        for (digest, _), case in zip(missing, answered):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from typing import Annotated, Literal
 
 import numpy as np
@@ -14,7 +15,8 @@ from PIL import Image
 
 from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST
-from pneumo_core.predict import Predictor, answer_record
+from pneumo_core.monitor import record as record_answers
+from pneumo_core.predict import Case, Predictor, answer_record
 from pneumo_core.saliency import overlay
 
 from .problems import Problem, documented
@@ -78,6 +80,14 @@ async def _payloads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
     return [(upload.filename or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
 
 
+def _answer(served: Predictor, payloads: list[tuple[str, bytes]], with_maps: bool) -> list[Case]:
+    """Classify and record each answered film in the monitoring store (no image, no file name)."""
+    started = time.perf_counter()
+    cases = served.classify(payloads, with_maps)
+    record_answers(cases, served, "api", time.perf_counter() - started)
+    return cases
+
+
 @router.post(
     "/v1/predict",
     response_model=PredictResponse,
@@ -100,7 +110,7 @@ async def predict(
 ) -> dict:
     """One answer per file, in order: exactly the ``predict`` command line's records."""
     payloads = await _payloads(files)
-    cases = await run_in_threadpool(served.classify, payloads)  # off the event loop
+    cases = await run_in_threadpool(_answer, served, payloads, False)  # off the event loop
     records = [answer_record(name, case, served.operating_point) for (name, _), case in zip(payloads, cases)]
     request.app.state.telemetry.count_films(records)
     return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
@@ -123,7 +133,7 @@ async def explain(
 ) -> dict:
     """The answer for one film plus a heat map (overlay PNG and a 28 × 28 map) of the evidence for a class."""
     payloads = await _payloads([file])
-    case = (await run_in_threadpool(served.classify, payloads, True))[0]
+    case = (await run_in_threadpool(_answer, served, payloads, True))[0]
     record = answer_record(payloads[0][0], case, served.operating_point)
     request.app.state.telemetry.count_films([record])
     body = {

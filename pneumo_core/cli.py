@@ -1,5 +1,5 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|export-tflite``: the command-line contract other
-tools rely on.
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|export-tflite``: the command-line contract
+other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
     sanity.add_argument("--images", type=int, default=64, help="how many images, evenly spaced over the list (default 64)")
     sanity.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    monitor = commands.add_parser("monitor", help="what was answered, and whether inputs drift from validation")
+    monitor.add_argument("--since", default=None, help="a duration (7d, 12h, 30m) or an ISO date (default: everything)")
+    monitor.add_argument("--model", type=Path, default=None, help="model directory whose answers and reference to use")
+    monitor.add_argument("--db", type=Path, default=None, help="the store (default $PNEUMO_MONITOR_DB or runs/monitor.db)")
+    monitor.add_argument("--json", action="store_true", help="print one JSON object")
     export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
     export.add_argument("--model", type=Path, default=None)
     return parser
@@ -344,12 +349,46 @@ def run_export_tflite(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_monitor(args: argparse.Namespace) -> int:
+    from .config import served_model_dir
+    from .monitor import answers, drift_report, parse_since, validation_reference
+    from .registry import read_metadata
+
+    try:
+        since = parse_since(args.since)
+        directory = args.model or served_model_dir()
+        metadata = read_metadata(directory)
+    except (ValueError, ModelLoadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = answers(since, args.db)
+    mine = rows["model_sha256"] == metadata.get("model_sha256")
+    window = {name: values[mine] for name, values in rows.items()}  # the reference belongs to this model
+    report = {
+        "model": metadata.get("name"),
+        "since": since,
+        "other_models_answers": int((~mine).sum()),
+        **drift_report(window, *validation_reference(directory)),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    drift = report["drift"]
+    print(f"model: {report['model']}  answers: {report['answers']}  verdicts: {report['verdicts']}")
+    for signal in drift["signals"]:
+        values = "not enough data" if signal["psi"] is None else f"PSI {signal['psi']:.3f}, KS p {signal['ks_pvalue']:.2g}"
+        print(f"  {signal['name']:<17} n={signal['n']:<6} {values}{'  ← drift' if signal['alert'] else ''}")
+    print(f"drift alert: {'YES' if drift['alert'] else 'no'} ({drift['rule']})")
+    return EXIT_OK
+
+
 COMMANDS = {
     "predict": run_predict,
     "explain": run_explain,
     "evaluate": run_evaluate,
     "calibrate": run_calibrate,
     "sanity": run_sanity,
+    "monitor": run_monitor,
     "export-tflite": run_export_tflite,
 }
 

@@ -31,6 +31,8 @@ API_KEYS_ENV = "PNEUMO_API_KEYS"
 API_AUTH_ENV = "PNEUMO_API_AUTH"
 API_RATE_ENV = "PNEUMO_API_RATE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+MONITOR_DB_ENV = "PNEUMO_MONITOR_DB"
+MONITOR_RETENTION_ENV = "PNEUMO_MONITOR_RETENTION_DAYS"
 
 MAX_FILES_PER_REQUEST = 12
 """Films answered at once by the app's Classify page and by one REST API request."""
@@ -89,6 +91,19 @@ def runs_dir() -> Path:
 def audit_log_path() -> Path:
     """The operator-action log (:mod:`pneumo_core.audit`), beside the runs."""
     return runs_dir() / "operator_actions.jsonl"
+
+
+def monitor_db_path() -> Path:
+    """The monitoring store (:mod:`pneumo_core.monitor`): one row per answered film, nothing identifying."""
+    return Path(os.environ.get(MONITOR_DB_ENV, runs_dir() / "monitor.db"))
+
+
+def monitor_retention_days() -> float:
+    """Rows older than this are deleted (``$PNEUMO_MONITOR_RETENTION_DAYS``, default 90; 0 keeps everything)."""
+    try:
+        return max(0.0, float(os.environ.get(MONITOR_RETENTION_ENV, "90")))
+    except ValueError:
+        return 90.0
 
 
 def mlflow_tracking_uri() -> str:

@@ -159,3 +159,14 @@ def test_api_answers_equal_the_cli_on_real_films(capsys):
     assert [r["operating_point"] for r in api_records] == [r["operating_point"] for r in cli]
     assert np.allclose([r["probability"] for r in api_records], [r["probability"] for r in cli], atol=1e-6)
     assert api_records == cli  # the very same records
+
+
+def test_answers_are_recorded_for_monitoring(api, tmp_path, monkeypatch):
+    from pneumo_core import monitor
+
+    monkeypatch.setenv("PNEUMO_MONITOR_DB", str(tmp_path / "monitor.db"))
+    files = [("files", ("a.png", FILM, "image/png")), ("files", ("bad.png", b"nope", "image/png"))]
+    assert api.post("/v1/predict", files=files).status_code == 200
+    assert api.post("/v1/explain", files={"file": ("b.png", FILM, "image/png")}).status_code == 200
+    rows = monitor.answers()
+    assert list(rows["source"]) == ["api", "api"]  # two films answered; the unreadable one left no row

@@ -495,3 +495,19 @@ def test_the_heat_map_can_show_the_evidence_for_either_class(app_env):
     at.radio(key="cam_class").set_value(other).run()
     assert not at.exception and f"Grad-CAM: evidence for {other}" in captions()
     assert [key[1:] for key in at.session_state["cams"]] == [("Grad-CAM", answer), ("Grad-CAM", other)]  # once each
+
+
+def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monkeypatch):
+    from pneumo_core import monitor
+
+    at = run_page()
+    next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
+    rows = monitor.answers()
+    assert list(rows["source"]) == ["app"] and len(rows["time"]) == 1  # one film answered, one row
+    at.run()  # a re-render (sliders, reruns) answers nothing new
+    assert len(monitor.answers()["time"]) == 1
+    at = run_page("app_pages/monitoring.py")
+    assert "1 answers" in texts(at) and "drift is judged from 50 on" in texts(at)
+    with bind_address("0.0.0.0"):  # exposed without a password: it summarises every visitor's answers
+        at = run_page("app_pages/monitoring.py")
+    assert "1 answers" not in texts(at)

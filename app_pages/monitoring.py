@@ -1,0 +1,110 @@
+"""Monitoring: what the served model answered (app and API), and whether the inputs drift from validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pneumo_core.config import monitor_db_path, monitor_retention_days
+from pneumo_core.monitor import KS_ALPHA, MIN_ANSWERS, PSI_ALERT, answers, drift_report, parse_since, validation_reference
+from ui.access import is_operator
+from ui.resources import served_model
+
+WINDOWS = {"last 24 hours": "24h", "last 7 days": "7d", "last 30 days": "30d", "everything kept": None}
+
+
+def volume_and_verdicts(window: dict[str, np.ndarray]) -> None:
+    """Answers per day by verdict."""
+    frame = pd.DataFrame({"day": pd.to_datetime(window["time"].astype(float), unit="s").floor("D"), "verdict": window["verdict"]})
+    counts = frame.groupby(["day", "verdict"]).size().unstack(fill_value=0)
+    figure = go.Figure(layout={"title": "Answers per day", "barmode": "stack", "yaxis_title": "films"})
+    colours = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "withheld": "#8a99a6"}
+    for verdict in counts.columns:
+        figure.add_bar(x=counts.index, y=counts[verdict], name=verdict, marker_color=colours.get(verdict))
+    st.plotly_chart(figure, width="stretch")
+
+
+def distribution(title: str, reference: np.ndarray | None, current: np.ndarray, x_title: str) -> go.Figure:
+    figure = go.Figure(layout={"title": title, "barmode": "overlay", "xaxis_title": x_title, "yaxis_title": "share"})
+    if reference is not None:
+        figure.add_histogram(x=reference, histnorm="probability", name="validation (reference)", opacity=0.55, nbinsx=30)
+    figure.add_histogram(x=current, histnorm="probability", name="answered", opacity=0.55, nbinsx=30)
+    return figure
+
+
+def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits) -> None:
+    drift = report["drift"]
+    if drift["alert"]:
+        st.error("**Drift alert**: the films answered differ from the validation films.", icon=":material/warning:")
+    elif report["answers"] < MIN_ANSWERS:
+        st.info(f"{report['answers']} answers in this window: drift is judged from {MIN_ANSWERS} on.")
+    else:
+        st.success("No drift: the films answered look like the validation films.", icon=":material/check_circle:")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "signal": signal["name"],
+                    "films": signal["n"],
+                    "PSI": None if signal["psi"] is None else round(signal["psi"], 3),
+                    "KS p-value": None if signal["ks_pvalue"] is None else float(f"{signal['ks_pvalue']:.2g}"),
+                    "alert": "yes" if signal["alert"] else "no",
+                }
+                for signal in drift["signals"]
+            ]
+        ),
+        hide_index=True,
+    )
+    st.caption(
+        f"A signal alerts when its population stability index is ≥ {PSI_ALERT} (the usual 'significant shift' rule) or "
+        f"the Kolmogorov-Smirnov test rejects 'same distribution' at p < {KS_ALPHA}, with at least {MIN_ANSWERS} films. "
+        "The feature distance says how unlike the training films the inputs are; the logit, how the model's scores "
+        "have moved. Drift is a reason to validate on the site's own labelled films (Metrics page), not a verdict on "
+        "any film."
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        distribution("Feature distance", distances, window["distance"].astype(float), "distance to the training films"),
+        width="stretch",
+    )
+    right.plotly_chart(distribution("Model score", logits, window["logit"].astype(float), "logit"), width="stretch")
+
+
+st.title("Monitoring")
+st.markdown(
+    "Every film answered by this app or the REST API leaves one row: time, model, operating point, verdict, "
+    "probability, warnings, feature distance, two image statistics and latency. No image, file name or DICOM field "
+    f"is stored; rows older than {monitor_retention_days():.0f} days are deleted."
+)
+if not is_operator():  # it summarises every visitor's answers
+    st.stop()
+served, problem = served_model()
+if served is None:
+    st.error(f"No model is available. {problem}")
+    st.stop()
+choice = st.radio("Window", list(WINDOWS), horizontal=True, key="monitor_window")
+rows = answers(parse_since(WINDOWS[choice]))
+mine = rows["model_sha256"] == served.metadata.get("model_sha256")
+window = {name: values[mine] for name, values in rows.items()}
+distances, logits = validation_reference(served.directory)
+report = drift_report(window, distances, logits)
+since = WINDOWS[choice] or "the start"
+st.markdown(
+    f"**{report['answers']} answers** by **{served.metadata.get('name')}** since {since} "
+    f"({', '.join(f'{count} {verdict}' for verdict, count in report['verdicts'].items())})"
+    + (f"; {int((~mine).sum())} more by other models." if (~mine).any() else ".")
+)
+if report["answers"] == 0:
+    st.info(f"Nothing answered in this window yet. Store: `{monitor_db_path()}`.")
+    st.stop()
+volume_and_verdicts(window)
+drift_section(report, window, distances, logits)
+latency = window["latency_ms"].astype(float)
+st.caption(
+    f"Latency per film: median {np.median(latency):.0f} ms, 95th percentile {np.percentile(latency, 95):.0f} ms. "
+    f"Report as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; the same as JSON: `python -m pneumo_core monitor --json`."
+)
