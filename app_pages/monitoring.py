@@ -92,9 +92,8 @@ mine = rows["model_sha256"] == served.metadata.get("model_sha256")
 window = {name: values[mine] for name, values in rows.items()}
 distances, logits = validation_reference(served.directory)
 report = drift_report(window, distances, logits)
-since = WINDOWS[choice] or "the start"
 st.markdown(
-    f"**{report['answers']} answers** by **{served.metadata.get('name')}** since {since} "
+    f"**{report['answers']} answers** by **{served.metadata.get('name')}** in {choice} "
     f"({', '.join(f'{count} {verdict}' for verdict, count in report['verdicts'].items())})"
     + (f"; {int((~mine).sum())} more by other models." if (~mine).any() else ".")
 )

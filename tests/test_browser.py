@@ -140,7 +140,12 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
     frame = predictions_frame(files, labels, np.random.default_rng(0).normal(labels * 2 - 1, 1.0), 1.0, 0.5)
     write_evaluation(frame, 0.5, model_dir / "evaluation", "test")
     ARTIFACTS.mkdir(exist_ok=True)
-    pages = {"metrics": "Internal test and external sites", "model_card": "Intended use", "training": "Operator actions"}
+    pages = {
+        "metrics": "Internal test and external sites",
+        "model_card": "Intended use",
+        "training": "Operator actions",
+        "monitoring": "Nothing answered in this window yet",
+    }
     with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", PNEUMO_DATA_DIR=str(tmp_path / "none")) as running:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
