@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--rule", default=DEFAULT_RULE, help=f"sensitivity:S | cost:R | youden (default {DEFAULT_RULE})")
     calibrate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     calibrate.add_argument("--activate", action="store_true", help="make it the default operating point of every entry point")
+    for command in (evaluate, calibrate):
+        command.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     sanity = commands.add_parser("sanity", help="saliency sanity check: Grad-CAM under cascading weight re-initialisation")
     sanity.add_argument(
         "paths",
@@ -110,6 +114,24 @@ def expand_paths(paths: list[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+@contextmanager
+def folder_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a bar with rate and ETA on stderr (tqdm); silent with ``--quiet``
+    or when stderr is not a terminal, so logs and pipes get no bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="film", file=sys.stderr, disable=quiet or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def _read(path: Path) -> bytes | ImageDecodeError:
@@ -218,7 +240,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     try:
         predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
-        scores = score_labelled_folder(predictor, args.data_dir)
+        with folder_progress(args.quiet) as progress:
+            scores = score_labelled_folder(predictor, args.data_dir, progress)
     except (ModelLoadError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -251,7 +274,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         rule = Rule.parse(args.rule)
         check_name(args.site)
         predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
-        scores = score_labelled_folder(predictor, args.data_dir)
+        with folder_progress(args.quiet) as progress:
+            scores = score_labelled_folder(predictor, args.data_dir, progress)
         reference = predictor.density.reference if predictor.density else None
         profile = calibrate(scores, predictor.metadata, args.site, rule, reference)
         path = save_profile(profile, model_dir)

@@ -1,5 +1,6 @@
 """The ``python -m pneumo_core`` contract: JSON lines in a stable order, error records, exit codes 0/1/2."""
 
+import io
 import json
 import subprocess
 import sys
@@ -173,3 +174,21 @@ def test_explain_needs_an_output_folder(capsys, tiny_model_dir, upload_folder):
     with pytest.raises(SystemExit) as stop:
         main(["explain", "--model", str(tiny_model_dir), str(upload_folder)])
     assert stop.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_folder_commands_draw_a_progress_bar_on_a_terminal_only(tiny_model_dir, tmp_path, monkeypatch, quiet):
+    for label, seed in (("NORMAL", 1), ("PNEUMONIA", 2)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        (tmp_path / "data" / label / "img.png").write_bytes(encode(synthetic_xray(120, seed)))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = ["evaluate", str(tmp_path / "data"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "out")]
+    assert main(args + (["--quiet"] if quiet else [])) == 0
+    drawn = terminal.getvalue()
+    assert ("2/2" in drawn and "film" in drawn) != quiet  # done/total and the rate's unit
