@@ -82,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
 
-    from pneumo_core.audit import record_action
     from pneumo_core.config import served_model_dir
-    from pneumo_core.model_registry import tag_serving_change
-    from pneumo_core.registry import promote, read_metadata
+    from pneumo_core.serving_changes import promote_candidate
     from pneumo_core.training import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed
@@ -99,10 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if isinstance(error, SystemExit) else 1
     print(json.dumps({"model_dir": str(candidate), "run_dir": str(trainer.run_dir)}))
     if args.promote:
-        promote(candidate, served_model_dir())
-        tag_serving_change(read_metadata(served_model_dir()), "promoted", "train.py --promote")
-        record_action("promote", candidate.name, "served", "train.py --promote", run=config.run_name)
-        print(json.dumps({"promoted": str(served_model_dir())}))
+        record = promote_candidate(candidate, "train.py --promote")
+        print(json.dumps({"promoted": str(served_model_dir()), "registry_version": record["details"]["registry_version"]}))
     return 0
 
 

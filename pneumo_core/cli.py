@@ -1,5 +1,5 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|export-tflite``: the command-line contract
-other tools rely on.
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|export-tflite``: the
+command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--model", type=Path, default=None, help="model directory whose answers and reference to use")
     monitor.add_argument("--db", type=Path, default=None, help="the store (default $PNEUMO_MONITOR_DB or runs/monitor.db)")
     monitor.add_argument("--json", action="store_true", help="print one JSON object")
+    promote = commands.add_parser("promote", help="serve a registered model version (MLflow registry: champion)")
+    promote.add_argument("version", help="the version of the registered model pneumo-densenet121")
+    commands.add_parser("rollback", help="serve the model the current one replaced (champion ↔ previous)")
     export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
     export.add_argument("--model", type=Path, default=None)
     return parser
@@ -406,6 +409,30 @@ def run_monitor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_promote(args: argparse.Namespace) -> int:
+    from .serving_changes import promote_version
+
+    try:
+        record = promote_version(args.version, "python -m pneumo_core promote")
+    except (ModelLoadError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(record))
+    return EXIT_OK
+
+
+def run_rollback(_: argparse.Namespace) -> int:
+    from .serving_changes import roll_back_served
+
+    try:
+        record = roll_back_served("python -m pneumo_core rollback")
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(record))
+    return EXIT_OK
+
+
 COMMANDS = {
     "predict": run_predict,
     "explain": run_explain,
@@ -413,6 +440,8 @@ COMMANDS = {
     "calibrate": run_calibrate,
     "sanity": run_sanity,
     "monitor": run_monitor,
+    "promote": run_promote,
+    "rollback": run_rollback,
     "export-tflite": run_export_tflite,
 }
 

@@ -39,6 +39,8 @@ MAX_FILES_PER_REQUEST = 12
 
 MLFLOW_EXPERIMENT = "pneumo"
 """The MLflow experiment every training run logs to (``train.py --experiment`` can change it)."""
+REGISTERED_MODEL = "pneumo-densenet121"
+"""The MLflow registered model every finished run's model becomes a version of."""
 
 _OFF = ("off", "0", "false", "no", "disabled")
 _ON = ("on", "1", "true", "yes", "enabled")

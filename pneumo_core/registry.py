@@ -90,6 +90,13 @@ def _write_tflite(model: keras.Model, directory: Path) -> str:
     return file_sha256(path)
 
 
+def record_in_metadata(directory: Path, **fields: Any) -> dict[str, Any]:
+    """Add facts about a model directory (e.g. its ``registry_version``) to its metadata; the files' SHA-256 stay."""
+    metadata = {**read_metadata(directory), **fields}
+    _write_metadata(directory, metadata)
+    return metadata
+
+
 def _write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
     (Path(directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n")
 

@@ -10,9 +10,14 @@ import keras
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from .config import mlflow_tracking_uri
+from .config import PROJECT_ROOT, mlflow_tracking_uri
+from .model_registry import register_version
+from .registry import read_metadata
 
 log = logging.getLogger(__name__)
+
+MAX_DESCRIPTION = 5000
+"""MLflow keeps a model version's description in a 5,000-character column: the model card's start."""
 
 FINAL_PREFIX = {"val": "final_val", "test": "internal_test"}
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc", "pr_auc", "brier", "ece")
@@ -64,8 +69,21 @@ class TrackedRun:
         mlflow.log_metrics({"temperature": temperature, "threshold": threshold})
         mlflow.log_artifacts(str(evaluation_dir), "evaluation")
 
-    def log_model_dir(self, directory: Path) -> None:
+    def log_model_dir(self, directory: Path) -> str | None:
+        """Log the candidate model directory and register it as a new version (see :mod:`pneumo_core.model_registry`);
+        returns the version, or None when the registry could not take it (logged; the run still succeeds)."""
         mlflow.log_artifacts(str(directory), "model")
+        card = PROJECT_ROOT / "MODEL_CARD.md"
+        try:
+            return register_version(
+                self.run_id,
+                mlflow.get_artifact_uri("model"),
+                read_metadata(directory),
+                card.read_text()[:MAX_DESCRIPTION] if card.is_file() else "",
+            )
+        except MlflowException as error:
+            log.warning("the model was not registered: %s", str(error).splitlines()[0])
+            return None
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):

@@ -28,6 +28,7 @@ from .data import class_root, list_labelled_images, load_canonical_images, manif
 from .datasets import Split, make_dataset
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .progress import ProgressWriter
+from .registry import record_in_metadata
 from .tracking import MlflowEpochLogger, TrackedRun
 from .train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 
@@ -286,7 +287,9 @@ class Trainer:
             candidate = package_candidate(
                 model, splits, cfg, self.run_dir, train_seconds, recipe, weights_used, data_hash, tracked
             )
-            tracked.log_model_dir(candidate)
+            version = tracked.log_model_dir(candidate)
+            if version:
+                record_in_metadata(candidate, registry_version=version)
         self.progress.emit(
             "done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"]
         )

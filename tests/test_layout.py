@@ -61,6 +61,9 @@ SERVING = {
     "run_history",
     "train_config",
     "data",
+    "monitor",
+    "model_registry",
+    "serving_changes",
 }
 """The modules that answer, explain, score folders and run the app's pages and the REST API: TensorFlow-free at import.
 On the TensorFlow side: model, network (the TensorFlow runtime and the TFLite export), datasets, training, candidate, callbacks,

@@ -151,3 +151,35 @@ def test_killed_run_is_reported_failed(tmp_path):
     sleeper.wait()
     status = job_status(progress)
     assert status.state == "failed" and "without finishing" in status.last["error"]
+
+
+def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_run, tmp_path, monkeypatch, capsys):
+    """Registry (MLflow, the test store): the smoke run's version; promote → champion; promote another version by
+    number → champion and previous; roll back (the CLI) → swapped back; models/served in step throughout."""
+    from pneumo_core import model_registry as registry_aliases
+    from pneumo_core.cli import main
+    from pneumo_core.registry import read_metadata
+    from pneumo_core.serving_changes import promote_candidate, promote_version
+
+    candidate, _ = smoke_run
+    metadata = read_metadata(candidate)
+    first = metadata["registry_version"]
+    client = registry_aliases._client()
+    stored = client.get_model_version(registry_aliases.REGISTERED_MODEL, first)
+    assert stored.run_id == metadata["mlflow_run_id"] and stored.tags["model_sha256"] == metadata["model_sha256"]
+    assert stored.tags["data_manifest_sha256"] == metadata["data_manifest_sha256"] and "Intended use" in stored.description
+
+    served = tmp_path / "models" / "served"
+    monkeypatch.setenv("PNEUMO_MODEL_DIR", str(served))
+    record = promote_candidate(candidate, "test")
+    assert record["details"]["registry_aliases_moved"] and registry_aliases.alias_version("champion") == first
+
+    second = registry_aliases.register_version(stored.run_id, stored.source, metadata, "the same model, again")
+    promote_version(second, "test")
+    assert read_metadata(served)["registry_version"] == second
+    assert (registry_aliases.alias_version("champion"), registry_aliases.alias_version("previous")) == (second, first)
+
+    assert main(["rollback"]) == 0 and json.loads(capsys.readouterr().out)["details"]["registry_version"] == first
+    assert read_metadata(served)["registry_version"] == first
+    assert (registry_aliases.alias_version("champion"), registry_aliases.alias_version("previous")) == (first, second)
+    assert main(["promote", "999"]) == 2 and "could not be fetched" in capsys.readouterr().err

@@ -13,19 +13,11 @@ import streamlit as st
 from pneumo_core.audit import record_action
 from pneumo_core.config import served_model_dir
 from pneumo_core.jobs import Job, cancel_job, start_job
-from pneumo_core.model_registry import tag_serving_change
 from pneumo_core.predict import Predictor
-from pneumo_core.registry import promote, read_metadata, roll_back
 from pneumo_core.scoring import score_labelled_folder
+from pneumo_core.serving_changes import promote_candidate, roll_back_served
 from pneumo_core.site import Rule, SiteProfile, activate, calibrate, save_profile
 from ui.access import require_operator
-
-
-def _model_name(directory: Path) -> str:
-    try:
-        return str(read_metadata(directory).get("name", directory.name))
-    except (OSError, ValueError, RuntimeError):
-        return directory.name
 
 
 def start_training(train_args: list[str]) -> Job:
@@ -47,21 +39,14 @@ def cancel_training(job: Job, force: bool = False) -> None:
 
 def promote_model(candidate: Path) -> None:
     actor = require_operator()
-    name = _model_name(candidate)
-    previous = _model_name(served_model_dir())
-    promote(candidate, served_model_dir())
+    promote_candidate(candidate, actor)
     st.cache_resource.clear()
-    tagged = tag_serving_change(read_metadata(served_model_dir()), "promoted", actor)
-    record_action("promote", name, "served", actor, replaced=previous, mlflow_tagged=tagged)
 
 
 def roll_back_model() -> None:
     actor = require_operator()
-    replaced = _model_name(served_model_dir())
-    roll_back(served_model_dir())
+    roll_back_served(actor)
     st.cache_resource.clear()
-    tagged = tag_serving_change(read_metadata(served_model_dir()), "rolled_back_to", actor)
-    record_action("roll back", _model_name(served_model_dir()), "served", actor, replaced=replaced, mlflow_tagged=tagged)
 
 
 def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, progress) -> SiteProfile:
