@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from . import CLASS_NAMES
 from .config import portable_path
@@ -41,7 +42,9 @@ def package_candidate(
     serving = Predictor(KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5})  # the serving graph
     logits, features = {}, {}
     for name in ("train", "val", "test"):
-        logits[name], features[name] = serving.forward(splits[name].images)
+        outputs = [serving.forward(batch) for batch in splits[name].canonical_batches()]  # streamed or in memory
+        logits[name] = np.concatenate([z for z, _ in outputs])
+        features[name] = np.concatenate([f for _, f in outputs])
     temperature = fit_temperature(splits["val"].labels, logits["val"])
     threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
     candidate = run_dir / "model"

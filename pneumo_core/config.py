@@ -31,6 +31,7 @@ API_KEYS_ENV = "PNEUMO_API_KEYS"
 API_AUTH_ENV = "PNEUMO_API_AUTH"
 API_RATE_ENV = "PNEUMO_API_RATE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+TRAIN_MEMORY_ENV = "PNEUMO_TRAIN_MEMORY_MB"
 MONITOR_DB_ENV = "PNEUMO_MONITOR_DB"
 MONITOR_RETENTION_ENV = "PNEUMO_MONITOR_RETENTION_DAYS"
 
@@ -93,6 +94,22 @@ def runs_dir() -> Path:
 def audit_log_path() -> Path:
     """The operator-action log (:mod:`pneumo_core.audit`), beside the runs."""
     return runs_dir() / "operator_actions.jsonl"
+
+
+def train_memory_budget_bytes() -> int:
+    """How much decoded training data may stay in memory (``$PNEUMO_TRAIN_MEMORY_MB``; default a quarter of the
+    memory available now); a larger data set is streamed from its files."""
+    value = os.environ.get(TRAIN_MEMORY_ENV)
+    if value:
+        try:
+            return int(float(value) * 2**20)
+        except ValueError:
+            pass
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
+    except (OSError, KeyError, ValueError):
+        return 2 * 2**30
 
 
 def monitor_db_path() -> Path:

@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from . import CLASS_NAMES
 from .decode import IMAGE_SUFFIXES, decode_image
-from .preprocess import canonicalize
+from .preprocess import CANONICAL_SIZE, canonicalize
 
 SPLITS = ("train", "val", "test")
 
@@ -130,11 +130,17 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
     manifest[MANIFEST_COLUMNS].to_csv(path, index=False)
 
 
+def load_canonical(path: str) -> np.ndarray:
+    """One file → its ``(224, 224)`` uint8 canonical image."""
+    return canonicalize(decode_image(Path(path).read_bytes()))
+
+
 def load_canonical_images(paths: list[str], workers: int = 4) -> np.ndarray:
     """Decode and canonicalize files in parallel → ``(N, 224, 224)`` uint8, in the given order."""
-
-    def load(path: str) -> np.ndarray:
-        return canonicalize(decode_image(Path(path).read_bytes()))
-
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(load, paths)))
+        return np.stack(list(pool.map(load_canonical, paths)))
+
+
+def decoded_bytes(count: int) -> int:
+    """Memory that ``count`` canonical images take once decoded."""
+    return count * CANONICAL_SIZE * CANONICAL_SIZE

@@ -1,12 +1,15 @@
-"""tf.data input pipelines over canonical images held in memory, with the seed's augmentation.
+"""tf.data input pipelines over canonical images, in memory or streamed from files, with the seed's augmentation.
 
-Images are decoded and canonicalized once (:func:`pneumo_core.data.load_canonical_images`),
-so an epoch never touches the disk: the pipeline shuffles, batches, augments
-(in parallel, on whole batches), converts to the model input and prefetches.
+A data set that fits the memory budget (:func:`pneumo_core.config.train_memory_budget_bytes`) is decoded and
+canonicalized once (:func:`pneumo_core.data.load_canonical_images`), so an epoch never touches the disk. A larger
+one is streamed: each epoch decodes its files in parallel inside the pipeline, through the same
+:func:`pneumo_core.preprocess.canonicalize`. Either way the pipeline shuffles, batches, augments (in parallel, on
+whole batches), converts to the model input and prefetches, and the tensors are the same (a test checks it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import keras
@@ -14,7 +17,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from .data import load_canonical, load_canonical_images
 from .model import to_model_input
+from .preprocess import CANONICAL_SIZE
 from .train_config import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -22,11 +27,34 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 @dataclass
 class Split:
-    """One split's films in memory: file names, canonical images ``(N, 224, 224)`` uint8 and labels."""
+    """One split's films: file names, labels, and either their canonical images ``(N, 224, 224)`` uint8 in memory
+    or the paths they are streamed from."""
 
     files: list[str]
-    images: np.ndarray
     labels: np.ndarray
+    images: np.ndarray | None = None
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def source(self) -> np.ndarray | list[str]:
+        """What :func:`make_dataset` reads: the images in memory, else the paths."""
+        return self.images if self.images is not None else self.paths
+
+    def canonical_batches(self, size: int = 256) -> Iterator[np.ndarray]:
+        """The canonical images in order, ``size`` at a time (decoded batch by batch when streamed)."""
+        for start in range(0, len(self), size):
+            if self.images is not None:
+                yield self.images[start : start + size]
+            else:
+                yield load_canonical_images(self.paths[start : start + size])
+
+
+def _decode(path: tf.Tensor) -> tf.Tensor:
+    image = tf.numpy_function(lambda p: load_canonical(p.decode()), [path], tf.uint8, stateful=False)
+    return tf.ensure_shape(image, (CANONICAL_SIZE, CANONICAL_SIZE))
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:
@@ -97,7 +125,7 @@ def batch_augmenter(aug: Augmentation, seed: int):
 
 
 def make_dataset(
-    images: np.ndarray,
+    images: np.ndarray | list[str],
     labels: np.ndarray,
     size: int,
     batch_size: int,
@@ -105,10 +133,14 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 42,
 ) -> tf.data.Dataset:
-    """(canonical uint8 images, labels) → batches of (model input, float label)."""
-    dataset = tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype("float32")))
+    """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label)."""
+    streamed = isinstance(images, list)
+    source = tf.constant(images) if streamed else images[..., np.newaxis]
+    dataset = tf.data.Dataset.from_tensor_slices((source, labels.astype("float32")))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if streamed:  # decode in parallel, in order (tf.data keeps the order by default)
+        dataset = dataset.map(lambda path, label: (_decode(path)[..., tf.newaxis], label), num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size)
     if augmentation is not None:
         dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)

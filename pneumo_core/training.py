@@ -1,7 +1,7 @@
 """Training: the transfer recipe (cached-feature head, then fine-tuning) and the from-scratch recipe.
 
 ``run_training(TrainConfig(...))`` does one whole reproducible run: split by
-patient, load images once, train in phases with per-epoch checkpoints
+patient, load images once (or stream them when they exceed the memory budget), train in phases with per-epoch checkpoints
 (``BackupAndRestore``) and ``--resume``, choose temperature and threshold on
 validation, measure validation and internal test, write a candidate model
 directory and log everything to MLflow. It never touches the served model;
@@ -24,7 +24,16 @@ import tensorflow as tf
 
 from .callbacks import ProgressCallback
 from .candidate import package_candidate
-from .data import class_root, list_labelled_images, load_canonical_images, manifest_hash, split_by_patient, write_manifest
+from .config import train_memory_budget_bytes
+from .data import (
+    class_root,
+    decoded_bytes,
+    list_labelled_images,
+    load_canonical_images,
+    manifest_hash,
+    split_by_patient,
+    write_manifest,
+)
 from .datasets import Split, make_dataset
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .progress import ProgressWriter
@@ -107,13 +116,25 @@ class Trainer:
         manifest_path = self.run_dir / "manifest.csv"
         write_manifest(manifest, manifest_path)
         self.progress.emit("phase", phase="loading", films=int(len(manifest)))
+        streamed = decoded_bytes(len(manifest)) > train_memory_budget_bytes()
         started = time.time()
-        images = load_canonical_images(manifest["path"].tolist())
-        log.info("decoded %d images in %.1f s", len(images), time.time() - started)
+        images = None if streamed else load_canonical_images(manifest["path"].tolist())
+        log.info(
+            "%d films %s in %.1f s",
+            len(manifest),
+            "streamed from their files (over the memory budget)" if streamed else "decoded into memory",
+            time.time() - started,
+        )
         splits = {}
         for name in ("train", "val", "test"):
             mask = (manifest["split"] == name).to_numpy()
-            splits[name] = Split(manifest.loc[mask, "file"].tolist(), images[mask], manifest.loc[mask, "label"].to_numpy())
+            rows = manifest.loc[mask]
+            splits[name] = Split(
+                rows["file"].tolist(),
+                rows["label"].to_numpy(),
+                None if streamed else images[mask],
+                rows["path"].tolist() if streamed else None,
+            )
         return splits, manifest_hash(manifest), manifest_path
 
     # ----- phases --------------------------------------------------------------------
@@ -147,7 +168,7 @@ class Trainer:
             train_x = np.concatenate(
                 [
                     features.predict(
-                        make_dataset(splits["train"].images, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(
+                        make_dataset(splits["train"].source, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(
                             lambda x, _: x
                         ),
                         verbose=0,
@@ -157,7 +178,7 @@ class Trainer:
             )
             train_y = np.tile(splits["train"].labels, len(views))
             val_x = features.predict(
-                make_dataset(splits["val"].images, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0
+                make_dataset(splits["val"].source, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0
             )
             with self.strategy.scope():
                 inputs = keras.Input(shape=(train_x.shape[1],))
@@ -224,7 +245,7 @@ class Trainer:
             ) -> None:
                 if previous is not None:
                     model.set_weights(previous.get_weights())
-                steps = math.ceil(len(splits["train"].images) / batch)
+                steps = math.ceil(len(splits["train"]) / batch)
                 schedule = keras.optimizers.schedules.CosineDecay(
                     0.0,
                     decay_steps=max(1, epochs * steps),
@@ -246,10 +267,10 @@ class Trainer:
     def _fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
         cfg = self.config
         train = make_dataset(
-            splits["train"].images, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed
+            splits["train"].source, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed
         )
-        val = make_dataset(splits["val"].images, splits["val"].labels, size, 32)
-        steps = math.ceil(len(splits["train"].images) / batch)
+        val = make_dataset(splits["val"].source, splits["val"].labels, size, 32)
+        steps = math.ceil(len(splits["train"]) / batch)
         model.fit(
             train,
             validation_data=val,

@@ -52,6 +52,25 @@ def test_training_and_serving_tensors_are_identical(real_data, size):
         [to_model_input(canonicalize(decode_image(Path(p).read_bytes()))[None], size).numpy() for p in paths]
     )
     np.testing.assert_array_equal(training, serving)
+    # streamed from the files (a data set over the memory budget): the same tensors
+    streamed = np.concatenate([x.numpy() for x, _ in make_dataset(paths, listing["label"].to_numpy(), size, 4)])
+    np.testing.assert_array_equal(streamed, serving)
+
+
+def test_streamed_and_in_memory_training_batches_are_identical_when_shuffled(real_data):
+    """The same films in the same shuffled order, pixel for pixel; augmentation then acts on identical inputs (its
+    random draws are not reproducible between two pipelines even in memory, so they are not compared)."""
+    listing = list_labelled_images(class_root(real_data)).iloc[::500].head(10)
+    paths, labels = listing["path"].tolist(), listing["label"].to_numpy()
+    batches = [
+        [(x.numpy(), y.numpy()) for x, y in make_dataset(source, labels, 64, 4, shuffle=True, seed=7)]
+        for source in (load_canonical_images(paths), paths)
+    ]
+    for (memory_x, memory_y), (stream_x, stream_y) in zip(*batches, strict=True):
+        np.testing.assert_array_equal(memory_y, stream_y)
+        np.testing.assert_array_equal(memory_x, stream_x)
+    augmented = next(iter(make_dataset(paths, labels, 64, 4, Augmentation(crop=0.2, equalize=0.8), shuffle=True)))[0]
+    assert augmented.shape == (4, 64, 64, 3)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,18 @@ def smoke_run(real_data, tmp_path_factory):
     return run_training(config), out / "smoke"
 
 
+def test_a_data_set_over_the_memory_budget_is_streamed_from_its_files(real_data, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PNEUMO_TRAIN_MEMORY_MB", "0")
+    config = TrainConfig(data_dir=str(real_data), base_weights="none", output_dir=str(tmp_path), run_name="streamed", smoke=True)
+    trainer = Trainer(config)
+    splits, _, _ = trainer.load_data()
+    assert all(split.images is None and len(split.paths) == len(split) for split in splits.values())
+    with caplog.at_level("INFO"):
+        candidate = trainer.run()
+    assert "streamed from their files" in caplog.text
+    assert load_model_dir(candidate)[1]["split_sizes"] == {"train": 16, "val": 8, "test": 8}
+
+
 def test_smoke_run_writes_a_complete_model_directory(smoke_run):
     candidate, run_dir = smoke_run
     model, metadata = load_model_dir(candidate)
