@@ -38,6 +38,8 @@ def rate_limited(request: Request) -> None:
 guarded = [Depends(require_key), Depends(rate_limited)]
 GUARDED_PROBLEMS = documented(401, 429, 503)
 UPLOAD_PROBLEMS = documented(400, 401, 411, 413, 415, 422, 429, 503)
+ANSWERING = {"response_model_exclude_none": True, "dependencies": guarded, "tags": ["answers"], "responses": UPLOAD_PROBLEMS}
+"""What the two endpoints that answer films share."""
 router = APIRouter()
 
 
@@ -88,14 +90,7 @@ def _answer(served: Predictor, payloads: list[tuple[str, bytes]], with_maps: boo
     return cases
 
 
-@router.post(
-    "/v1/predict",
-    response_model=PredictResponse,
-    response_model_exclude_none=True,
-    dependencies=guarded,
-    tags=["answers"],
-    responses=UPLOAD_PROBLEMS,
-)
+@router.post("/v1/predict", response_model=PredictResponse, **ANSWERING)
 async def predict(
     request: Request,
     files: Annotated[
@@ -116,14 +111,7 @@ async def predict(
     return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
 
 
-@router.post(
-    "/v1/explain",
-    response_model=ExplainResponse,
-    response_model_exclude_none=True,
-    dependencies=guarded,
-    tags=["answers"],
-    responses=UPLOAD_PROBLEMS,
-)
+@router.post("/v1/explain", response_model=ExplainResponse, **ANSWERING)
 async def explain(
     request: Request,
     file: Annotated[UploadFile, File(description="one chest X-ray")],

@@ -34,19 +34,7 @@ def promote_candidate(candidate: Path, actor: str, served: Path | None = None) -
     served = Path(served or served_model_dir())
     replaced = _metadata_or_none(served)
     promote(Path(candidate), served)
-    metadata = read_metadata(served)
-    tagged = tag_serving_change(metadata, "promoted", actor)
-    aliased = move_serving_aliases(metadata, _metadata_or_none(_previous_dir(served)))
-    return record_action(
-        "promote",
-        _name(metadata, served),
-        "served",
-        actor,
-        replaced=_name(replaced, served) if replaced else None,
-        registry_version=metadata.get("registry_version"),
-        mlflow_tagged=tagged,
-        registry_aliases_moved=aliased,
-    )
+    return _recorded("promote", "promoted", actor, served, replaced)
 
 
 def roll_back_served(actor: str, served: Path | None = None) -> dict[str, Any]:
@@ -54,11 +42,16 @@ def roll_back_served(actor: str, served: Path | None = None) -> dict[str, Any]:
     served = Path(served or served_model_dir())
     replaced = _metadata_or_none(served)
     roll_back(served)
+    return _recorded("roll back", "rolled_back_to", actor, served, replaced)
+
+
+def _recorded(action: str, event: str, actor: str, served: Path, replaced: dict[str, Any] | None) -> dict[str, Any]:
+    """Tag the run, move the aliases and audit a change that has happened."""
     metadata = read_metadata(served)
-    tagged = tag_serving_change(metadata, "rolled_back_to", actor)
+    tagged = tag_serving_change(metadata, event, actor)
     aliased = move_serving_aliases(metadata, _metadata_or_none(_previous_dir(served)))
     return record_action(
-        "roll back",
+        action,
         _name(metadata, served),
         "served",
         actor,
