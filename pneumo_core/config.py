@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "PNEUMO_DATA_DIR"
 DATA_ROOTS_ENV = "PNEUMO_DATA_ROOTS"
 MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
+MODEL_URI_ENV = "PNEUMO_MODEL_URI"
 RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
 RUNTIME_ENV = "PNEUMO_RUNTIME"
 LITE_THREADS_ENV = "PNEUMO_LITE_THREADS"
@@ -84,6 +85,12 @@ def training_data_roots() -> list[Path]:
 def served_model_dir() -> Path:
     """The directory of the model the app and the CLI serve."""
     return Path(os.environ.get(MODEL_DIR_ENV, PROJECT_ROOT / "models" / "served"))
+
+
+def model_uri() -> str | None:
+    """``$PNEUMO_MODEL_URI``: serve a registered version (``models:/pneumo-densenet121@champion`` or ``.../3``)
+    instead of the served model directory."""
+    return os.environ.get(MODEL_URI_ENV) or None
 
 
 def runs_dir() -> Path:

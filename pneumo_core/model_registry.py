@@ -13,11 +13,13 @@ logged and reported as not recorded.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import REGISTERED_MODEL, mlflow_tracking_uri
+from .config import REGISTERED_MODEL, mlflow_tracking_uri, model_uri, runs_dir, served_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,55 @@ def alias_version(alias: str) -> str | None:
 
 
 def download_version(version: str, destination: Path) -> Path:
-    """A registered version's model directory, downloaded into ``destination``."""
+    """A registered version's model directory, downloaded to exactly ``destination`` (replaced if present)."""
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_tracking_uri())
     source = _client().get_model_version(REGISTERED_MODEL, str(version)).source
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(destination)))
+    destination = Path(destination)
+    staging = destination.with_name(destination.name + ".download")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging)))
+    shutil.rmtree(destination, ignore_errors=True)
+    os.replace(downloaded, destination)  # the artifacts land in a folder named after the source's last part
+    shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def version_directory(version: str) -> Path:
+    """Where a registered version is kept once downloaded: ``runs/registry/version-N``."""
+    return runs_dir() / "registry" / f"version-{version}"
+
+
+def resolve_model_uri(uri: str) -> Path:
+    """The model directory of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``, downloaded once per version
+    (its files' SHA-256 are checked when it loads, as for any model directory)."""
+    from .registry import ModelLoadError, record_in_metadata
+
+    name, _, reference = uri.removeprefix("models:/").partition("@")
+    if not uri.startswith("models:/") or (not reference and "/" not in name):
+        raise ValueError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION.")
+    if not reference:
+        name, version = name.rsplit("/", 1)
+    if name != REGISTERED_MODEL:
+        raise ValueError(f"This project registers {REGISTERED_MODEL!r}, not {name!r}.")
+    try:
+        version = str(_client().get_model_version_by_alias(name, reference).version) if reference else version
+        directory = version_directory(version)
+        if not (directory / "metadata.json").is_file():
+            download_version(version, directory)
+            record_in_metadata(directory, registry_version=version)
+    except Exception as error:  # noqa: BLE001 - MLflow raises many kinds: say which model and why, once
+        raise ModelLoadError(f"{uri} could not be fetched from the registry: {str(error).splitlines()[0]}") from None
+    return directory
+
+
+def serving_directory() -> Path:
+    """What the app, the API and the CLI serve: the registry version ``$PNEUMO_MODEL_URI`` names, if set, else the
+    served model directory."""
+    uri = model_uri()
+    return resolve_model_uri(uri) if uri else served_model_dir()
 
 
 def _set_aliases(champion: str | None, previous: str | None) -> bool:

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import CLASS_NAMES, cams, lite
-from .config import served_model_dir
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import sigmoid
+from .model_registry import serving_directory
 from .ood import FeatureDensity, ood_assessment
 from .preprocess import CANONICAL_SIZE, canonicalize
 from .registry import ModelLoadError, load_keras_model, load_lite_model, read_metadata
@@ -150,12 +150,13 @@ class Predictor:
         runtime: str = "auto",
         operating_point: str | None = None,
     ) -> Predictor:
-        """Load a model directory (default: the served model) on a runtime (see :data:`RUNTIMES`).
+        """Load a model directory (default: the served model, or the registry version ``$PNEUMO_MODEL_URI`` names)
+        on a runtime (see :data:`RUNTIMES`).
 
         ``operating_point``: ``None`` (default) uses the directory's active site profile if it has one, else the
         validation threshold; ``"validation"`` or ``"site:NAME"`` choose explicitly.
         """
-        directory = Path(model_dir) if model_dir else served_model_dir()
+        directory = Path(model_dir) if model_dir else serving_directory()
         for _ in range(LOAD_ATTEMPTS - 1):
             try:
                 return cls._load_once(directory, threshold, runtime, operating_point)

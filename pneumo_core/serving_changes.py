@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .audit import record_action
-from .config import runs_dir, served_model_dir
-from .model_registry import download_version, move_serving_aliases, tag_serving_change
+from .config import served_model_dir
+from .model_registry import download_version, move_serving_aliases, tag_serving_change, version_directory
 from .registry import ModelLoadError, promote, read_metadata, record_in_metadata, roll_back
 
 
@@ -66,7 +66,7 @@ def promote_version(version: str, actor: str, served: Path | None = None) -> dic
     """Download a registered version, check it loads (SHA-256 of its files), and serve it."""
     from .predict import Predictor
 
-    staging = runs_dir() / "registry" / f"version-{version}"
+    staging = version_directory(version)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         directory = download_version(version, staging)

@@ -195,3 +195,14 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     assert read_metadata(served)["registry_version"] == first
     assert (registry_aliases.alias_version("champion"), registry_aliases.alias_version("previous")) == (first, second)
     assert main(["promote", "999"]) == 2 and "could not be fetched" in capsys.readouterr().err
+
+    from pneumo_core.predict import Predictor
+    from pneumo_core.registry import ModelLoadError
+
+    monkeypatch.setenv("PNEUMO_MODEL_URI", "models:/pneumo-densenet121@previous")  # serve straight from the registry
+    served_from_registry = Predictor.load()
+    assert served_from_registry.metadata["registry_version"] == second
+    assert served_from_registry.metadata["model_sha256"] == metadata["model_sha256"]
+    monkeypatch.setenv("PNEUMO_MODEL_URI", "models:/pneumo-densenet121@nobody")
+    with pytest.raises(ModelLoadError, match="could not be fetched"):
+        Predictor.load()

@@ -12,7 +12,8 @@ import streamlit as st
 from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
-from pneumo_core.config import served_model_dir, serving_runtime
+from pneumo_core.config import serving_runtime
+from pneumo_core.model_registry import serving_directory
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import ModelLoadError, read_metadata
 from pneumo_core.site import active_profile
@@ -65,8 +66,8 @@ class Loading(NamedTuple):
 def start_loading() -> Loading:
     """Start loading the served model without waiting (its metadata and active profile are read once per call, which
     also spots a promotion or an activation)."""
-    directory = served_model_dir()
     try:
+        directory = serving_directory()
         metadata = read_metadata(directory)
         profile = active_profile(directory)
         point = profile.operating_point if profile else "validation"
