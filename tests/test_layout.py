@@ -97,3 +97,13 @@ def test_the_serving_side_never_imports_tensorflow():
         frontier |= (internal & set(modules)) - reached - {"__init__"}
     assert not offenders, offenders
     assert reached - {"__init__"} <= SERVING, f"serving modules import {sorted(reached - SERVING)} at import time"
+
+
+def test_the_readme_settings_table_lists_every_setting_config_reads():
+    import re
+
+    config = (PACKAGE / "config.py").read_text()
+    variables = set(re.findall(r'_ENV = "([A-Z_]+)"', config))
+    rows = [line for line in (PACKAGE.parent / "README.md").read_text().splitlines() if line.startswith("| `")]
+    listed = {name for row in rows for name in re.findall(r"`([A-Z][A-Z_]+)", row.split("|")[1])}  # the first cell
+    assert variables and variables <= listed, sorted(variables - listed)
