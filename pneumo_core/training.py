@@ -115,8 +115,8 @@ class Trainer:
             )
         manifest_path = self.run_dir / "manifest.csv"
         write_manifest(manifest, manifest_path)
-        self.progress.emit("phase", phase="loading", films=int(len(manifest)))
         streamed = decoded_bytes(len(manifest)) > train_memory_budget_bytes()
+        self.progress.emit("phase", phase="loading", films=int(len(manifest)), streamed=streamed)
         started = time.time()
         images = None if streamed else load_canonical_images(manifest["path"].tolist())
         log.info(
