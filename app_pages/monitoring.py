@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.config import monitor_db_path, monitor_retention_days
-from pneumo_core.monitor import KS_ALPHA, MIN_ANSWERS, PSI_ALERT, answers, drift_report, parse_since, validation_reference
+from pneumo_core.monitor import KS_ALPHA, MIN_ANSWERS, PSI_ALERT, drift_report, model_window, parse_since, validation_reference
 from ui.access import is_operator
 from ui.resources import served_model
 
@@ -87,15 +87,13 @@ if served is None:
     st.error(f"No model is available. {problem}")
     st.stop()
 choice = st.radio("Window", list(WINDOWS), horizontal=True, key="monitor_window")
-rows = answers(parse_since(WINDOWS[choice]))
-mine = rows["model_sha256"] == served.metadata.get("model_sha256")
-window = {name: values[mine] for name, values in rows.items()}
+window, others = model_window(parse_since(WINDOWS[choice]), served.metadata.get("model_sha256"))
 distances, logits = validation_reference(served.directory)
 report = drift_report(window, distances, logits)
 st.markdown(
     f"**{report['answers']} answers** by **{served.metadata.get('name')}** in {choice} "
     f"({', '.join(f'{count} {verdict}' for verdict, count in report['verdicts'].items())})"
-    + (f"; {int((~mine).sum())} more by other models." if (~mine).any() else ".")
+    + (f"; {others} more by other models." if others else ".")
 )
 if report["answers"] == 0:
     st.info(f"Nothing answered in this window yet. Store: `{monitor_db_path()}`.")

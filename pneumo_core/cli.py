@@ -378,7 +378,7 @@ def run_export_tflite(args: argparse.Namespace) -> int:
 
 def run_monitor(args: argparse.Namespace) -> int:
     from .config import served_model_dir
-    from .monitor import answers, drift_report, parse_since, validation_reference
+    from .monitor import drift_report, model_window, parse_since, validation_reference
     from .registry import read_metadata
 
     try:
@@ -388,13 +388,11 @@ def run_monitor(args: argparse.Namespace) -> int:
     except (ValueError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    rows = answers(since, args.db)
-    mine = rows["model_sha256"] == metadata.get("model_sha256")
-    window = {name: values[mine] for name, values in rows.items()}  # the reference belongs to this model
+    window, others = model_window(since, metadata.get("model_sha256"), args.db)  # the reference is this model's
     report = {
         "model": metadata.get("name"),
         "since": since,
-        "other_models_answers": int((~mine).sum()),
+        "other_models_answers": others,
         **drift_report(window, *validation_reference(directory)),
     }
     if args.json:

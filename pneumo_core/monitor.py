@@ -41,48 +41,39 @@ MIN_ANSWERS = 50
 PSI_BINS = 10
 SOURCES = ("app", "api")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
-    time REAL NOT NULL,
-    source TEXT NOT NULL,
-    model TEXT NOT NULL,
-    model_sha256 TEXT NOT NULL,
-    operating_point TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    probability REAL,
-    logit REAL,
-    warnings INTEGER NOT NULL,
-    distance REAL,
-    image_mean REAL,
-    image_std REAL,
-    latency_ms REAL
-);
-CREATE INDEX IF NOT EXISTS answers_time ON answers (time);
-"""
-COLUMNS = (
-    "time",
-    "source",
-    "model",
-    "model_sha256",
-    "operating_point",
-    "verdict",
-    "probability",
-    "logit",
-    "warnings",
-    "distance",
-    "image_mean",
-    "image_std",
-    "latency_ms",
+COLUMNS = {
+    "time": "REAL NOT NULL",
+    "source": "TEXT NOT NULL",
+    "model": "TEXT NOT NULL",
+    "model_sha256": "TEXT NOT NULL",
+    "operating_point": "TEXT NOT NULL",
+    "verdict": "TEXT NOT NULL",
+    "probability": "REAL",
+    "logit": "REAL",
+    "warnings": "INTEGER NOT NULL",
+    "distance": "REAL",
+    "image_mean": "REAL",
+    "image_std": "REAL",
+    "latency_ms": "REAL",
+}
+"""The store's one table, ``answers``: column → SQLite type."""
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS answers ({', '.join(f'{name} {kind}' for name, kind in COLUMNS.items())});"
+    "CREATE INDEX IF NOT EXISTS answers_time ON answers (time);"
 )
+_READY: set[Path] = set()  # stores whose WAL mode and table this process has already set up
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
     """A connection to the store (created on first use), in WAL mode, waiting up to 5 s for another writer."""
     path = Path(path) if path else monitor_db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path not in _READY or not path.exists()  # once per process and file: the answer path only inserts
     connection = sqlite3.connect(path, timeout=5.0)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.executescript(SCHEMA)
+    if fresh:
+        connection.execute("PRAGMA journal_mode=WAL")  # persistent: it stays set in the database file
+        connection.executescript(SCHEMA)
+        _READY.add(path)
     return connection
 
 
@@ -180,6 +171,13 @@ def compare(name: str, reference: np.ndarray, current: np.ndarray) -> Signal:
         return Signal(name, len(current), None, None, None)
     test = ks_2samp(np.asarray(reference, np.float64), current)
     return Signal(name, len(current), population_stability_index(reference, current), float(test.statistic), float(test.pvalue))
+
+
+def model_window(since: float | None, model_sha256: str, path: Path | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """(the rows since a time answered by the model with this SHA-256, how many rows other models answered)."""
+    rows = answers(since, path)
+    mine = rows["model_sha256"] == model_sha256
+    return {name: values[mine] for name, values in rows.items()}, int((~mine).sum())
 
 
 def validation_reference(model_dir: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
