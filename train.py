@@ -17,13 +17,14 @@ import sys
 from dataclasses import fields
 
 from pneumo_core.progress import CANCELLED
-from pneumo_core.train_config import TrainConfig
+from pneumo_core.train_config import ARCHITECTURE_NAMES, TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=defaults.data_dir, help="Kermany-layout folder (env PNEUMO_DATA_DIR)")
+    parser.add_argument("--architecture", choices=ARCHITECTURE_NAMES, default=defaults.architecture, help="the base network")
     parser.add_argument("--img-size", type=int, default=defaults.img_size)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="head epochs on cached features (transfer recipe)")

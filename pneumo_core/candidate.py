@@ -55,7 +55,8 @@ def package_candidate(
         uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
         intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
     metadata = {
-        "name": f"pneumo-densenet121-{cfg.run_name}",
+        "name": f"pneumo-{cfg.architecture}-{cfg.run_name}",
+        "architecture": cfg.architecture,
         "class_names": list(CLASS_NAMES),
         "input_size": cfg.img_size,
         "preprocessing": PREPROCESSING_SPEC,

@@ -1,25 +1,27 @@
-"""The classifier: Keras's DenseNet121 base + pooling + dropout head + sigmoid, built flat.
+"""The classifier: a Keras Applications base (DenseNet121 by default) + pooling + dropout head + sigmoid, built flat.
 
-:func:`to_model_input` is the model's side of preprocessing (see :mod:`pneumo_core.preprocess`).
-The model is built functionally on one graph (``input_tensor=``), not as a
-nested base model, so Grad-CAM can reach DenseNet's last convolutional block
-(:data:`LAST_CONV_LAYER`). The head ends in a linear ``logit`` layer followed
-by a ``probability`` sigmoid, so calibration can scale the logit.
+:func:`to_model_input` is the model's side of preprocessing (see :mod:`pneumo_core.preprocess`), the same for
+every architecture in :data:`ARCHITECTURES`. The model is built functionally on one graph (``input_tensor=``),
+not as a nested base model, so Grad-CAM can reach the base's last block (:func:`last_block_layer`). The head
+ends in a linear ``logit`` layer followed by a ``probability`` sigmoid, so calibration can scale the logit.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from keras.applications import DenseNet121, densenet
+from keras.applications import DenseNet121, EfficientNetV2B0, densenet
 
 from .config import base_weights_file
 from .preprocess import CANONICAL_SIZE
+from .train_config import ARCHITECTURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +31,54 @@ LAST_CONV_LAYER = "relu"
 POOLED_LAYER = "avg_pool"
 LOGIT_LAYER = "logit"
 
-IMAGENET_FILE = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+@dataclass(frozen=True)
+class Architecture:
+    """A Keras Applications base the classifier can be built on.
+
+    ``last_block`` is the layer Grad-CAM reads (its output feeds the global average pooling ``avg_pool``);
+    ``imagenet_file`` the name Keras caches the no-top ImageNet weights under; ``options`` are the extra
+    arguments that make the base take :func:`to_model_input`'s values.
+    """
+
+    base: Callable[..., keras.Model]
+    last_block: str
+    imagenet_file: str
+    options: dict[str, object] = field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "densenet121": Architecture(DenseNet121, LAST_CONV_LAYER, "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    # Keras's own preprocessing for EfficientNetV2-B* is exactly DenseNet's (÷255, ImageNet mean and std), so
+    # the base takes the shared to_model_input values with its preprocessing layers left out.
+    "efficientnetv2b0": Architecture(
+        EfficientNetV2B0, "top_activation", "efficientnetv2-b0_notop.h5", {"include_preprocessing": False}
+    ),
+}
+DEFAULT_ARCHITECTURE = ARCHITECTURE_NAMES[0]
+
+
+def architecture_of(model: keras.Model) -> str:
+    """The :data:`ARCHITECTURES` key a classifier built by :func:`build_classifier` was built on."""
+    for name in ARCHITECTURES:
+        if model.name == f"pneumo_{name}":
+            return name
+    raise ValueError(f"Model {model.name!r} was not built by build_classifier (known: {', '.join(ARCHITECTURES)}).")
+
+
+def last_block_layer(model: keras.Model) -> str:
+    """The name of the layer whose activations Grad-CAM weighs, for any classifier :func:`build_classifier` made."""
+    return ARCHITECTURES[architecture_of(model)].last_block
 
 
 class BaseWeightsError(RuntimeError):
     """Base weights were asked for explicitly and could not be loaded; the message says why."""
 
 
-def resolve_base_weights(spec: str) -> tuple[str | None, str]:
+def resolve_base_weights(spec: str, architecture: str = DEFAULT_ARCHITECTURE) -> tuple[str | None, str]:
     """Turn ``--base-weights auto|imagenet|none|PATH`` into (Keras ``weights`` argument, description).
 
-    ``auto`` uses a local file named by ``PNEUMO_BASE_WEIGHTS_FILE`` or Keras's
+    ``auto`` uses a local file named by ``PNEUMO_BASE_WEIGHTS_FILE`` (for the architecture trained) or Keras's
     cached ImageNet file if present, else tries the ImageNet download, and if
     that fails falls back to random initialisation with a loud warning.
     """
@@ -47,31 +86,33 @@ def resolve_base_weights(spec: str) -> tuple[str | None, str]:
     if spec.lower() == "none":
         return None, "none (random init)"
     if spec.lower() == "imagenet":
-        _fetch_imagenet()
+        _fetch_imagenet(architecture)
         return "imagenet", "imagenet"
     if spec.lower() != "auto":
         path = Path(spec).expanduser()
         if not path.is_file():
             raise BaseWeightsError(f"Base weights file not found: {path}")
         return str(path), f"file:{path.name}"
-    for candidate in (base_weights_file(), Path.home() / ".keras" / "models" / IMAGENET_FILE):
+    cached = Path.home() / ".keras" / "models" / ARCHITECTURES[architecture].imagenet_file
+    for candidate in (base_weights_file(), cached):
         if candidate and Path(candidate).is_file():
             return str(candidate), f"file:{Path(candidate).name}"
     try:
-        _fetch_imagenet()
+        _fetch_imagenet(architecture)
         return "imagenet", "imagenet"
     except BaseWeightsError as error:
         log.warning("!" * 70)
         log.warning("NO PRETRAINED WEIGHTS: %s", error)
-        log.warning("Training DenseNet121 from RANDOM INITIALISATION (the from-scratch recipe).")
+        log.warning("Training %s from RANDOM INITIALISATION (the from-scratch recipe).", architecture)
         log.warning("!" * 70)
         return None, "none (random init; ImageNet download failed)"
 
 
-def _fetch_imagenet() -> None:
-    """Download (or find cached) Keras's ImageNet DenseNet121 weights, or explain why not."""
+def _fetch_imagenet(architecture: str) -> None:
+    """Download (or find cached) Keras's ImageNet weights for the architecture, or explain why not."""
+    spec = ARCHITECTURES[architecture]
     try:
-        DenseNet121(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+        spec.base(include_top=False, weights="imagenet", input_shape=(32, 32, 3), **spec.options)
     except Exception as error:  # Keras raises a bare Exception on URL fetch failure
         raise BaseWeightsError(
             f"ImageNet weights could not be downloaded ({str(error).splitlines()[0][:160]}). "
@@ -80,17 +121,25 @@ def _fetch_imagenet() -> None:
 
 
 def build_classifier(
-    input_size: int = 224, base_weights: str | None = None, dropout: float = 0.3, head_units: int = 0
+    input_size: int = 224,
+    base_weights: str | None = None,
+    dropout: float = 0.3,
+    head_units: int = 0,
+    architecture: str = DEFAULT_ARCHITECTURE,
 ) -> keras.Model:
-    """DenseNet121 (no top) → global average pooling → Dropout → [Dense(relu) → Dropout] → logit → sigmoid.
+    """Base (no top) → global average pooling → Dropout → [Dense(relu) → Dropout] → logit → sigmoid.
 
-    ``base_weights`` is Keras's ``weights`` argument: ``None``, ``"imagenet"`` or a file path.
+    ``base_weights`` is Keras's ``weights`` argument: ``None``, ``"imagenet"`` or a file path;
+    ``architecture`` a key of :data:`ARCHITECTURES`.
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    spec = ARCHITECTURES[architecture]
     inputs = keras.Input(shape=(input_size, input_size, 3), name="image")
-    base = DenseNet121(include_top=False, weights=base_weights, input_tensor=inputs, pooling="avg")
-    features = base.output  # the pooled 1024-vector from layer "avg_pool"
+    base = spec.base(include_top=False, weights=base_weights, input_tensor=inputs, pooling="avg", **spec.options)
+    features = base.output  # the pooled vector from layer "avg_pool"
     outputs = build_head(features, dropout, head_units)
-    return keras.Model(inputs, outputs, name="pneumo_densenet121")
+    return keras.Model(inputs, outputs, name=f"pneumo_{architecture}")
 
 
 def build_head(features, dropout: float, head_units: int):

@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras import layers
 
 from .cams import LastBlock
-from .model import LAST_CONV_LAYER, LOGIT_LAYER, POOLED_LAYER, head_layer_names, to_model_input
+from .model import LOGIT_LAYER, POOLED_LAYER, head_layer_names, last_block_layer, to_model_input
 from .preprocess import CANONICAL_SIZE
 
 
@@ -53,7 +53,7 @@ class KerasNetwork:
         self.model = model
         self.input_size = input_size
         self.batch_size = batch_size  # images per compiled call
-        self._conv = keras.Model(model.inputs, model.get_layer(LAST_CONV_LAYER).output)
+        self._conv = keras.Model(model.inputs, model.get_layer(last_block_layer(model)).output)
         self._head = _head_dense_layers(model)
         images = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
         image = tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)

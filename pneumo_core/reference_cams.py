@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from .cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM, SCORECAM_CHANNELS, normalize
-from .model import LAST_CONV_LAYER, LOGIT_LAYER, to_model_input
+from .model import LOGIT_LAYER, last_block_layer, to_model_input
 
 
 def two_class_equivalent(model: keras.Model) -> keras.Model:
@@ -41,7 +41,7 @@ class ReferenceExplainer:
 
         images = to_model_input(canonical, self.input_size)
         positive = [name == "PNEUMONIA" for name in classes]
-        options = {"penultimate_layer": LAST_CONV_LAYER, "seek_penultimate_conv_layer": False}
+        options = {"penultimate_layer": last_block_layer(self.model), "seek_penultimate_conv_layer": False}
         if method == SCORECAM:
             maps = [
                 self._vis_method(method)(CategoricalScore([int(p)]), images[i : i + 1], max_N=SCORECAM_CHANNELS, **options)

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 from .config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
 
+ARCHITECTURE_NAMES = ("densenet121", "efficientnetv2b0")
+"""The bases a run can train (the keys of :data:`pneumo_core.model.ARCHITECTURES`, named here without TensorFlow)."""
+
 SMOKE_OVERRIDES = {
     "img_size": 64,
     "batch_size": 8,
@@ -60,6 +63,7 @@ class TrainConfig:
     """Every knob of a run; defaults are the seed recipe (224 px, batch 16, 15 epochs, Adam 1e-4)."""
 
     data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    architecture: str = ARCHITECTURE_NAMES[0]
     img_size: int = 224
     batch_size: int = 16
     epochs: int = 15

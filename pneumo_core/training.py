@@ -160,7 +160,7 @@ class Trainer:
         """Seed recipe: head on cached frozen-base features (several augmented views), then fine-tune the top."""
         cfg = self.config
         size = cfg.img_size
-        build = lambda: build_classifier(size, weights, cfg.dropout, cfg.head_units)  # noqa: E731
+        build = lambda: build_classifier(size, weights, cfg.dropout, cfg.head_units, cfg.architecture)  # noqa: E731
 
         def train_head(model: keras.Model) -> None:
             features = keras.Model(model.input, model.get_layer(POOLED_LAYER).output)
@@ -260,7 +260,9 @@ class Trainer:
                 self._fit(model, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=SCRATCH_PATIENCE)
 
             previous = self._phase(
-                f"scratch_{size}px", lambda size=size: build_classifier(size, None, cfg.dropout, cfg.head_units), train
+                f"scratch_{size}px",
+                lambda size=size: build_classifier(size, None, cfg.dropout, cfg.head_units, cfg.architecture),
+                train,
             )
         return previous
 
@@ -287,7 +289,7 @@ class Trainer:
         self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg))
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         splits, data_hash, manifest_path = self.load_data()
-        weights, weights_used = resolve_base_weights(cfg.base_weights)
+        weights, weights_used = resolve_base_weights(cfg.base_weights, cfg.architecture)
         recipe = "transfer" if weights else "scratch"
         with TrackedRun(cfg.experiment, cfg.run_name, self.state) as tracked:
             self._save_state()

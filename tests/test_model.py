@@ -1,17 +1,23 @@
 """The classifier's structure and the base-weights options, including loading a weights file by path."""
 
+import keras
 import numpy as np
 import pytest
 from keras.applications import DenseNet121
 
 from pneumo_core.model import (
+    ARCHITECTURES,
     LAST_CONV_LAYER,
     LOGIT_LAYER,
+    POOLED_LAYER,
     BaseWeightsError,
+    architecture_of,
     build_classifier,
     head_layer_names,
+    last_block_layer,
     resolve_base_weights,
 )
+from pneumo_core.train_config import ARCHITECTURE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +73,20 @@ def test_none_and_missing_file():
     assert resolve_base_weights("none") == (None, "none (random init)")
     with pytest.raises(BaseWeightsError, match="not found"):
         resolve_base_weights("/nonexistent/weights.h5")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
+def test_every_architecture_builds_with_its_grad_cam_layer_feeding_the_pooling(architecture):
+    model = build_classifier(64, None, head_units=0, architecture=architecture)
+    assert architecture_of(model) == architecture
+    block = model.get_layer(last_block_layer(model)).output
+    assert block.shape[1:3] == (2, 2)  # stride 32, like the 7 × 7 grid at 224 px
+    pooled = keras.Model(model.inputs, [block, model.get_layer(POOLED_LAYER).output])
+    activations, features = pooled.predict(np.random.default_rng(0).uniform(-2, 2, (2, 64, 64, 3)), verbose=0)
+    np.testing.assert_allclose(activations.mean(axis=(1, 2)), features, rtol=1e-5, atol=1e-6)
+
+
+def test_architectures_are_named_in_one_place():
+    assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        build_classifier(64, None, architecture="vgg16")
