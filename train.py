@@ -25,6 +25,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=defaults.data_dir, help="Kermany-layout folder (env PNEUMO_DATA_DIR)")
     parser.add_argument("--architecture", choices=ARCHITECTURE_NAMES, default=defaults.architecture, help="the base network")
+    parser.add_argument(
+        "--ensemble-of",
+        default=defaults.ensemble_of,
+        metavar="DIR,DIR",
+        help="combine trained models (same split) into one served network instead of training",
+    )
     parser.add_argument("--img-size", type=int, default=defaults.img_size)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="head epochs on cached features (transfer recipe)")

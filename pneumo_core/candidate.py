@@ -17,6 +17,7 @@ from .datasets import Split
 from .evaluate import predictions_frame, write_evaluation
 from .logits import sigmoid
 from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, classification_metrics, fit_temperature
+from .model import architecture_of
 from .network import KerasNetwork
 from .ood import FeatureDensity
 from .predict import Predictor
@@ -55,8 +56,8 @@ def package_candidate(
         uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
         intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
     metadata = {
-        "name": f"pneumo-{cfg.architecture}-{cfg.run_name}",
-        "architecture": cfg.architecture,
+        "name": f"pneumo-{architecture_of(model)}-{cfg.run_name}",
+        "architecture": architecture_of(model),
         "class_names": list(CLASS_NAMES),
         "input_size": cfg.img_size,
         "preprocessing": PREPROCESSING_SPEC,

@@ -58,17 +58,25 @@ ARCHITECTURES: dict[str, Architecture] = {
 DEFAULT_ARCHITECTURE = ARCHITECTURE_NAMES[0]
 
 
+ENSEMBLE = "ensemble"
+ENSEMBLE_BLOCK = "ensemble_block"
+"""An ensemble (:mod:`pneumo_core.ensemble`) concatenates its members' last blocks in this layer."""
+
+
 def architecture_of(model: keras.Model) -> str:
-    """The :data:`ARCHITECTURES` key a classifier built by :func:`build_classifier` was built on."""
-    for name in ARCHITECTURES:
+    """The :data:`ARCHITECTURES` key a classifier built by :func:`build_classifier` was built on, or :data:`ENSEMBLE`."""
+    for name in (*ARCHITECTURES, ENSEMBLE):
         if model.name == f"pneumo_{name}":
             return name
-    raise ValueError(f"Model {model.name!r} was not built by build_classifier (known: {', '.join(ARCHITECTURES)}).")
+    raise ValueError(
+        f"Model {model.name!r} was not built by build_classifier or build_ensemble (known: {', '.join(ARCHITECTURES)})."
+    )
 
 
 def last_block_layer(model: keras.Model) -> str:
-    """The name of the layer whose activations Grad-CAM weighs, for any classifier :func:`build_classifier` made."""
-    return ARCHITECTURES[architecture_of(model)].last_block
+    """The name of the layer whose activations Grad-CAM weighs, for any classifier built here."""
+    architecture = architecture_of(model)
+    return ENSEMBLE_BLOCK if architecture == ENSEMBLE else ARCHITECTURES[architecture].last_block
 
 
 class BaseWeightsError(RuntimeError):
@@ -156,6 +164,24 @@ def head_layer_names(model: keras.Model) -> list[str]:
     """Names of the layers after pooling (the part trained on cached features)."""
     names = [layer.name for layer in model.layers]
     return names[names.index(POOLED_LAYER) + 1 :]
+
+
+def head_dense_layers(model: keras.Model) -> list[layers.Dense]:
+    """The head's Dense layers from the pooled features up to the logit (dropout is the identity when serving)."""
+    dense = []
+    for name in head_layer_names(model):
+        layer = model.get_layer(name)
+        if isinstance(layer, layers.Dropout):
+            continue
+        if not isinstance(layer, layers.Dense) or layer.activation not in (keras.activations.relu, keras.activations.linear):
+            raise ValueError(
+                f"Layer {name!r} is not a Dense layer with a ReLU or linear activation; "
+                "the closed-form Grad-CAM supports only such heads."
+            )
+        dense.append(layer)
+        if name == LOGIT_LAYER:
+            return dense
+    raise ValueError(f"The model has no {LOGIT_LAYER!r} layer after {POOLED_LAYER!r}.")
 
 
 def to_model_input(canonical: tf.Tensor | np.ndarray, size: int) -> tf.Tensor:

@@ -19,29 +19,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers
 
 from .cams import LastBlock
-from .model import LOGIT_LAYER, POOLED_LAYER, head_layer_names, last_block_layer, to_model_input
+from .model import head_dense_layers, last_block_layer, to_model_input
 from .preprocess import CANONICAL_SIZE
-
-
-def _head_dense_layers(model: keras.Model) -> list[layers.Dense]:
-    """The head's Dense layers from the pooled features up to the logit (dropout is the identity when serving)."""
-    dense = []
-    for name in head_layer_names(model):
-        layer = model.get_layer(name)
-        if isinstance(layer, layers.Dropout):
-            continue
-        if not isinstance(layer, layers.Dense) or layer.activation not in (keras.activations.relu, keras.activations.linear):
-            raise ValueError(
-                f"Layer {name!r} is not a Dense layer with a ReLU or linear activation; "
-                "the closed-form Grad-CAM supports only such heads."
-            )
-        dense.append(layer)
-        if name == LOGIT_LAYER:
-            return dense
-    raise ValueError(f"The model has no {LOGIT_LAYER!r} layer after {POOLED_LAYER!r}.")
 
 
 class KerasNetwork:
@@ -54,7 +35,7 @@ class KerasNetwork:
         self.input_size = input_size
         self.batch_size = batch_size  # images per compiled call
         self._conv = keras.Model(model.inputs, model.get_layer(last_block_layer(model)).output)
-        self._head = _head_dense_layers(model)
+        self._head = head_dense_layers(model)
         images = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
         image = tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
         masks = tf.TensorSpec([None, input_size, input_size], tf.float32)

@@ -64,6 +64,7 @@ class TrainConfig:
 
     data_dir: str = field(default_factory=lambda: str(default_data_dir()))
     architecture: str = ARCHITECTURE_NAMES[0]
+    ensemble_of: str = ""  # comma-separated trained model directories: combine them instead of training
     img_size: int = 224
     batch_size: int = 16
     epochs: int = 15

@@ -35,9 +35,10 @@ from .data import (
     write_manifest,
 )
 from .datasets import Split, make_dataset
+from .ensemble import build_ensemble
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
 from .progress import ProgressWriter
-from .registry import record_in_metadata
+from .registry import load_model_dir, record_in_metadata
 from .tracking import MlflowEpochLogger, TrackedRun
 from .train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 
@@ -282,6 +283,29 @@ class Trainer:
             verbose=0,
         )
 
+    def ensemble_members(self, data_hash: str) -> list[tuple[keras.Model, dict]]:
+        """The ``--ensemble-of`` models with their metadata, each checked to have been trained on this run's split.
+
+        The ensemble is calibrated on validation and measured on the internal test, so every member must have been
+        trained on exactly this run's training films (the same manifest hash), never on those.
+        """
+        members = []
+        for directory in (part.strip() for part in self.config.ensemble_of.split(",") if part.strip()):
+            model, metadata = load_model_dir(Path(directory))
+            if metadata.get("data_manifest_sha256") != data_hash:
+                raise ValueError(
+                    f"Ensemble member {directory} was trained on another split (manifest "
+                    f"{metadata.get('data_manifest_sha256')}, this run's is {data_hash}): train every member on the "
+                    "same data with the same --seed, --val-fraction and --test-fraction, so none has seen the films the "
+                    "ensemble is calibrated and tested on."
+                )
+            if metadata["input_size"] != self.config.img_size:
+                raise ValueError(
+                    f"Ensemble member {directory} takes {metadata['input_size']} px; this run --img-size {self.config.img_size}."
+                )
+            members.append((model, metadata))
+        return members
+
     # ----- the whole run -------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.config
@@ -289,8 +313,12 @@ class Trainer:
         self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg))
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         splits, data_hash, manifest_path = self.load_data()
-        weights, weights_used = resolve_base_weights(cfg.base_weights, cfg.architecture)
-        recipe = "transfer" if weights else "scratch"
+        members = self.ensemble_members(data_hash) if cfg.ensemble_of else []
+        if members:
+            weights, weights_used, recipe = None, "members: " + ", ".join(m["name"] for _, m in members), "ensemble"
+        else:
+            weights, weights_used = resolve_base_weights(cfg.base_weights, cfg.architecture)
+            recipe = "transfer" if weights else "scratch"
         with TrackedRun(cfg.experiment, cfg.run_name, self.state) as tracked:
             self._save_state()
             tracked.log_params(
@@ -304,12 +332,20 @@ class Trainer:
                 }
             )
             tracked.log_artifact(manifest_path)
-            model = self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
+            if members:
+                self.progress.emit("phase", phase="ensemble", members=[m["name"] for _, m in members])
+                model = build_ensemble([member for member, _ in members])
+            elif weights:
+                model = self.train_transfer(splits, weights, tracked)
+            else:
+                model = self.train_scratch(splits, tracked)
             self.progress.emit("phase", phase="evaluate")
             train_seconds = self.state.get("train_seconds", 0.0)  # training phases only, summed over resumes
             candidate = package_candidate(
                 model, splits, cfg, self.run_dir, train_seconds, recipe, weights_used, data_hash, tracked
             )
+            if members:
+                record_in_metadata(candidate, members=[_member_record(metadata) for _, metadata in members])
             version = tracked.log_model_dir(candidate)
             if version:
                 record_in_metadata(candidate, registry_version=version)
@@ -317,6 +353,12 @@ class Trainer:
             "done", model_dir=str(candidate), metrics=json.loads((candidate / "metadata.json").read_text())["metrics"]
         )
         return candidate
+
+
+def _member_record(metadata: dict) -> dict:
+    """What an ensemble's metadata keeps of each member: enough to find and verify it."""
+    keys = ("name", "architecture", "model_sha256", "registry_version", "mlflow_run_id", "train_seconds")
+    return {key: metadata[key] for key in keys if key in metadata}
 
 
 def run_training(config: TrainConfig, resume: bool = False) -> Path:

@@ -200,3 +200,41 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     monkeypatch.setenv("PNEUMO_MODEL_URI", "models:/pneumo-densenet121@nobody")
     with pytest.raises(ModelLoadError, match="could not be fetched"):
         Predictor.load()
+
+
+def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_others(smoke_run, real_data, tmp_path):
+    """``--ensemble-of``: the smoke run's DenseNet and an EfficientNetV2-B0 saved with the same manifest become one
+    calibrated, measured candidate whose test logits are the mean of the members'; a member of another split is refused."""
+    import keras
+    import numpy as np
+    import pandas as pd
+
+    from pneumo_core.model import build_classifier
+    from pneumo_core.network import KerasNetwork
+    from pneumo_core.predict import load_canonical_films
+    from pneumo_core.registry import read_metadata, save_model_dir
+
+    candidate, _ = smoke_run
+    smoke_metadata = read_metadata(candidate)
+    keras.utils.set_random_seed(1)
+    other = build_classifier(64, None, head_units=8, architecture="efficientnetv2b0")
+    other_dir = save_model_dir(other, tmp_path / "effnet", {**smoke_metadata, "name": "effnet"})
+    config = TrainConfig(
+        data_dir=str(real_data), output_dir=str(tmp_path), run_name="ensemble", smoke=True, ensemble_of=f"{candidate},{other_dir}"
+    )
+    ensemble_dir = run_training(config)
+    model, metadata = load_model_dir(ensemble_dir)
+    assert metadata["recipe"] == "ensemble" and metadata["architecture"] == "ensemble"
+    assert [m["name"] for m in metadata["members"]] == [smoke_metadata["name"], "effnet"]
+    assert metadata["data_manifest_sha256"] == smoke_metadata["data_manifest_sha256"] and "roc_auc" in metadata["metrics"]["test"]
+
+    test = pd.read_csv(ensemble_dir / "evaluation" / "test_predictions.csv")
+    _, films, _ = load_canonical_films(real_data / "train", test["file"].tolist())
+    members = [load_model_dir(candidate)[0], other]
+    mean = np.mean([KerasNetwork(member, 64).forward(films)[0] for member in members], axis=0)
+    np.testing.assert_allclose(test["logit"].to_numpy(), mean, atol=1e-4)
+
+    stranger = save_model_dir(other, tmp_path / "stranger", {**smoke_metadata, "data_manifest_sha256": "0" * 16})
+    refused = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{stranger}")
+    with pytest.raises(ValueError, match="trained on another split"):
+        run_training(refused)
