@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer.progress.emit("failed", error=message)
         logging.error("training failed: %s", message)
         return 143 if isinstance(error, SystemExit) else 1
+    if not trainer.role.is_chief:
+        print(json.dumps({"worker": trainer.role.index, "run_dir": str(trainer.run_dir)}))  # the chief has the model
+        return 0
     print(json.dumps({"model_dir": str(candidate), "run_dir": str(trainer.run_dir)}))
     if args.promote:
         record = promote_candidate(candidate, "train.py --promote")

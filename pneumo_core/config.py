@@ -32,6 +32,7 @@ API_KEYS_ENV = "PNEUMO_API_KEYS"
 API_AUTH_ENV = "PNEUMO_API_AUTH"
 API_RATE_ENV = "PNEUMO_API_RATE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+CLUSTER_ENV = "TF_CONFIG"
 TRAIN_MEMORY_ENV = "PNEUMO_TRAIN_MEMORY_MB"
 MONITOR_DB_ENV = "PNEUMO_MONITOR_DB"
 MONITOR_RETENTION_ENV = "PNEUMO_MONITOR_RETENTION_DAYS"
@@ -130,6 +131,11 @@ def monitor_retention_days() -> float:
         return max(0.0, float(os.environ.get(MONITOR_RETENTION_ENV, "90")))
     except ValueError:
         return 90.0
+
+
+def cluster_spec() -> str | None:
+    """``$TF_CONFIG``: TensorFlow's description of a training cluster and this process's task in it, if set."""
+    return os.environ.get(CLUSTER_ENV) or None
 
 
 def mlflow_tracking_uri() -> str:

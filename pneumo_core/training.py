@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from .callbacks import ProgressCallback
 from .candidate import package_candidate
+from .cluster import ClusterRole, cluster_role
 from .config import train_memory_budget_bytes
 from .data import (
     class_root,
@@ -56,10 +57,29 @@ FIRST_WARMUP_FRACTION, LATER_WARMUP_FRACTION = 0.1, 0.05
 """Share of a phase's steps spent warming up to its peak rate (the first phase starts from random weights)."""
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over several GPUs when present, else the default (CPU or one GPU)."""
+def distribution_strategy(role: ClusterRole) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy for a ``TF_CONFIG`` cluster, else MirroredStrategy over several GPUs when present,
+    else the default (CPU or one GPU)."""
+    if role.distributed:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def fit_across_workers(model: keras.Model) -> None:
+    """Let Keras 3's ``fit`` run under MultiWorkerMirroredStrategy (keras-team/keras#20585, still so in Keras 3.15).
+
+    ``fit`` fails there twice: its symbolic build reduces the first distributed batch eagerly, which a multi-worker
+    strategy cannot, and it averages each step's scalar logs over an axis 0 scalars lack. So the model forgets the
+    strategy it was built under (``fit`` then runs inside ``strategy.scope()``, where Keras finds the strategy
+    again: variables, gradients and their all-reduce are unchanged), and its steps return their logs as
+    one-element vectors, which that average turns into the mean over workers: every worker sees the same logs, so
+    early stopping and checkpoints decide alike everywhere.
+    """
+    model._distribute_strategy = None
+    train_step, test_step = model.train_step, model.test_step
+    model.train_step = lambda data: {key: tf.reshape(value, [1]) for key, value in train_step(data).items()}
+    model.test_step = lambda data: {key: tf.reshape(value, [1]) for key, value in test_step(data).items()}
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -84,24 +104,27 @@ class Trainer:
             config = resumed_config(config)
         config = config.effective()  # a quick check shrinks whatever the caller left at its default
         self.config = config
+        self.role = cluster_role()
         self.run_dir = Path(config.output_dir) / config.run_name
+        if not self.role.is_chief:  # a worker keeps its own checkpoints and progress beside the chief's run
+            self.run_dir = self.run_dir / f"worker-{self.role.index}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.run_dir / "state.json"
         self.state = json.loads(self.state_path.read_text()) if resume and self.state_path.exists() else {"completed": []}
         self.progress = ProgressWriter(Path(config.progress_file) if config.progress_file else self.run_dir / "progress.jsonl")
-        self.strategy = distribution_strategy()
+        self.strategy = distribution_strategy(self.role)
         self.global_epoch = 0
 
     # ----- bookkeeping -------------------------------------------------------------
     def _save_state(self) -> None:
         self.state_path.write_text(json.dumps(self.state, indent=2))
 
-    def _callbacks(self, phase: str, epochs: int, steps: int, tracked: TrackedRun, monitor_patience: int) -> list:
+    def _callbacks(self, phase: str, epochs: int, steps: int, tracked: TrackedRun | None, monitor_patience: int) -> list:
         return [
             keras.callbacks.BackupAndRestore(str(self.run_dir / f"backup_{phase}")),
             keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=monitor_patience, restore_best_weights=True),
             ProgressCallback(self.progress, phase, epochs, steps),
-            MlflowEpochLogger(tracked, phase, self),
+            *([MlflowEpochLogger(tracked, phase, self)] if tracked else []),
         ]
 
     # ----- data ----------------------------------------------------------------------
@@ -150,14 +173,15 @@ class Trainer:
             return model
         self.progress.emit("phase", phase=name)
         started = time.time()
-        train(model)
+        with self.strategy.scope():  # the optimizer too is the strategy's
+            train(model)
         model.save_weights(weights_path)
         self.state["completed"].append(name)
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - started
         self._save_state()
         return model
 
-    def train_transfer(self, splits: dict[str, Split], weights: str, tracked: TrackedRun) -> keras.Model:
+    def train_transfer(self, splits: dict[str, Split], weights: str, tracked: TrackedRun | None) -> keras.Model:
         """Seed recipe: head on cached frozen-base features (several augmented views), then fine-tune the top."""
         cfg = self.config
         size = cfg.img_size
@@ -234,7 +258,7 @@ class Trainer:
             return self._phase("fine_tune", build, fine_tune)
         return head_model
 
-    def train_scratch(self, splits: dict[str, Split], tracked: TrackedRun) -> keras.Model:
+    def train_scratch(self, splits: dict[str, Split], tracked: TrackedRun | None) -> keras.Model:
         """From random init: progressive resizing, AdamW, cosine decay with warm-up, label smoothing."""
         cfg = self.config
         previous: keras.Model | None = None
@@ -274,6 +298,8 @@ class Trainer:
         )
         val = make_dataset(splits["val"].source, splits["val"].labels, size, 32)
         steps = math.ceil(len(splits["train"]) / batch)
+        if self.role.distributed:
+            fit_across_workers(model)
         model.fit(
             train,
             validation_data=val,
@@ -306,11 +332,22 @@ class Trainer:
             members.append((model, metadata))
         return members
 
+    def train_as_worker(self, splits: dict[str, Split], weights: str | None) -> Path:
+        """A non-chief worker: the same phases, in step with the chief; the chief keeps the books and the model."""
+        if self.config.ensemble_of:
+            raise ValueError("An ensemble is combined, not trained: run --ensemble-of on one process, without TF_CONFIG.")
+        if weights:
+            self.train_transfer(splits, weights, None)
+        else:
+            self.train_scratch(splits, None)
+        self.progress.emit("done", worker=self.role.index, workers=self.role.workers)
+        return self.run_dir
+
     # ----- the whole run -------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg))
+        self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg), workers=self.role.workers)
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         splits, data_hash, manifest_path = self.load_data()
         members = self.ensemble_members(data_hash) if cfg.ensemble_of else []
@@ -319,6 +356,8 @@ class Trainer:
         else:
             weights, weights_used = resolve_base_weights(cfg.base_weights, cfg.architecture)
             recipe = "transfer" if weights else "scratch"
+        if not self.role.is_chief:
+            return self.train_as_worker(splits, weights)
         with TrackedRun(cfg.experiment, cfg.run_name, self.state) as tracked:
             self._save_state()
             tracked.log_params(
