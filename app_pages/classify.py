@@ -20,7 +20,7 @@ from pneumo_core.monitor import record as record_answers
 from pneumo_core.predict import Case
 from pneumo_core.saliency import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
-from ui.resources import served_model, start_loading
+from ui.resources import served_model, shadow_challenger, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
 
 ANSWER = "the answer"
@@ -104,7 +104,10 @@ if missing:
     with st.spinner("Classifying…"):
         started = time.perf_counter()
         answered = served.predictor.classify([item for _, item in missing], with_maps=True)
-        record_answers(answered, served.predictor, "app", time.perf_counter() - started)  # no image, no file name
+        seconds = time.perf_counter() - started
+        record_answers(answered, served.predictor, "app", seconds)  # no image, no file name
+        if (shadow := shadow_challenger()) is not None:
+            shadow.submit(answered, served.predictor, seconds, "app")  # scored afterwards, in the background
         for (digest, _), case in zip(missing, answered):
             cache[digest] = case
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]

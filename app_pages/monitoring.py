@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,12 @@ import streamlit as st
 
 from pneumo_core.config import monitor_db_path, monitor_retention_days
 from pneumo_core.monitor import KS_ALPHA, MIN_ANSWERS, PSI_ALERT, drift_report, model_window, parse_since, validation_reference
+from pneumo_core.registry import read_metadata
+from pneumo_core.shadow import MIN_SHADOW_ANSWERS, Shadow, promotion_check, shadow_report
+from pneumo_core.site import ProfileError, active_profile, load_profile
 from ui.access import is_operator
-from ui.resources import served_model
+from ui.operator_actions import promote_model
+from ui.resources import Served, served_model, shadow_challenger
 
 WINDOWS = {"last 24 hours": "24h", "last 7 days": "7d", "last 30 days": "30d", "everything kept": None}
 
@@ -74,6 +79,75 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
     right.plotly_chart(distribution("Model score", logits, window["logit"].astype(float), "logit"), width="stretch")
 
 
+def model_comparison(champion: Path, challenger: Path) -> pd.DataFrame:
+    """Internal test and the champion's active site, for both models, side by side."""
+    site = active_profile(champion)
+    rows = []
+    for role, directory in (("champion", champion), ("challenger", challenger)):
+        metadata = read_metadata(directory)
+        row = {"model": f"{role}: {metadata.get('name')}"}
+        test = metadata.get("metrics", {}).get("test", {})
+        row.update({f"internal test {k}": test.get(k) for k in ("roc_auc", "sensitivity", "specificity")})
+        if site is not None:
+            try:
+                metrics = load_profile(directory, site.name).metrics
+            except ProfileError:
+                metrics = {}
+            row.update({f"site {site.name} {k}": metrics.get(k) for k in ("roc_auc", "sensitivity", "specificity")})
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def shadow_section(served: Served, shadow: Shadow | None, since: float | None) -> None:
+    st.subheader("Shadow challenger")
+    if shadow is None:
+        st.caption(
+            "No challenger is scoring in the shadow. Set `PNEUMO_CHALLENGER` to a model directory or to "
+            "`models:/pneumo-densenet121@challenger` (name the version with `python -m pneumo_core challenger VERSION`): "
+            "it then scores every answered film beside the served model, in the background, and is never shown."
+        )
+        return
+    report = shadow_report(since, served.metadata.get("model_sha256"))
+    st.markdown(f"**{shadow.name}** scores every answered film beside the served model; its answers are never shown.")
+    columns = st.columns(4)
+    columns[0].metric("films scored", report.answers)
+    columns[1].metric("agreement", "–" if report.agreement is None else f"{report.agreement:.1%}")
+    columns[2].metric("median latency", "–" if report.answers == 0 else f"{report.challenger_latency_ms:.0f} ms")
+    columns[3].metric("batches dropped (busy)", shadow.dropped)
+    if report.answers:
+        st.dataframe(
+            pd.DataFrame([{"served → challenger": pair, "films": n} for pair, n in report.pairs.items()]), hide_index=True
+        )
+        if report.disagreements:
+            champion, challenger = zip(*report.disagreements)
+            figure = go.Figure(
+                layout={
+                    "title": "Where they disagree: the two probabilities of PNEUMONIA",
+                    "xaxis_title": "served model",
+                    "yaxis_title": "challenger",
+                    "xaxis_range": [0, 1],
+                    "yaxis_range": [0, 1],
+                }
+            )
+            figure.add_scatter(x=champion, y=challenger, mode="markers", name="film")
+            st.plotly_chart(figure, width="stretch")
+        st.caption(
+            f"Median latency per film: served {report.champion_latency_ms:.0f} ms, challenger "
+            f"{report.challenger_latency_ms:.0f} ms (the challenger's is spent after the answer is given)."
+        )
+    st.dataframe(model_comparison(served.directory, shadow.directory), hide_index=True)
+    ready, reasons = promotion_check(served.directory, shadow.directory, report)
+    st.markdown("**Promotion rule** (all must hold):\n" + "\n".join(f"- {reason}" for reason in reasons))
+    st.caption(
+        f"The rule: at least {MIN_SHADOW_ANSWERS} films scored in the shadow; at the served model's active site, ROC AUC, "
+        "sensitivity and specificity all at least the served model's and one higher; internal-test ROC AUC not "
+        "materially lower. Site numbers come from the sample each profile was fitted on, optimistic for both alike."
+    )
+    if ready and st.button("Promote the challenger", type="primary", key="promote_challenger"):
+        promote_model(shadow.directory)
+        st.success("The challenger is now the served model; the previous one is kept for roll-back.")
+
+
 st.title("Monitoring")
 st.markdown(
     "Every film answered by this app or the REST API leaves one row: time, model, operating point, verdict, "
@@ -105,3 +179,4 @@ st.caption(
     f"Latency per film: median {np.median(latency):.0f} ms, 95th percentile {np.percentile(latency, 95):.0f} ms. "
     f"Report as of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; the same as JSON: `python -m pneumo_core monitor --json`."
 )
+shadow_section(served, shadow_challenger(), parse_since(WINDOWS[choice]))

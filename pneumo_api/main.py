@@ -15,6 +15,7 @@ from pneumo_core import DISCLAIMER
 from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
 from pneumo_core.decode import MAX_FILE_BYTES
 from pneumo_core.predict import Predictor
+from pneumo_core.shadow import load_shadow
 
 from . import problems
 from .routes import router
@@ -71,10 +72,13 @@ class ModelSlot:
 def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAPI:
     """A new application serving ``model_dir`` (default: the served model), with its own rate limit and metrics."""
     slot, telemetry = ModelSlot(model_dir), Telemetry(UPLOAD_PATHS)
+    shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-loader")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         slot.start()
+        if app.state.shadow is None:
+            app.state.shadow = shadow_pool.submit(load_shadow, serving_runtime())  # $PNEUMO_CHALLENGER, if set
         yield
 
     app = FastAPI(
@@ -84,6 +88,7 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.model = slot
+    app.state.shadow = None  # the future of the shadow challenger (pneumo_core.shadow), once the app starts
     app.state.telemetry = telemetry
     app.state.rate_limit = RateLimit(rate)
     problems.install(app)

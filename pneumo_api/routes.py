@@ -82,11 +82,16 @@ async def _payloads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
     return [(upload.filename or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
 
 
-def _answer(served: Predictor, payloads: list[tuple[str, bytes]], with_maps: bool) -> list[Case]:
-    """Classify and record each answered film in the monitoring store (no image, no file name)."""
+def _answer(request: Request, served: Predictor, payloads: list[tuple[str, bytes]], with_maps: bool) -> list[Case]:
+    """Classify, record each answered film in the monitoring store (no image, no file name), and hand the films to
+    the shadow challenger if one is loaded (scored after this returns)."""
     started = time.perf_counter()
     cases = served.classify(payloads, with_maps)
-    record_answers(cases, served, "api", time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    record_answers(cases, served, "api", seconds)
+    shadow = request.app.state.shadow
+    if shadow is not None and shadow.done() and shadow.result() is not None:
+        shadow.result().submit(cases, served, seconds, "api")
     return cases
 
 
@@ -105,7 +110,7 @@ async def predict(
 ) -> dict:
     """One answer per file, in order: exactly the ``predict`` command line's records."""
     payloads = await _payloads(files)
-    cases = await run_in_threadpool(_answer, served, payloads, False)  # off the event loop
+    cases = await run_in_threadpool(_answer, request, served, payloads, False)  # off the event loop
     records = [answer_record(name, case, served.operating_point) for (name, _), case in zip(payloads, cases)]
     request.app.state.telemetry.count_films(records)
     return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
@@ -121,7 +126,7 @@ async def explain(
 ) -> dict:
     """The answer for one film plus a heat map (overlay PNG and a 28 × 28 map) of the evidence for a class."""
     payloads = await _payloads([file])
-    case = (await run_in_threadpool(_answer, served, payloads, True))[0]
+    case = (await run_in_threadpool(_answer, request, served, payloads, True))[0]
     record = answer_record(payloads[0][0], case, served.operating_point)
     request.app.state.telemetry.count_films([record])
     body = {

@@ -1,4 +1,4 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|export-tflite``: the
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|challenger|export-tflite``: the
 command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="serve a registered model version (MLflow registry: champion)")
     promote.add_argument("version", help="the version of the registered model pneumo-densenet121")
     commands.add_parser("rollback", help="serve the model the current one replaced (champion ↔ previous)")
+    challenger = commands.add_parser("challenger", help="name the registered version scored in the shadow (challenger)")
+    challenger.add_argument("version", nargs="?", help="a version of pneumo-densenet121; omit with --clear")
+    challenger.add_argument("--clear", action="store_true", help="no challenger")
     export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
     export.add_argument("--model", type=Path, default=None)
     return parser
@@ -380,6 +383,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     from .config import served_model_dir
     from .monitor import drift_report, model_window, parse_since, validation_reference
     from .registry import read_metadata
+    from .shadow import shadow_report
 
     try:
         since = parse_since(args.since)
@@ -394,6 +398,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         "since": since,
         "other_models_answers": others,
         **drift_report(window, *validation_reference(directory)),
+        "shadow": shadow_report(since, metadata.get("model_sha256"), args.db).as_json(),
     }
     if args.json:
         print(json.dumps(report))
@@ -404,6 +409,28 @@ def run_monitor(args: argparse.Namespace) -> int:
         values = "not enough data" if signal["psi"] is None else f"PSI {signal['psi']:.3f}, KS p {signal['ks_pvalue']:.2g}"
         print(f"  {signal['name']:<17} n={signal['n']:<6} {values}{'  ← drift' if signal['alert'] else ''}")
     print(f"drift alert: {'YES' if drift['alert'] else 'no'} ({drift['rule']})")
+    shadow = report["shadow"]
+    if shadow["answers"]:
+        print(
+            f"shadow challenger {', '.join(shadow['challengers'])}: {shadow['answers']} films, agreement "
+            f"{shadow['agreement']:.1%}, median latency {shadow['challenger_latency_ms']:.0f} ms "
+            f"(champion {shadow['champion_latency_ms']:.0f} ms)"
+        )
+    return EXIT_OK
+
+
+def run_challenger(args: argparse.Namespace) -> int:
+    from .model_registry import set_challenger
+
+    if args.clear == bool(args.version):
+        print("error: give a VERSION, or --clear for no challenger", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        set_challenger(None if args.clear else args.version)
+    except Exception as error:  # noqa: BLE001 - MLflow raises many kinds: say what the store said, once
+        print(f"error: the challenger was not set: {str(error).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({"challenger": None if args.clear else args.version}))
     return EXIT_OK
 
 
@@ -440,6 +467,7 @@ COMMANDS = {
     "monitor": run_monitor,
     "promote": run_promote,
     "rollback": run_rollback,
+    "challenger": run_challenger,
     "export-tflite": run_export_tflite,
 }
 

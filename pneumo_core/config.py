@@ -33,6 +33,7 @@ API_AUTH_ENV = "PNEUMO_API_AUTH"
 API_RATE_ENV = "PNEUMO_API_RATE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
 CLUSTER_ENV = "TF_CONFIG"
+CHALLENGER_ENV = "PNEUMO_CHALLENGER"
 TRAIN_MEMORY_ENV = "PNEUMO_TRAIN_MEMORY_MB"
 MONITOR_DB_ENV = "PNEUMO_MONITOR_DB"
 MONITOR_RETENTION_ENV = "PNEUMO_MONITOR_RETENTION_DAYS"
@@ -92,6 +93,12 @@ def model_uri() -> str | None:
     """``$PNEUMO_MODEL_URI``: serve a registered version (``models:/pneumo-densenet121@champion`` or ``.../3``)
     instead of the served model directory."""
     return os.environ.get(MODEL_URI_ENV) or None
+
+
+def challenger_spec() -> str | None:
+    """``$PNEUMO_CHALLENGER``: a model directory or registry URI (``models:/pneumo-densenet121@challenger``) to score
+    every answered film in the shadow of the served one."""
+    return os.environ.get(CHALLENGER_ENV) or None
 
 
 def runs_dir() -> Path:

@@ -129,6 +129,17 @@ def _set_aliases(champion: str | None, previous: str | None) -> bool:
     return True
 
 
+def set_challenger(version: str | None) -> None:
+    """Name a registered version the ``challenger`` (``None``: no challenger); errors say what the store said."""
+    client = _client()
+    if version is None:
+        if alias_version(CHALLENGER) is not None:
+            client.delete_registered_model_alias(REGISTERED_MODEL, CHALLENGER)
+        return
+    client.get_model_version(REGISTERED_MODEL, str(version))  # raises when there is no such version
+    client.set_registered_model_alias(REGISTERED_MODEL, CHALLENGER, str(version))
+
+
 def move_serving_aliases(served: dict[str, Any], other: dict[str, Any] | None) -> bool:
     """After a promotion or a roll-back: ``champion`` → the version now in ``models/served``, ``previous`` → the one
     beside it (``models/served.previous``). False, and nothing moved, when the served model has no version here."""

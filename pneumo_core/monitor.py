@@ -56,10 +56,26 @@ COLUMNS = {
     "image_std": "REAL",
     "latency_ms": "REAL",
 }
-"""The store's one table, ``answers``: column → SQLite type."""
-SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS answers ({', '.join(f'{name} {kind}' for name, kind in COLUMNS.items())});"
-    "CREATE INDEX IF NOT EXISTS answers_time ON answers (time);"
+"""The store's ``answers`` table: column → SQLite type."""
+SHADOW_COLUMNS = {
+    "time": "REAL NOT NULL",
+    "source": "TEXT NOT NULL",
+    "champion_sha256": "TEXT NOT NULL",
+    "challenger": "TEXT NOT NULL",
+    "challenger_sha256": "TEXT NOT NULL",
+    "champion_verdict": "TEXT NOT NULL",
+    "challenger_verdict": "TEXT NOT NULL",
+    "champion_probability": "REAL NOT NULL",
+    "challenger_probability": "REAL NOT NULL",
+    "champion_latency_ms": "REAL NOT NULL",
+    "challenger_latency_ms": "REAL NOT NULL",
+}
+"""The ``shadow`` table (:mod:`pneumo_core.shadow`): the challenger's answer beside the champion's, per film."""
+TABLES = {"answers": COLUMNS, "shadow": SHADOW_COLUMNS}
+SCHEMA = "".join(
+    f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{name} {kind}' for name, kind in columns.items())});"
+    f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} (time);"
+    for table, columns in TABLES.items()
 )
 _READY: set[Path] = set()  # stores whose WAL mode and table this process has already set up
 
@@ -107,24 +123,31 @@ def record(cases: Iterable[Any], predictor: Any, source: str, seconds: float, pa
                 latency,
             )
         )
+    return insert("answers", rows, path)
+
+
+def insert(table: str, rows: list[tuple], path: Path | None = None) -> int:
+    """Append rows to a table of :data:`TABLES` and delete what is older than the retention; returns the rows written
+    (0, with a warning in the log, if the store cannot be written: monitoring must never cost an answer)."""
     retention = monitor_retention_days()
     try:
         with closing(connect(path)) as connection, connection:
-            connection.executemany(f"INSERT INTO answers VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            connection.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(TABLES[table]))})", rows)
             if retention:
-                connection.execute("DELETE FROM answers WHERE time < ?", (now - retention * 86400.0,))
-    except (sqlite3.Error, OSError) as error:  # monitoring must never cost an answer
+                connection.execute(f"DELETE FROM {table} WHERE time < ?", (time.time() - retention * 86400.0,))
+    except (sqlite3.Error, OSError) as error:
         log.warning("monitoring store not written (%s)", type(error).__name__)
         return 0
     return len(rows)
 
 
-def answers(since: float | None = None, path: Path | None = None) -> dict[str, np.ndarray]:
-    """The stored rows since a Unix time (default: all), as one array per column."""
+def answers(since: float | None = None, path: Path | None = None, table: str = "answers") -> dict[str, np.ndarray]:
+    """A table's rows since a Unix time (default: all), as one array per column."""
+    columns = TABLES[table]
     with closing(connect(path)) as connection:
-        cursor = connection.execute(f"SELECT {', '.join(COLUMNS)} FROM answers WHERE time >= ? ORDER BY time", (since or 0.0,))
+        cursor = connection.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE time >= ? ORDER BY time", (since or 0.0,))
         rows = cursor.fetchall()
-    return {name: np.array([row[i] for row in rows], dtype=object) for i, name in enumerate(COLUMNS)}
+    return {name: np.array([row[i] for row in rows], dtype=object) for i, name in enumerate(columns)}
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ SERVING = {
     "train_config",
     "data",
     "monitor",
+    "shadow",
+    "cluster",
     "model_registry",
     "serving_changes",
 }

@@ -190,6 +190,16 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     assert (registry_aliases.alias_version("champion"), registry_aliases.alias_version("previous")) == (first, second)
     assert main(["promote", "999"]) == 2 and "could not be fetched" in capsys.readouterr().err
 
+    assert main(["challenger", second]) == 0 and registry_aliases.alias_version("challenger") == second
+    assert main(["challenger", "--clear"]) == 0 and registry_aliases.alias_version("challenger") is None
+    assert main(["challenger", "999"]) == 2 and "not set" in capsys.readouterr().err
+    assert main(["challenger"]) == 2  # a version or --clear
+    registry_aliases.set_challenger(second)
+    promote_version(second, "test")  # a challenger that is promoted is no longer the challenger
+    assert registry_aliases.alias_version("challenger") is None
+    main(["rollback"])
+    capsys.readouterr()
+
     from pneumo_core.predict import Predictor
     from pneumo_core.registry import ModelLoadError
 

@@ -12,10 +12,11 @@ import streamlit as st
 from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
-from pneumo_core.config import serving_runtime
+from pneumo_core.config import challenger_spec, serving_runtime
 from pneumo_core.model_registry import serving_directory
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import ModelLoadError, read_metadata
+from pneumo_core.shadow import Shadow, load_shadow
 from pneumo_core.site import active_profile
 
 log = get_logger(__name__)  # Streamlit's handler: the server log shows load times (never anything about uploads)
@@ -54,6 +55,21 @@ def _loading(directory: str, model_sha256: str, operating_point: str) -> Future:
     """Load and warm up in the background, once per model file and operating point (keyed by both, so a promotion
     or a site-profile activation is picked up): pages paint, and visitors choose their files, while the model loads."""
     return _LOADER.submit(_load, Path(directory))
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _shadow_loading(spec: str) -> Future:
+    return _LOADER.submit(load_shadow, serving_runtime())
+
+
+def shadow_challenger() -> Shadow | None:
+    """The shadow challenger ``$PNEUMO_CHALLENGER`` names, once it has loaded in the background (None until then,
+    and when none is set): answers never wait for it."""
+    spec = challenger_spec()
+    if not spec:
+        return None
+    future = _shadow_loading(spec)
+    return future.result() if future.done() else None
 
 
 class Loading(NamedTuple):
