@@ -34,8 +34,8 @@ class KerasNetwork:
         self.model = model
         self.input_size = input_size
         self.batch_size = batch_size  # images per compiled call
+        self._head = head_dense_layers(model)  # first: a head the closed form cannot differentiate is the clearer error
         self._conv = keras.Model(model.inputs, model.get_layer(last_block_layer(model)).output)
-        self._head = head_dense_layers(model)
         images = tf.TensorSpec([None, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
         image = tf.TensorSpec([1, CANONICAL_SIZE, CANONICAL_SIZE], tf.uint8)
         masks = tf.TensorSpec([None, input_size, input_size], tf.float32)

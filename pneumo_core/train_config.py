@@ -20,7 +20,7 @@ SMOKE_OVERRIDES = {
     "epochs": 1,
     "feature_views": 1,
     "fine_tune_epochs": 1,
-    "scratch_schedule": "48:1:8,64:1:8",
+    "scratch_schedule": "64:1:8",
     "head_units": 8,
 }
 SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}

@@ -469,7 +469,7 @@ def test_quick_check_shows_what_will_actually_run(app_env):
     size = next(s for s in at.selectbox if s.label == "Image size")
     assert size.options == ["64"] and size.disabled
     schedule = next(t for t in at.text_input if t.label.startswith("From-scratch schedule"))
-    assert schedule.value == "48:1:8,64:1:8" and "quick check trains on 32 films at 64 px" in texts(at)
+    assert schedule.value == "64:1:8" and "quick check trains on 32 films at 64 px" in texts(at)
 
 
 def test_a_pdf_upload_is_refused_on_the_page_with_its_reason(app_env):

@@ -43,7 +43,8 @@ def test_two_workers_on_loopback_train_one_model(real_data, tmp_path):
     for index in range(2):
         command = [
             sys.executable, "train.py", "--smoke", "--base-weights", "none", "--no-augment", "--data-dir", str(real_data),
-            "--output-dir", str(tmp_path), "--run-name", "cluster", "--seed", str(42 + index), "--scratch-schedule", "64:1:8",
+            "--output-dir", str(tmp_path), "--run-name", "cluster", "--seed", str(42 + index),
+            "--architecture", "efficientnetv2b0",
         ]  # fmt: skip
         environment = {**os.environ, "TF_CONFIG": _cluster(ports, index), "PNEUMO_TRAIN_MEMORY_MB": "1000"}
         workers.append(
@@ -61,11 +62,11 @@ def test_two_workers_on_loopback_train_one_model(real_data, tmp_path):
     assert start["event"] == "start" and start["workers"] == 2
     trained = []
     for folder in (tmp_path / "cluster", tmp_path / "cluster" / "worker-1"):
-        model = build_classifier(64, None, head_units=8)
+        model = build_classifier(64, None, head_units=8, architecture="efficientnetv2b0")
         model.load_weights(folder / "scratch_64px.weights.h5")
         trained.append(model)
     pairs = list(zip(trained[0].trainable_weights, trained[1].trainable_weights))
-    assert len(pairs) > 300 and all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)  # one model
+    assert len(pairs) > 200 and all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)  # one model
     # Batch-norm statistics are each worker's own (MultiWorkerMirroredStrategy does not sync them): theirs differ,
     # so the workers did see different films.
     statistics = zip(trained[0].non_trainable_weights, trained[1].non_trainable_weights)

@@ -92,7 +92,12 @@ def test_train_register_promote_roll_back_and_serve_against_the_server(
     monkeypatch.setenv("PNEUMO_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PNEUMO_MODEL_DIR", str(tmp_path / "models" / "served"))
     config = TrainConfig(
-        data_dir=str(real_data), base_weights="none", output_dir=str(tmp_path / "runs"), run_name="server", smoke=True
+        data_dir=str(real_data),
+        base_weights="none",
+        output_dir=str(tmp_path / "runs"),
+        run_name="server",
+        smoke=True,
+        architecture="efficientnetv2b0",  # the quicker graph to build: the store is what is tested
     )
     candidate = run_training(config)
     metadata = read_metadata(candidate)

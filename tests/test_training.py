@@ -27,7 +27,13 @@ def smoke_run(real_data, tmp_path_factory):
     # Streamed from the files, as a data set over the memory budget is (the transfer and cancellation runs below keep
     # their films in memory).
     config = TrainConfig(
-        data_dir=str(real_data), base_weights="none", output_dir=str(out), run_name="smoke", smoke=True, augment=False
+        data_dir=str(real_data),
+        base_weights="none",
+        output_dir=str(out),
+        run_name="smoke",
+        smoke=True,
+        augment=False,
+        scratch_schedule="48:1:8,64:1:8",  # progressive resizing: two phases, for the resume test
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PNEUMO_TRAIN_MEMORY_MB", "0")
@@ -122,6 +128,8 @@ def test_cancelled_mid_epoch_run_is_marked_failed_and_leaves_no_model(real_data,
         str(real_data),
         "--scratch-schedule",
         "64:3:4",
+        "--architecture",
+        "efficientnetv2b0",  # the quicker graph to build: the signal is what is tested
         "--gamma",
         "0.3",
         "--sharpness",
