@@ -89,9 +89,10 @@ def _answer(request: Request, served: Predictor, payloads: list[tuple[str, bytes
     cases = served.classify(payloads, with_maps)
     seconds = time.perf_counter() - started
     record_answers(cases, served, "api", seconds)
-    shadow = request.app.state.shadow
-    if shadow is not None and shadow.done() and shadow.result() is not None:
-        shadow.result().submit(cases, served, seconds, "api")
+    loading = request.app.state.shadow  # the future of the challenger, which is None when none is configured
+    shadow = loading.result() if loading is not None and loading.done() else None
+    if shadow is not None:
+        shadow.submit(cases, served, seconds, "api")
     return cases
 
 

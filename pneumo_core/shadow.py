@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,7 @@ class Shadow:
         self.directory = directory  # its model directory
         self.path = path  # the monitoring store (default $PNEUMO_MONITOR_DB)
         self.dropped = 0
-        self._pending = 0
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_PENDING)  # one per batch queued or being scored
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-challenger")
 
     @property
@@ -59,11 +59,9 @@ class Shadow:
         answered = [case for case in cases if case.prediction is not None and case.canonical is not None]
         if not answered:
             return None
-        with self._lock:
-            if self._pending >= MAX_PENDING:
-                self.dropped += 1
-                return None
-            self._pending += 1
+        if not self._slots.acquire(blocking=False):
+            self.dropped += 1
+            return None
         canonical = np.stack([case.canonical for case in answered])
         champion_side = [(case.verdict.label if case.verdict else "withheld", case.prediction.probability) for case in answered]
         champion_ms = 1000.0 * seconds / len(answered)
@@ -86,8 +84,7 @@ class Shadow:
             log.warning("shadow challenger failed (%s)", type(error).__name__)
             return 0
         finally:
-            with self._lock:
-                self._pending -= 1
+            self._slots.release()
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
@@ -124,15 +121,7 @@ class ShadowReport:
     challengers: list[str]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "answers": self.answers,
-            "agreement": self.agreement,
-            "pairs": self.pairs,
-            "disagreements": [list(pair) for pair in self.disagreements],
-            "champion_latency_ms": self.champion_latency_ms,
-            "challenger_latency_ms": self.challenger_latency_ms,
-            "challengers": self.challengers,
-        }
+        return asdict(self)
 
 
 def shadow_report(since: float | None = None, champion_sha256: str | None = None, path: Path | None = None) -> ShadowReport:
@@ -145,9 +134,7 @@ def shadow_report(since: float | None = None, champion_sha256: str | None = None
         return ShadowReport(0, None, {}, [], None, None, [])
     champion, challenger = rows["champion_verdict"], rows["challenger_verdict"]
     differ = champion != challenger
-    pairs: dict[str, int] = {}
-    for a, b in zip(champion, challenger):
-        pairs[f"{a} → {b}"] = pairs.get(f"{a} → {b}", 0) + 1
+    pairs = Counter(f"{a} → {b}" for a, b in zip(champion, challenger))
     return ShadowReport(
         answers=n,
         agreement=float(np.mean(~differ)),

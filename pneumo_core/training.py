@@ -332,14 +332,13 @@ class Trainer:
             members.append((model, metadata))
         return members
 
+    def train(self, splits: dict[str, Split], weights: str | None, tracked: TrackedRun | None) -> keras.Model:
+        """The recipe the base weights call for: transfer with pretrained weights, else from scratch."""
+        return self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
+
     def train_as_worker(self, splits: dict[str, Split], weights: str | None) -> Path:
         """A non-chief worker: the same phases, in step with the chief; the chief keeps the books and the model."""
-        if self.config.ensemble_of:
-            raise ValueError("An ensemble is combined, not trained: run --ensemble-of on one process, without TF_CONFIG.")
-        if weights:
-            self.train_transfer(splits, weights, None)
-        else:
-            self.train_scratch(splits, None)
+        self.train(splits, weights, None)
         self.progress.emit("done", worker=self.role.index, workers=self.role.workers)
         return self.run_dir
 
@@ -350,6 +349,8 @@ class Trainer:
         self.progress.emit("start", run=cfg.run_name, run_dir=str(self.run_dir), config=asdict(cfg), workers=self.role.workers)
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         splits, data_hash, manifest_path = self.load_data()
+        if cfg.ensemble_of and not self.role.is_chief:
+            raise ValueError("An ensemble is combined, not trained: run --ensemble-of on one process, without TF_CONFIG.")
         members = self.ensemble_members(data_hash) if cfg.ensemble_of else []
         if members:
             weights, weights_used, recipe = None, "members: " + ", ".join(m["name"] for _, m in members), "ensemble"
@@ -374,10 +375,8 @@ class Trainer:
             if members:
                 self.progress.emit("phase", phase="ensemble", members=[m["name"] for _, m in members])
                 model = build_ensemble([member for member, _ in members])
-            elif weights:
-                model = self.train_transfer(splits, weights, tracked)
             else:
-                model = self.train_scratch(splits, tracked)
+                model = self.train(splits, weights, tracked)
             self.progress.emit("phase", phase="evaluate")
             train_seconds = self.state.get("train_seconds", 0.0)  # training phases only, summed over resumes
             candidate = package_candidate(
