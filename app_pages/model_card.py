@@ -7,11 +7,18 @@ import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.metrics import CI_METRICS
+from pneumo_core.quantize import describe_check
 from pneumo_core.registry import EVALUATION_DIR
 from pneumo_core.site import list_profiles, load_profile
 from ui.resources import served_model
 from ui.site_charts import PLAIN_NAMES, comparison_table
 from ui.widgets import operating_point_label
+
+RUNTIME_DESCRIPTIONS = {
+    "tflite-int8": "**LiteRT**, its TFLite copy with int8 weights (served because it changes no answer that matters)",
+    "tflite": "**LiteRT** (its TFLite copy; same outputs as TensorFlow within 1e-4, checked by the tests)",
+    "tensorflow": "**TensorFlow**",
+}
 
 st.title("Model card")
 served, problem = served_model()
@@ -23,12 +30,10 @@ else:
         f"**{meta.get('name')}** · created {meta.get('created', '?')} from commit `{meta.get('git_commit', '?')}` · "
         f"recipe **{meta.get('recipe')}** · base weights **{meta.get('base_weights')}** · input {meta.get('input_size')} px · "
         f"trained in {meta.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores · served by "
-        + (
-            "**LiteRT** (its TFLite copy; same outputs as TensorFlow within 1e-4, checked by the tests)"
-            if served.predictor.runtime == "tflite"
-            else "**TensorFlow**"
-        )
+        + RUNTIME_DESCRIPTIONS[served.predictor.runtime]
     )
+    if served.predictor.runtime == "tflite-int8":
+        st.caption(f"The int8 copy against float32 at the operating point in use — {describe_check(meta)}.")
     profiles = [load_profile(served.directory, name) for name in list_profiles(served.directory)]
     st.markdown(f"**Operating point in use: {operating_point_label(served.predictor.operating_point)}.**")
     internal_path = served.directory / EVALUATION_DIR / "test_predictions.csv"

@@ -1,5 +1,5 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|challenger|export-tflite``: the
-command-line contract other tools rely on.
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|challenger|export-tflite|
+quantize``: the command-line contract other tools rely on.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     challenger.add_argument("--clear", action="store_true", help="no challenger")
     export = commands.add_parser("export-tflite", help="add the TFLite copy to a model directory saved without one")
     export.add_argument("--model", type=Path, default=None)
+    quantize = commands.add_parser("quantize", help="make the int8 TFLite copy and check it against float32 (served if it holds)")
+    quantize.add_argument("--model", type=Path, default=None)
+    quantize.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder of the internal test")
+    quantize.add_argument(
+        "--site", type=Path, action="append", default=[], metavar="FOLDER", help="a labelled site folder to check on (repeatable)"
+    )
+    quantize.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -283,7 +290,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         with folder_progress(args.quiet) as progress:
             scores = score_labelled_folder(predictor, args.data_dir, progress)
         reference = predictor.density.reference if predictor.density else None
-        profile = calibrate(scores, predictor.metadata, args.site, rule, reference)
+        profile = calibrate(scores, predictor.metadata, args.site, rule, reference, predictor.runtime)
         path = save_profile(profile, model_dir)
         if args.activate:
             activate(model_dir, profile.name)
@@ -296,7 +303,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
         f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}"
     )
-    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}")
+    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
     print(_profile_table(profile))
     print(profile.note)
     print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
@@ -458,6 +465,30 @@ def run_rollback(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_quantize(args: argparse.Namespace) -> int:
+    from .config import default_data_dir, served_model_dir
+    from .quantize import RULE, check_int8, internal_test_films, site_films
+
+    model_dir = args.model or served_model_dir()
+    try:
+        sets = {"internal test": internal_test_films(model_dir, args.data_dir or default_data_dir())}
+        sets.update({f"site {folder.name}": site_films(folder) for folder in args.site})
+        with folder_progress(args.quiet) as progress:
+            check = check_int8(model_dir, sets, progress)
+    except (ModelLoadError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"operating point {check['operating_point']} (threshold {check['threshold']:.4f}); rule: {RULE}")
+    for name, values in check["sets"].items():
+        print(
+            f"{name}: {values['films']} films, verdicts agree {values['verdict_agreement']:.2%}, ROC AUC "
+            f"{values['auc_float32']:.4f} -> {values['auc_int8']:.4f} ({values['auc_change']:+.4f}), max change in "
+            f"probability {values['max_probability_change']:.4f}, warnings agree {values['warning_agreement']:.2%}"
+        )
+    print("the int8 copy serves (runtime auto)" if check["serves"] else "the rule does not hold: float32 keeps serving")
+    return EXIT_OK
+
+
 COMMANDS = {
     "predict": run_predict,
     "explain": run_explain,
@@ -469,6 +500,7 @@ COMMANDS = {
     "rollback": run_rollback,
     "challenger": run_challenger,
     "export-tflite": run_export_tflite,
+    "quantize": run_quantize,
 }
 
 

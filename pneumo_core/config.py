@@ -162,9 +162,10 @@ def base_weights_file() -> Path | None:
 
 
 def serving_runtime() -> str:
-    """``$PNEUMO_RUNTIME``: ``auto`` (default: TFLite when the model has a copy), ``tflite`` or ``tensorflow``."""
+    """``$PNEUMO_RUNTIME``: ``auto`` (default: see :data:`pneumo_core.predict.RUNTIMES`), ``tflite-int8``, ``tflite``
+    or ``tensorflow``."""
     runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
-    return runtime if runtime in ("auto", "tflite", "tensorflow") else "auto"
+    return runtime if runtime in ("auto", "tflite-int8", "tflite", "tensorflow") else "auto"
 
 
 def lite_threads() -> int:

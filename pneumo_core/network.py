@@ -102,9 +102,10 @@ class KerasNetwork:
         return tuple(np.concatenate([part[key].numpy() for part in parts]) for key in keys)
 
 
-def export_tflite(model: keras.Model, input_size: int) -> bytes:
-    """The ``serve`` graph at batch 1 and the ``masked`` graph as one TFLite flatbuffer (float32, builtin ops only,
-    the weights stored once).
+def export_tflite(model: keras.Model, input_size: int, int8_weights: bool = False) -> bytes:
+    """The ``serve`` graph at batch 1 and the ``masked`` graph as one TFLite flatbuffer (builtin ops only, the
+    weights stored once): float32, or with ``int8_weights`` dynamic-range quantised (convolution and dense weights
+    stored as int8, activations float32; see :mod:`pneumo_core.quantize` for when that copy serves).
 
     Only models whose input is the canonical size convert: resizing by area has no TFLite kernel.
     """
@@ -129,4 +130,6 @@ def export_tflite(model: keras.Model, input_size: int) -> bytes:
     holder.weights = [weight.value for weight in model.weights]  # TensorFlow variables, tracked so the converter freezes them
     converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if int8_weights:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data set: dynamic range
     return converter.convert()

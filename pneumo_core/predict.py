@@ -25,7 +25,7 @@ from .logits import sigmoid
 from .model_registry import serving_directory
 from .ood import FeatureDensity, ood_assessment
 from .preprocess import CANONICAL_SIZE, canonicalize
-from .registry import ModelLoadError, load_keras_model, load_lite_model, read_metadata
+from .registry import LITE_COPIES, ModelLoadError, load_keras_model, load_lite_model, read_metadata
 from .site import ProfileError, SiteProfile, active_profile, load_profile
 
 BATCH_SIZE = 32
@@ -33,8 +33,9 @@ BATCH_SIZE = 32
 LOAD_ATTEMPTS = 3
 """A load that failed (e.g. it read one model's metadata and then found the directory swapped by a promotion)
 starts again, up to this many times; a damaged model fails every time and its error is raised."""
-RUNTIMES = ("auto", "tflite", "tensorflow")
-"""``auto`` serves the TFLite copy when the model directory has one and LiteRT is installed."""
+RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
+"""``auto`` serves, when LiteRT is installed, the int8 TFLite copy if its check passed (:mod:`pneumo_core.quantize`),
+else the float32 TFLite copy if there is one; else the compiled TensorFlow graph."""
 
 UNCERTAIN_LOG_ODDS = 1.0
 """A probability whose log-odds lie within this distance of the threshold's is reported as uncertain: odds within a
@@ -101,14 +102,24 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
     """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
-    if runtime == "tflite" or (runtime == "auto" and "tflite_sha256" in metadata):
-        if lite.available():
-            return lite.LiteNetwork(load_lite_model(directory, metadata))
-        if runtime == "tflite":
+    if runtime == "auto":
+        runtime = auto_runtime(metadata)
+    if runtime in LITE_COPIES:
+        if not lite.available():
             raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
+        return lite.LiteNetwork(load_lite_model(directory, metadata, runtime), runtime)
     from .network import KerasNetwork
 
     return KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
+
+
+def auto_runtime(metadata: dict[str, Any]) -> str:
+    """The runtime ``auto`` stands for with this model's metadata (see :data:`RUNTIMES`)."""
+    if not lite.available():
+        return "tensorflow"
+    if metadata.get("int8_check", {}).get("serves") and LITE_COPIES["tflite-int8"][1] in metadata:
+        return "tflite-int8"
+    return "tflite" if LITE_COPIES["tflite"][1] in metadata else "tensorflow"
 
 
 class Predictor:

@@ -1,10 +1,11 @@
 """Model directories: save a trained model with its metadata, load it safely, promote it atomically.
 
 A model directory holds ``model.keras``, its TFLite copy ``model.tflite`` (224-px
-models), ``metadata.json`` (class names, input size, preprocessing, threshold,
-temperature, base weights, data manifest hash, metrics, git commit, date, both
-files' SHA-256) and ``evaluation/`` (per-image predictions of the internal test
-and validation splits, file names only).
+models; ``model_int8.tflite`` too once :mod:`pneumo_core.quantize` made one),
+``metadata.json`` (class names, input size, preprocessing, threshold, temperature,
+base weights, data manifest hash, metrics, git commit, date, the files' SHA-256)
+and ``evaluation/`` (per-image predictions of the internal test and validation
+splits, file names only).
 
 Keras is imported only by the functions that read or write ``model.keras``, so
 the app can serve the TFLite copy without loading TensorFlow.
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
+LITE_COPIES = {"tflite-int8": ("model_int8.tflite", "tflite_int8_sha256"), "tflite": (TFLITE_FILE, "tflite_sha256")}
+"""The TFLite copies by runtime name: (file, the metadata key of its SHA-256). The int8 one serves first (runtime
+``auto``) where its check passed (:mod:`pneumo_core.quantize`)."""
 METADATA_FILE = "metadata.json"
 EVALUATION_DIR = "evaluation"
 SANITY_FILE = "saliency_sanity.json"
@@ -153,11 +157,22 @@ def load_model_dir(directory: Path) -> tuple[keras.Model, dict[str, Any]]:
     return load_keras_model(directory, metadata), metadata
 
 
-def load_lite_model(directory: Path, metadata: dict[str, Any]) -> bytes:
-    """The directory's TFLite flatbuffer, checked against ``metadata``."""
-    if "tflite_sha256" not in metadata:
-        raise ModelLoadError(f"The model in {directory} has no TFLite copy (python -m pneumo_core export-tflite adds one).")
-    return _verified_bytes(Path(directory) / TFLITE_FILE, metadata["tflite_sha256"])
+def load_lite_model(directory: Path, metadata: dict[str, Any], runtime: str = "tflite") -> bytes:
+    """The directory's TFLite flatbuffer for ``runtime`` (a key of :data:`LITE_COPIES`), checked against ``metadata``."""
+    file_name, key = LITE_COPIES[runtime]
+    if key not in metadata:
+        command = "quantize" if runtime == "tflite-int8" else "export-tflite"
+        raise ModelLoadError(f"The model in {directory} has no {file_name} (python -m pneumo_core {command} adds it).")
+    return _verified_bytes(Path(directory) / file_name, metadata[key])
+
+
+def add_int8_copy(directory: Path, flatbuffer: bytes) -> Path:
+    """Write the int8 TFLite copy into a model directory and record its SHA-256 (the check's result comes after)."""
+    file_name, key = LITE_COPIES["tflite-int8"]
+    path = Path(directory) / file_name
+    path.write_bytes(flatbuffer)
+    record_in_metadata(directory, **{key: file_sha256(path)})
+    return path
 
 
 def promote(candidate: Path, served: Path) -> Path | None:

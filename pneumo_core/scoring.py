@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .data import class_root, list_labelled_images
 from .predict import Predictor
@@ -41,9 +42,14 @@ def score_labelled_folder(
 ) -> FolderScores:
     """Score every image under ``data_dir`` (see the module docstring); ``progress(done, total)`` after each batch."""
     listing = list_labelled_images(class_root(Path(data_dir), "test"))
+    return score_films(predictor, listing[["path", "file", "label"]], progress)
+
+
+def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> FolderScores:
+    """Score labelled films given as rows of ``path``, ``file`` (the name kept) and ``label``, in batches."""
     digest = hashlib.sha256()
     files, labels, logits, distances, warned, errors = [], [], [], [], [], {}
-    rows = list(listing[["path", "file", "label"]].itertuples(index=False))
+    rows = list(films[["path", "file", "label"]].itertuples(index=False))
     for start in range(0, len(rows), predictor.batch_size):
         chunk = rows[start : start + predictor.batch_size]
         payloads = []

@@ -121,6 +121,7 @@ class SiteProfile:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     unreadable: int = 0
     note: str = OPTIMISM_NOTE
+    runtime: str = "not recorded"  # the serving runtime whose scores were fitted (int8 and float32 differ slightly)
 
     @property
     def operating_point(self) -> str:
@@ -137,9 +138,15 @@ def check_name(name: str) -> str:
 
 
 def calibrate(
-    scores, metadata: dict[str, Any], name: str, rule: Rule, reference_distances: np.ndarray | None = None
+    scores,
+    metadata: dict[str, Any],
+    name: str,
+    rule: Rule,
+    reference_distances: np.ndarray | None = None,
+    runtime: str = "not recorded",
 ) -> SiteProfile:
-    """Fit a profile on a labelled folder's :class:`~pneumo_core.scoring.FolderScores` for the model of ``metadata``."""
+    """Fit a profile on a labelled folder's :class:`~pneumo_core.scoring.FolderScores` (scored on ``runtime``) for the
+    model of ``metadata``."""
     from .metrics import bootstrap_intervals, classification_metrics, fit_temperature
 
     check_name(name)
@@ -171,6 +178,7 @@ def calibrate(
         validation_operating_point=at_validation,
         diagnostics=diagnostics(labels, probabilities, scores.distances, scores.warned, reference_distances),
         unreadable=len(scores.errors),
+        runtime=runtime,
     )
 
 

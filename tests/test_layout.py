@@ -66,6 +66,7 @@ SERVING = {
     "cluster",
     "model_registry",
     "serving_changes",
+    "quantize",
 }
 """The modules that answer, explain, score folders and run the app's pages and the REST API: TensorFlow-free at import.
 On the TensorFlow side: model, network (the TensorFlow runtime and the TFLite export), datasets, training, candidate, callbacks,

@@ -54,7 +54,7 @@ def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, prog
     require_operator()
     scores = score_labelled_folder(predictor, folder, progress)
     reference = predictor.density.reference if predictor.density else None
-    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), reference)
+    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), reference, predictor.runtime)
 
 
 def save_site_profile(profile: SiteProfile, make_active: bool) -> None:
