@@ -68,7 +68,7 @@ def corner_aligned_upsampling(source: int, target: int) -> np.ndarray:
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     """``(N, h, h)`` maps → ``(N, size, size)``, corner-aligned bilinear."""
     matrix = corner_aligned_upsampling(maps.shape[1], size)
-    return np.einsum("ti,nij,sj->nts", matrix, maps.astype(np.float32), matrix)
+    return matrix @ maps.astype(np.float32) @ matrix.T  # two matrix products: ScoreCAM's 32 masks in ~15 ms, not ~110
 
 
 def normalize(maps: np.ndarray) -> np.ndarray:

@@ -18,9 +18,6 @@ from .registry import ModelLoadError
 
 SIGNATURES = ("masked", "serve")
 """The graphs a TFLite copy must hold (:func:`pneumo_core.network.export_tflite` names them)."""
-MASKS_PER_CALL = 1
-"""ScoreCAM's masked passes per interpreter call. XNNPACK runs DenseNet121 faster per film at batch 1 than at batch
-32 on this CPU (the activations of one film stay in cache), so the 32 passes go one by one: MEASURED."""
 
 
 def available() -> bool:
@@ -70,11 +67,7 @@ class LiteNetwork:
         return self.forward_with_blocks(canonical)[:2]
 
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Logits ``(M,)`` of one ``(224, 224)`` uint8 canonical image under each of ``(M, 224, 224)`` masks, run
-        :data:`MASKS_PER_CALL` at a time."""
-        image, masks = np.asarray(canonical, np.uint8)[None], np.asarray(masks, np.float32)
-        logits = []
+        """Logits ``(M,)`` of one ``(224, 224)`` uint8 canonical image under each of ``(M, 224, 224)`` masks."""
         with self._lock:
-            for start in range(0, len(masks), MASKS_PER_CALL):
-                logits.append(np.asarray(self._masked(canonical=image, masks=masks[start : start + MASKS_PER_CALL])["logit"]))
-        return np.concatenate(logits) if logits else np.zeros((0,), np.float32)
+            out = self._masked(canonical=np.asarray(canonical, np.uint8)[None], masks=np.asarray(masks, np.float32))
+        return np.asarray(out["logit"])

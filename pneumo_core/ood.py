@@ -47,7 +47,8 @@ class FeatureDensity:
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         centred = np.asarray(features, np.float64) - self.mean
-        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0))
+        # one matrix product (BLAS) then a row-wise dot: a three-operand einsum loops in C, ~9 ms per batch of 32
+        return np.sqrt(np.maximum(((centred @ self.precision) * centred).sum(axis=1), 0.0))
 
     def save(self, directory: Path) -> None:
         np.savez_compressed(
