@@ -161,8 +161,8 @@ def load_lite_model(directory: Path, metadata: dict[str, Any], runtime: str = "t
     """The directory's TFLite flatbuffer for ``runtime`` (a key of :data:`LITE_COPIES`), checked against ``metadata``."""
     file_name, key = LITE_COPIES[runtime]
     if key not in metadata:
-        command = "quantize" if runtime == "tflite-int8" else "export-tflite"
-        raise ModelLoadError(f"The model in {directory} has no {file_name} (python -m pneumo_core {command} adds it).")
+        kind, command = ("int8 TFLite copy", "quantize") if runtime == "tflite-int8" else ("TFLite copy", "export-tflite")
+        raise ModelLoadError(f"The model in {directory} has no {kind} ({file_name}; python -m pneumo_core {command} adds it).")
     return _verified_bytes(Path(directory) / file_name, metadata[key])
 
 
