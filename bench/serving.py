@@ -23,7 +23,7 @@ from PIL import Image
 from bench.common import append_results, p50_p95, timed
 from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM
 from pneumo_core.config import served_model_dir
-from pneumo_core.predict import RUNTIMES, Predictor
+from pneumo_core.predict import RUNTIMES, Predictor, auto_runtime
 from pneumo_core.reference_cams import ReferenceExplainer
 from pneumo_core.registry import LITE_COPIES, load_model_dir
 
@@ -47,7 +47,7 @@ def main() -> None:
     model_dir = Path(args.model) if args.model else served_model_dir()
     model, metadata = load_model_dir(model_dir)
     size = int(metadata["input_size"])
-    served_runtime = Predictor.load(model_dir).runtime
+    served_runtime = auto_runtime(metadata)
     runtimes = [name for name in RUNTIMES[1:] if name not in LITE_COPIES or LITE_COPIES[name][1] in metadata]
     predictors = {runtime: Predictor.load(model_dir, runtime=runtime) for runtime in runtimes}
     payload = sorted(EXAMPLES.glob("*.jpeg"))[0].read_bytes()

@@ -326,16 +326,10 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
     if args.paths:
         files = expand_paths(args.paths)
     else:
-        import pandas as pd
-
         from .config import default_data_dir
-        from .registry import EVALUATION_DIR
+        from .scoring import internal_test_films  # pandas and scikit-learn: only the commands that read a labelled folder
 
-        manifest = pd.read_csv(model_dir / EVALUATION_DIR / "manifest.csv")
-        from .data import class_root  # pandas and scikit-learn: only the commands that read a labelled folder load them
-
-        root = class_root(args.data_dir or default_data_dir(), "train")
-        files = [root / name for name in manifest.loc[manifest["split"] == "test", "file"]]
+        files = [Path(path) for path in internal_test_films(model_dir, args.data_dir or default_data_dir())["path"]]
     if len(files) > args.images:
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.images)]
     return files
@@ -467,12 +461,13 @@ def run_rollback(_: argparse.Namespace) -> int:
 
 def run_quantize(args: argparse.Namespace) -> int:
     from .config import default_data_dir, served_model_dir
-    from .quantize import RULE, check_int8, internal_test_films, site_films
+    from .quantize import RULE, check_int8
+    from .scoring import internal_test_films, labelled_folder_films
 
     model_dir = args.model or served_model_dir()
     try:
         sets = {"internal test": internal_test_films(model_dir, args.data_dir or default_data_dir())}
-        sets.update({f"site {folder.name}": site_films(folder) for folder in args.site})
+        sets.update({f"site {folder.name}": labelled_folder_films(folder) for folder in args.site})
         with folder_progress(args.quiet) as progress:
             check = check_int8(model_dir, sets, progress)
     except (ModelLoadError, FileNotFoundError, ValueError) as error:

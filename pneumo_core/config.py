@@ -161,11 +161,15 @@ def base_weights_file() -> Path | None:
     return Path(value) if value else None
 
 
+SERVING_RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
+"""The runtime names (:data:`pneumo_core.predict.RUNTIMES` says what ``auto`` stands for)."""
+
+
 def serving_runtime() -> str:
     """``$PNEUMO_RUNTIME``: ``auto`` (default: see :data:`pneumo_core.predict.RUNTIMES`), ``tflite-int8``, ``tflite``
     or ``tensorflow``."""
     runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
-    return runtime if runtime in ("auto", "tflite-int8", "tflite", "tensorflow") else "auto"
+    return runtime if runtime in SERVING_RUNTIMES else "auto"
 
 
 def lite_threads() -> int:

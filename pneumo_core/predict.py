@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import CLASS_NAMES, cams, lite
+from .config import SERVING_RUNTIMES
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import sigmoid
 from .model_registry import serving_directory
@@ -33,7 +34,7 @@ BATCH_SIZE = 32
 LOAD_ATTEMPTS = 3
 """A load that failed (e.g. it read one model's metadata and then found the directory swapped by a promotion)
 starts again, up to this many times; a damaged model fails every time and its error is raised."""
-RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
+RUNTIMES = SERVING_RUNTIMES
 """``auto`` serves, when LiteRT is installed, the int8 TFLite copy if its check passed (:mod:`pneumo_core.quantize`),
 else the float32 TFLite copy if there is one; else the compiled TensorFlow graph."""
 

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import class_root, list_labelled_images
 from .logits import sigmoid
-from .registry import EVALUATION_DIR, add_int8_copy, load_model_dir, record_in_metadata
+from .registry import add_int8_copy, load_model_dir, record_in_metadata
 from .scoring import FolderScores, score_films
 
 AGREEMENT_RULE = 0.995
@@ -70,18 +69,6 @@ def compare(float32: FolderScores, int8: FolderScores, temperature: float, thres
     )
 
 
-def internal_test_films(model_dir: Path, data_dir: Path) -> pd.DataFrame:
-    """The model's internal-test films (its manifest's ``test`` split) as ``path``, ``file``, ``label`` rows."""
-    manifest = pd.read_csv(Path(model_dir) / EVALUATION_DIR / "manifest.csv")
-    test = manifest[manifest["split"] == "test"]
-    root = class_root(Path(data_dir), "train")
-    return pd.DataFrame({"path": [str(root / name) for name in test["file"]], "file": test["file"], "label": test["label"]})
-
-
-def site_films(folder: Path) -> pd.DataFrame:
-    return list_labelled_images(class_root(Path(folder), "test"))[["path", "file", "label"]]
-
-
 def check_int8(
     model_dir: Path, sets: dict[str, pd.DataFrame], progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
@@ -91,8 +78,8 @@ def check_int8(
     from .predict import Predictor
 
     model, metadata = load_model_dir(model_dir)
-    add_int8_copy(model_dir, export_tflite(model, int(metadata["input_size"]), int8_weights=True))
-    record_in_metadata(model_dir, int8_check={"serves": False})  # a failed check below leaves it unserved
+    flatbuffer = export_tflite(model, int(metadata["input_size"]), int8_weights=True)
+    add_int8_copy(model_dir, flatbuffer, int8_check={"serves": False})  # a failed check below leaves it unserved
     float32, int8 = (Predictor.load(model_dir, runtime=runtime) for runtime in ("tflite", "tflite-int8"))
     results = {}
     for name, films in sets.items():

@@ -166,12 +166,13 @@ def load_lite_model(directory: Path, metadata: dict[str, Any], runtime: str = "t
     return _verified_bytes(Path(directory) / file_name, metadata[key])
 
 
-def add_int8_copy(directory: Path, flatbuffer: bytes) -> Path:
-    """Write the int8 TFLite copy into a model directory and record its SHA-256 (the check's result comes after)."""
+def add_int8_copy(directory: Path, flatbuffer: bytes, **fields: Any) -> Path:
+    """Write the int8 TFLite copy into a model directory and record its SHA-256 with ``fields``, in one metadata
+    write (so a new copy never meets an old check's result)."""
     file_name, key = LITE_COPIES["tflite-int8"]
     path = Path(directory) / file_name
     path.write_bytes(flatbuffer)
-    record_in_metadata(directory, **{key: file_sha256(path)})
+    record_in_metadata(directory, **{key: file_sha256(path)}, **fields)
     return path
 
 

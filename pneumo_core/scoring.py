@@ -19,6 +19,7 @@ import pandas as pd
 
 from .data import class_root, list_labelled_images
 from .predict import Predictor
+from .registry import EVALUATION_DIR
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,22 @@ def score_labelled_folder(
     predictor: Predictor, data_dir: Path, progress: Callable[[int, int], None] | None = None
 ) -> FolderScores:
     """Score every image under ``data_dir`` (see the module docstring); ``progress(done, total)`` after each batch."""
-    listing = list_labelled_images(class_root(Path(data_dir), "test"))
-    return score_films(predictor, listing[["path", "file", "label"]], progress)
+    return score_films(predictor, labelled_folder_films(data_dir), progress)
+
+
+def labelled_folder_films(data_dir: Path) -> pd.DataFrame:
+    """A labelled folder's films (``NORMAL/`` and ``PNEUMONIA/``, or ``test/`` holding them) as ``path``, ``file``,
+    ``label`` rows."""
+    return list_labelled_images(class_root(Path(data_dir), "test"))[["path", "file", "label"]]
+
+
+def internal_test_films(model_dir: Path, data_dir: Path) -> pd.DataFrame:
+    """A model's internal-test films (its manifest's ``test`` split, under ``data_dir``'s training split) as
+    ``path``, ``file``, ``label`` rows."""
+    manifest = pd.read_csv(Path(model_dir) / EVALUATION_DIR / "manifest.csv")
+    test = manifest[manifest["split"] == "test"]
+    root = class_root(Path(data_dir), "train")
+    return pd.DataFrame({"path": [str(root / name) for name in test["file"]], "file": test["file"], "label": test["label"]})
 
 
 def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> FolderScores:
