@@ -94,11 +94,22 @@ def _equalized(batch: tf.Tensor) -> tf.Tensor:
     return tf.reshape(255.0 * tf.gather(cdf, levels, batch_dims=1), tf.shape(batch))
 
 
+def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
+    """Per-image weights max(λ, 1 - λ), λ ~ Beta(concentration, concentration), as the ratio of two gamma draws."""
+    first, second = (
+        tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2)
+    )
+    weight = first / tf.maximum(first + second, 1e-12)
+    return tf.maximum(weight, 1.0 - weight)
+
+
 def batch_augmenter(aug: Augmentation, seed: int):
     """A ``tf.data`` map function: (uint8 batch, labels) → (augmented float batch in 0..255, labels).
 
     Geometry first (Keras layers), then per-image photometric changes: brightness,
     gamma, histogram equalisation, blur/sharpen, noise. Each is drawn independently per image.
+    Last, with mixup, each film and its label are blended with the film at the mirrored place of the (shuffled)
+    batch; the film keeps the larger weight, so the class weight Keras reads from the rounded label is its own.
     """
     transforms = augmentation_layers(aug, seed)
     generator = tf.random.Generator.from_seed(seed)
@@ -119,6 +130,11 @@ def batch_augmenter(aug: Augmentation, seed: int):
         if aug.noise:
             sigma = generator.uniform(per_image, 0.0, aug.noise)
             batch = tf.clip_by_value(batch + sigma * generator.normal(tf.shape(batch)), 0.0, 255.0)
+        if aug.mixup:
+            weight = _mixup_weights(generator, per_image, aug.mixup)
+            batch = weight * batch + (1.0 - weight) * tf.reverse(batch, [0])
+            weight = tf.reshape(weight, [-1])
+            batch_labels = weight * batch_labels + (1.0 - weight) * tf.reverse(batch_labels, [0])
         return batch, batch_labels
 
     return augment

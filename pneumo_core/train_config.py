@@ -40,6 +40,8 @@ class Augmentation:
     ``crop`` zooms in by up to that fraction on each axis independently (a random
     resized crop: area down to (1 - crop)², aspect ratio changed), and ``equalize``
     blends each film with its histogram-equalised self by a weight in U(0, equalize).
+    ``mixup`` (Zhang et al. 2018) is the Beta(mixup, mixup) concentration: each film is blended with another of its
+    batch, labels alike, the film's own weight being the larger of the two.
     """
 
     rotation_deg: float = 15.0
@@ -53,6 +55,7 @@ class Augmentation:
     noise: float = 0.0
     crop: float = 0.0
     equalize: float = 0.0
+    mixup: float = 0.0
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -89,6 +92,7 @@ class TrainConfig:
     noise: float = 0.0
     crop: float = 0.0
     equalize: float = 0.0
+    mixup: float = 0.0
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -117,6 +121,7 @@ class TrainConfig:
             noise=self.noise,
             crop=self.crop,
             equalize=self.equalize,
+            mixup=self.mixup,
         )
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:

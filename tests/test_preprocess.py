@@ -117,3 +117,21 @@ def test_equalisation_flattens_the_histogram():
     np.testing.assert_allclose(quantiles, [0.25 * 255, 0.5 * 255, 0.75 * 255], atol=20)
     order = np.argsort(dark.ravel(), kind="stable")
     assert np.all(np.diff(equalized.ravel()[order]) >= 0)  # monotone: the order of intensities is kept
+
+
+def test_mixup_blends_films_and_labels_alike_keeping_each_films_own_label_dominant():
+    from pneumo_core.datasets import batch_augmenter
+
+    still = Augmentation(rotation_deg=0, shift=0, zoom=0, horizontal_flip=False, brightness=(1.0, 1.0), mixup=0.4)
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(6)]).astype(np.float32)
+    labels = np.array([0, 1, 1, 0, 1, 0], np.float32)
+    mixed, mixed_labels = batch_augmenter(still, seed=0)(tf.constant(images[..., np.newaxis]), tf.constant(labels))
+    mixed, mixed_labels = mixed.numpy()[..., 0], mixed_labels.numpy()
+    partner = labels[::-1]
+    # the label's weight, recovered where the two labels differ, is the image's weight too
+    weight = np.where(labels != partner, np.abs(mixed_labels - partner), 1.0)
+    differ = labels != partner
+    assert differ.any() and np.all(weight[differ] >= 0.5) and np.all(weight[differ] < 1.0)
+    expected = weight[:, None, None] * images + (1 - weight[:, None, None]) * images[::-1]
+    np.testing.assert_allclose(mixed[differ], expected[differ], atol=1e-2)
+    np.testing.assert_array_equal(np.round(mixed_labels), labels)  # Keras's class weight reads the film's own class
