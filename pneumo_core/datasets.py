@@ -96,9 +96,7 @@ def _equalized(batch: tf.Tensor) -> tf.Tensor:
 
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
     """Per-image weights max(λ, 1 - λ), λ ~ Beta(concentration, concentration), as the ratio of two gamma draws."""
-    first, second = (
-        tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2)
-    )
+    first, second = (tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2))
     weight = first / tf.maximum(first + second, 1e-12)
     return tf.maximum(weight, 1.0 - weight)
 
