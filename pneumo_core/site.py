@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .logits import sigmoid
+from .logits import log_odds, sigmoid
 from .registry import ModelLoadError, read_metadata
 
 PROFILES_DIR = "site_profiles"
@@ -46,9 +46,12 @@ class ProfileError(ValueError):
 class Rule:
     """How the threshold is chosen on the site's labelled sample.
 
-    - ``sensitivity:S``: the highest threshold whose sensitivity on the sample is ≥ S (the best
-      specificity at that sensitivity; S = 0.97 leaves a margin of about one binomial standard
-      deviation above a 0.95 floor for a sample of ~140 pneumonia films);
+    - ``sensitivity:S``: the best specificity whose sensitivity on the sample is ≥ S (S = 0.97 leaves a
+      margin of about one binomial standard deviation above a 0.95 floor for a sample of ~140 pneumonia
+      films). Every threshold between the highest one meeting the floor and the highest normal film below
+      it gives that specificity; the rule takes their centre in log-odds, so that neither the pneumonia
+      film at the floor nor that normal film sits on the boundary (the highest threshold itself would give
+      up sensitivity on the site's next films for no specificity on this sample);
     - ``cost:R``: the threshold minimising R · missed pneumonia + false alarms (a miss costs R false alarms);
     - ``youden``: the threshold maximising sensitivity + specificity − 1.
     """
@@ -75,13 +78,16 @@ class Rule:
 
     def describe(self) -> str:
         if self.kind == "sensitivity":
-            return f"highest threshold with site-sample sensitivity >= {self.value:.2f} (best specificity at that sensitivity)"
+            return (
+                f"best site-sample specificity with sensitivity >= {self.value:.2f}, the threshold centred (log-odds) "
+                "among those giving it"
+            )
         if self.kind == "cost":
             return f"threshold minimising {self.value:g} x missed pneumonia + false alarms on the site sample"
         return "threshold maximising sensitivity + specificity - 1 (Youden) on the site sample"
 
     def threshold(self, labels: np.ndarray, probabilities: np.ndarray) -> float:
-        """The chosen threshold: always one of the films' own probabilities (a film at it is called PNEUMONIA)."""
+        """The chosen threshold (a film at it is called PNEUMONIA)."""
         labels = np.asarray(labels).astype(int)
         probabilities = np.asarray(probabilities, dtype=float)
         if labels.min(initial=1) == labels.max(initial=0) or len(labels) == 0:
@@ -89,7 +95,8 @@ class Rule:
         if self.kind == "sensitivity":
             from .metrics import choose_threshold
 
-            return choose_threshold(labels, probabilities, self.value)
+            highest = choose_threshold(labels, probabilities, self.value)
+            return _centred_below(highest, probabilities[labels == 0])
         candidates = np.unique(probabilities)
         called = probabilities[None, :] >= candidates[:, None]  # (threshold, film)
         missed = ((~called) & (labels == 1)).sum(axis=1)
@@ -99,6 +106,16 @@ class Rule:
         else:
             loss = -((labels.sum() - missed) / labels.sum() + ((labels == 0).sum() - false_alarms) / (labels == 0).sum())
         return float(candidates[int(np.argmin(loss))])  # ties: the lowest such threshold (fewest misses)
+
+
+def _centred_below(threshold: float, normal_probabilities: np.ndarray) -> float:
+    """Midway in log-odds between ``threshold`` and the highest normal film's probability below it (``threshold``
+    itself when none is below): every threshold in that range calls the same normal films pneumonia."""
+    below = normal_probabilities[normal_probabilities < threshold]
+    if not below.size:
+        return threshold
+    low, high = log_odds(np.clip([below.max(), threshold], 1e-12, 1 - 1e-12))
+    return float(sigmoid((low + high) / 2))
 
 
 @dataclass(frozen=True)

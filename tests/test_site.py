@@ -22,13 +22,20 @@ def test_rule_parsing_and_description():
             Rule.parse(bad)
 
 
-def test_sensitivity_rule_is_the_highest_threshold_meeting_the_floor():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
-    probabilities = np.array([0.1, 0.2, 0.55, 0.7, 0.3, 0.6, 0.65, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.99])
-    threshold = Rule.parse("sensitivity:0.9").threshold(labels, probabilities)
-    assert threshold == 0.6  # 9 of 10 pneumonia films at or above it; any higher threshold catches only 8
-    caught = (probabilities >= threshold) & (labels == 1)
-    assert caught.sum() / labels.sum() >= 0.9
+def test_sensitivity_rule_takes_the_best_specificity_meeting_the_floor_centred_in_its_range():
+    from pneumo_core.logits import log_odds
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.4, 0.7, 0.3, 0.52, 0.6, 0.65, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99])
+    threshold = Rule.parse("sensitivity:0.8").threshold(labels, probabilities)
+    # 0.6 is the highest threshold catching 10 of 12 (any higher catches 9); the normal film at 0.4 is the next
+    # below it, so every threshold in (0.4, 0.6] has the same single false alarm: the rule takes the centre, 0.5
+    assert threshold == pytest.approx(1 / (1 + np.exp(-(log_odds(0.4) + log_odds(0.6)) / 2)))
+    called = probabilities >= threshold
+    assert (called & (labels == 1)).sum() == 11 and (called & (labels == 0)).sum() == 1  # 0.52 is caught too
+    assert Rule.parse("sensitivity:0.8").threshold(labels[1:], probabilities[1:]) == threshold
+    no_normal_below = Rule.parse("sensitivity:0.8").threshold(labels[3:], probabilities[3:])
+    assert no_normal_below == 0.6  # nothing to centre on: the highest threshold meeting the floor
 
 
 def test_cost_and_youden_rules_minimise_what_they_say():
