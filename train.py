@@ -68,7 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--equalize", type=float, default=defaults.equalize, help="blend with the equalised film, weight U(0, e) (0: off)"
     )
     parser.add_argument(
-        "--mixup", type=float, default=defaults.mixup, help="mixup: blend films and labels, Beta(a, a) weights (0: off)"
+        "--mixup",
+        type=float,
+        default=defaults.mixup,
+        help="mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
     )
     parser.add_argument(
         "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"
