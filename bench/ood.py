@@ -21,11 +21,12 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import append_results
-from pneumo_core.config import default_data_dir, served_model_dir
+from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.data import class_root
 from pneumo_core.ood import WITHHOLD_FACTOR
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import EVALUATION_DIR
+from pneumo_core.scoring import labelled_folder_films
 
 
 def png(array: np.ndarray) -> bytes:
@@ -86,7 +87,7 @@ def main() -> None:
     files = pd.read_csv(directory / EVALUATION_DIR / "test_predictions.csv")["file"].tolist()
     root = class_root(default_data_dir())
     xrays = [(root / f).read_bytes() for f in files]
-    site = [path.read_bytes() for path in sorted((default_data_dir() / "site_sample").rglob("*.jpeg"))]
+    site = [Path(path).read_bytes() for path in labelled_folder_films(site_sample_dir())["path"]]
     limit = predictor.density.limit if predictor.density else float("nan")
 
     def scored(payloads: list[bytes]) -> list:

@@ -22,7 +22,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
-from pneumo_core.config import default_data_dir, served_model_dir
+from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
 from pneumo_core.logits import sigmoid
 from pneumo_core.network import KerasNetwork
@@ -89,7 +89,7 @@ def main() -> None:
     train = manifest[manifest["split"] == "train"]
     calibration = load_canonical_images([str(root / f) for f in train["file"].iloc[:: max(1, len(train) // args.calibration)]])
     test = manifest[manifest["split"] == "test"]
-    site = list_labelled_images(data / "site_sample")
+    site = list_labelled_images(site_sample_dir(data))
     sets = {
         "internal test": (load_canonical_images([str(root / f) for f in test["file"]]), test["label"].to_numpy()),
         "site sample": (load_canonical_images(site["path"].tolist()), site["label"].to_numpy()),

@@ -76,6 +76,12 @@ def default_data_dir() -> Path:
     return _DEFAULT_DATA_DIRS[0]
 
 
+def site_sample_dir(data_dir: Path | None = None) -> Path:
+    """The labelled site sample beside the training split (``DATA_DIR/site_sample``): films of the later collection
+    to measure, calibrate and select on, never to train on."""
+    return Path(data_dir or default_data_dir()) / "site_sample"
+
+
 def training_data_roots() -> list[Path]:
     """The only folders the app may read labelled data from: ``$PNEUMO_DATA_ROOTS`` (``os.pathsep``-separated) or the
     default data folder, those that exist. The app offers these by name; it never takes a path typed by a visitor."""

@@ -10,7 +10,6 @@ the LiteRT runtime, the app answers without loading them at all.
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 from . import CLASS_NAMES, cams, lite
 from .config import SERVING_RUNTIMES
 from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
-from .logits import sigmoid
+from .logits import log_odds, sigmoid
 from .model_registry import serving_directory
 from .ood import FeatureDensity, ood_assessment
 from .preprocess import CANONICAL_SIZE, canonicalize
@@ -57,9 +56,9 @@ class Prediction:
     @property
     def uncertain_band(self) -> tuple[float, float]:
         """The probabilities around the threshold reported as uncertain (see :data:`UNCERTAIN_LOG_ODDS`)."""
-        threshold = min(max(self.threshold, 1e-6), 1 - 1e-6)
-        centre = math.log(threshold / (1 - threshold))
-        return tuple(1 / (1 + math.exp(-(centre + side * UNCERTAIN_LOG_ODDS))) for side in (-1, 1))  # type: ignore[return-value]
+        centre = log_odds(min(max(self.threshold, 1e-6), 1 - 1e-6))
+        low, high = sigmoid(centre + np.array([-UNCERTAIN_LOG_ODDS, UNCERTAIN_LOG_ODDS]))
+        return float(low), float(high)
 
     @property
     def uncertain(self) -> bool:
