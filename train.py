@@ -16,6 +16,7 @@ import signal
 import sys
 from dataclasses import fields
 
+from pneumo_core.preprocess import INTENSITY_MODES
 from pneumo_core.progress import CANCELLED
 from pneumo_core.train_config import ARCHITECTURE_NAMES, TrainConfig
 
@@ -72,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=defaults.mixup,
         help="mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
+    )
+    parser.add_argument(
+        "--intensity",
+        choices=INTENSITY_MODES,
+        default=defaults.intensity,
+        help="what the model sees of each film's grey levels: the stretched film, or its histogram-equalised self "
+        "(blind to exposure, gamma and contrast; recorded in the model's metadata and applied when it serves)",
     )
     parser.add_argument(
         "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"

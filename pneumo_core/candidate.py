@@ -20,8 +20,8 @@ from .metrics import THRESHOLD_RULE, bootstrap_intervals, choose_threshold, clas
 from .model import architecture_of
 from .network import KerasNetwork
 from .ood import FeatureDensity
-from .predict import Predictor
-from .preprocess import PREPROCESSING_SPEC
+from .predict import Predictor, with_model_view
+from .preprocess import preprocessing_spec
 from .registry import EVALUATION_DIR, git_commit, save_model_dir
 from .tracking import TrackedRun
 from .train_config import TrainConfig
@@ -40,7 +40,8 @@ def package_candidate(
 ) -> Path:
     """Calibrate and choose the threshold on validation, measure validation and internal test, and write the
     candidate model directory ``run_dir/model`` (model files, metadata, feature density, evaluation)."""
-    serving = Predictor(KerasNetwork(model, cfg.img_size), {"input_size": cfg.img_size, "threshold": 0.5})  # the serving graph
+    network = with_model_view(KerasNetwork(model, cfg.img_size), cfg.intensity)  # the serving graph, fed as in serving
+    serving = Predictor(network, {"input_size": cfg.img_size, "threshold": 0.5})
     logits, features = {}, {}
     for name in ("train", "val", "test"):
         outputs = [serving.forward(batch) for batch in splits[name].canonical_batches()]  # streamed or in memory
@@ -60,7 +61,7 @@ def package_candidate(
         "architecture": architecture_of(model),
         "class_names": list(CLASS_NAMES),
         "input_size": cfg.img_size,
-        "preprocessing": PREPROCESSING_SPEC,
+        "preprocessing": preprocessing_spec(cfg.intensity),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE.format(target=cfg.target_sensitivity),
         "temperature": temperature,

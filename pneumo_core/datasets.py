@@ -19,7 +19,7 @@ from keras import layers
 
 from .data import load_canonical, load_canonical_images
 from .model import to_model_input
-from .preprocess import CANONICAL_SIZE
+from .preprocess import CANONICAL_SIZE, STRETCH, model_view
 from .train_config import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -55,6 +55,12 @@ class Split:
 def _decode(path: tf.Tensor) -> tf.Tensor:
     image = tf.numpy_function(lambda p: load_canonical(p.decode()), [path], tf.uint8, stateful=False)
     return tf.ensure_shape(image, (CANONICAL_SIZE, CANONICAL_SIZE))
+
+
+def _model_view(batch: tf.Tensor, intensity: str) -> tf.Tensor:
+    """:func:`~pneumo_core.preprocess.model_view` of a ``(N, 224, 224, 1)`` uint8 batch, inside the pipeline."""
+    viewed = tf.numpy_function(lambda images: model_view(images[..., 0], intensity)[..., np.newaxis], [batch], tf.uint8)
+    return tf.ensure_shape(viewed, batch.shape)
 
 
 def augmentation_layers(aug: Augmentation, seed: int) -> keras.Sequential:
@@ -146,8 +152,13 @@ def make_dataset(
     augmentation: Augmentation | None = None,
     shuffle: bool = False,
     seed: int = 42,
+    intensity: str = STRETCH,
 ) -> tf.data.Dataset:
-    """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label)."""
+    """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label).
+
+    Each batch is seen through :func:`~pneumo_core.preprocess.model_view` of ``intensity`` before augmentation,
+    as serving sees each film before the network.
+    """
     streamed = isinstance(images, list)
     source = tf.constant(images) if streamed else images[..., np.newaxis]
     dataset = tf.data.Dataset.from_tensor_slices((source, labels.astype("float32")))
@@ -156,6 +167,8 @@ def make_dataset(
     if streamed:  # decode in parallel, in order (tf.data keeps the order by default)
         dataset = dataset.map(lambda path, label: (_decode(path)[..., tf.newaxis], label), num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size)
+    if intensity != STRETCH:
+        dataset = dataset.map(lambda batch, labels: (_model_view(batch, intensity), labels), num_parallel_calls=AUTOTUNE)
     if augmentation is not None:
         dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda batch, batch_labels: (to_model_input(batch, size), batch_labels), num_parallel_calls=AUTOTUNE)

@@ -24,7 +24,7 @@ from .decode import DecodedImage, ImageDecodeError, decode_image, decode_upload
 from .logits import log_odds, sigmoid
 from .model_registry import serving_directory
 from .ood import FeatureDensity, ood_assessment
-from .preprocess import CANONICAL_SIZE, canonicalize
+from .preprocess import CANONICAL_SIZE, STRETCH, canonicalize, intensity_mode, model_view
 from .registry import LITE_COPIES, ModelLoadError, load_keras_model, load_lite_model, read_metadata
 from .site import ProfileError, SiteProfile, active_profile, load_profile
 
@@ -98,8 +98,35 @@ class Network(Protocol):
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class ModelViewNetwork:
+    """A network whose model sees canonical films through :func:`~pneumo_core.preprocess.model_view` (a model
+    trained with ``--intensity equalize``): every graph it runs gets the films as the model saw them in training."""
+
+    inner: Network
+    intensity: str
+
+    @property
+    def runtime(self) -> str:
+        return self.inner.runtime
+
+    def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.forward(model_view(canonical, self.intensity))
+
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[cams.LastBlock]]:
+        return self.inner.forward_with_blocks(model_view(canonical, self.intensity))
+
+    def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return self.inner.masked_logits(model_view(canonical[np.newaxis], self.intensity)[0], masks)
+
+
+def with_model_view(network: Network, intensity: str) -> Network:
+    """``network`` as a model of that intensity mode must be run (unchanged for ``stretch``)."""
+    return network if intensity == STRETCH else ModelViewNetwork(network, intensity)
+
+
 def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto") -> Network:
-    """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`)."""
+    """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`), fed as its model was trained."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     if runtime == "auto":
@@ -107,10 +134,12 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
     if runtime in LITE_COPIES:
         if not lite.available():
             raise ModelLoadError("The TFLite runtime is not installed (pip install ai-edge-litert).")
-        return lite.LiteNetwork(load_lite_model(directory, metadata, runtime), runtime)
-    from .network import KerasNetwork
+        network: Network = lite.LiteNetwork(load_lite_model(directory, metadata, runtime), runtime)
+    else:
+        from .network import KerasNetwork
 
-    return KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
+        network = KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
+    return with_model_view(network, intensity_mode(metadata))
 
 
 def auto_runtime(metadata: dict[str, Any]) -> str:

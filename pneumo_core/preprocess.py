@@ -13,28 +13,70 @@ Two steps, shared by training, prediction, Grad-CAM and the app:
    ``(N, size, size, 3)``, area-resized to the model's input size and scaled with
    DenseNet's own ``preprocess_input`` (ImageNet mean/std, "torch" mode).
 
-Training caches the output of step 1 and applies augmentation between the two
-steps; with augmentation off, training and serving tensors are identical (a
-test checks it).
+Between the two, a model trained with ``--intensity equalize`` sees its films through
+:func:`model_view`: global histogram equalisation, which maps every film's grey levels to their
+ranks. That makes the model blind to any monotonic change of the film's grey scale (exposure, gamma,
+contrast, a scanner's look-up table); the canonical image, which the app shows, stays the stretched one.
+The mode is recorded in the model's metadata (:func:`preprocessing_spec`, read back by
+:func:`intensity_mode`); models without it are ``stretch`` models.
+
+Training caches the output of step 1 and applies the model view and augmentation between the two
+steps; with augmentation off, training and serving tensors are identical (a test checks it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import cv2
 import numpy as np
 from PIL import Image
 
 CANONICAL_SIZE = 224
 PERCENTILES = (0.5, 99.5)
 
-PREPROCESSING_SPEC = {
-    "canonical_size": CANONICAL_SIZE,
-    "canonical_resize": "PIL nearest",
-    "intensity": f"per-image stretch of percentiles {PERCENTILES} to 0..255",
-    "model_resize": "area",
-    "channels": "grayscale repeated to 3",
-    "scaling": "keras.applications.densenet.preprocess_input (torch mode)",
+STRETCH, EQUALIZE = "stretch", "equalize"
+INTENSITY_MODES = (STRETCH, EQUALIZE)
+"""What a model sees of a canonical film's grey levels: the film itself, or its histogram-equalised self."""
+
+_INTENSITY_DESCRIPTIONS = {
+    STRETCH: f"per-image stretch of percentiles {PERCENTILES} to 0..255",
+    EQUALIZE: f"per-image stretch of percentiles {PERCENTILES} to 0..255, then global histogram equalisation "
+    "(OpenCV equalizeHist)",
 }
-"""Recorded in every model's metadata so a reader knows exactly what the model saw."""
+
+
+def preprocessing_spec(intensity: str = STRETCH) -> dict[str, object]:
+    """What a model saw, recorded in its metadata: a reader knows exactly, :func:`intensity_mode` reads it back."""
+    check_intensity(intensity)
+    return {
+        "canonical_size": CANONICAL_SIZE,
+        "canonical_resize": "PIL nearest",
+        "intensity_mode": intensity,
+        "intensity": _INTENSITY_DESCRIPTIONS[intensity],
+        "model_resize": "area",
+        "channels": "grayscale repeated to 3",
+        "scaling": "keras.applications.densenet.preprocess_input (torch mode)",
+    }
+
+
+def check_intensity(intensity: str) -> str:
+    if intensity not in INTENSITY_MODES:
+        raise ValueError(f"Unknown intensity mode {intensity!r}; choose {' or '.join(INTENSITY_MODES)}.")
+    return intensity
+
+
+def intensity_mode(metadata: Mapping[str, object]) -> str:
+    """The intensity mode a model's metadata records; models from before the modes existed are ``stretch``."""
+    preprocessing = metadata.get("preprocessing") or {}
+    return check_intensity(str(preprocessing.get("intensity_mode", STRETCH)))  # type: ignore[union-attr]
+
+
+def model_view(canonical: np.ndarray, intensity: str) -> np.ndarray:
+    """Canonical images ``(N, 224, 224)`` uint8 as a model of that intensity mode sees them (a new array)."""
+    if check_intensity(intensity) == STRETCH:
+        return canonical.copy()
+    return np.stack([cv2.equalizeHist(image) for image in canonical]) if len(canonical) else canonical.copy()
 
 
 def canonicalize(gray: np.ndarray) -> np.ndarray:

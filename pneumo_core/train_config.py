@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from .config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
+from .preprocess import STRETCH
 
 ARCHITECTURE_NAMES = ("densenet121", "efficientnetv2b0")
 """The bases a run can train (the keys of :data:`pneumo_core.model.ARCHITECTURES`, named here without TensorFlow)."""
@@ -93,6 +94,7 @@ class TrainConfig:
     crop: float = 0.0
     equalize: float = 0.0
     mixup: float = 0.0
+    intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15

@@ -193,9 +193,15 @@ class Trainer:
             train_x = np.concatenate(
                 [
                     features.predict(
-                        make_dataset(splits["train"].source, splits["train"].labels, size, 32, aug, seed=cfg.seed + i).map(
-                            lambda x, _: x
-                        ),
+                        make_dataset(
+                            splits["train"].source,
+                            splits["train"].labels,
+                            size,
+                            32,
+                            aug,
+                            seed=cfg.seed + i,
+                            intensity=cfg.intensity,
+                        ).map(lambda x, _: x),
                         verbose=0,
                     )
                     for i, aug in enumerate(views)
@@ -203,7 +209,8 @@ class Trainer:
             )
             train_y = np.tile(splits["train"].labels, len(views))
             val_x = features.predict(
-                make_dataset(splits["val"].source, splits["val"].labels, size, 32).map(lambda x, _: x), verbose=0
+                make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity).map(lambda x, _: x),
+                verbose=0,
             )
             with self.strategy.scope():
                 inputs = keras.Input(shape=(train_x.shape[1],))
@@ -294,9 +301,16 @@ class Trainer:
     def _fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
         cfg = self.config
         train = make_dataset(
-            splits["train"].source, splits["train"].labels, size, batch, cfg.augmentation(), shuffle=True, seed=cfg.seed
+            splits["train"].source,
+            splits["train"].labels,
+            size,
+            batch,
+            cfg.augmentation(),
+            shuffle=True,
+            seed=cfg.seed,
+            intensity=cfg.intensity,
         )
-        val = make_dataset(splits["val"].source, splits["val"].labels, size, 32)
+        val = make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity)
         steps = math.ceil(len(splits["train"]) / batch)
         if self.role.distributed:
             fit_across_workers(model)

@@ -37,7 +37,7 @@ def tiny_model_dir(sandbox: Path) -> Path:
 
     from pneumo_core import CLASS_NAMES
     from pneumo_core.model import build_classifier
-    from pneumo_core.preprocess import PREPROCESSING_SPEC
+    from pneumo_core.preprocess import preprocessing_spec
     from pneumo_core.registry import save_model_dir
 
     keras.utils.set_random_seed(0)
@@ -46,7 +46,7 @@ def tiny_model_dir(sandbox: Path) -> Path:
         "name": "tiny-test-model",
         "class_names": list(CLASS_NAMES),
         "input_size": 64,
-        "preprocessing": PREPROCESSING_SPEC,
+        "preprocessing": preprocessing_spec(),
         "threshold": 0.5,
         "temperature": 1.0,
     }

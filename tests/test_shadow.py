@@ -38,12 +38,12 @@ def challenger_dir(tiny_model_dir, tmp_path_factory):
 
 def _tiny_metadata(read_metadata) -> dict:
     from pneumo_core import CLASS_NAMES
-    from pneumo_core.preprocess import PREPROCESSING_SPEC
+    from pneumo_core.preprocess import preprocessing_spec
 
     return {
         "class_names": list(CLASS_NAMES),
         "input_size": 64,
-        "preprocessing": PREPROCESSING_SPEC,
+        "preprocessing": preprocessing_spec(),
         "threshold": 0.5,
         "temperature": 1.0,
     }
