@@ -27,7 +27,7 @@ from pneumo_core.data import class_root, list_labelled_images, load_canonical_im
 from pneumo_core.logits import sigmoid
 from pneumo_core.network import KerasNetwork
 from pneumo_core.predict import Predictor
-from pneumo_core.preprocess import CANONICAL_SIZE
+from pneumo_core.preprocess import CANONICAL_SIZE, intensity_mode, model_view
 from pneumo_core.registry import EVALUATION_DIR, load_model_dir
 
 MODES = ("float32", "dynamic-range int8", "full-integer int8")
@@ -90,9 +90,12 @@ def main() -> None:
     calibration = load_canonical_images([str(root / f) for f in train["file"].iloc[:: max(1, len(train) // args.calibration)]])
     test = manifest[manifest["split"] == "test"]
     site = list_labelled_images(site_sample_dir(data))
+    intensity = intensity_mode(metadata)  # the raw networks below are fed as the model sees its films
+    calibration = model_view(calibration, intensity)
+    test_films = load_canonical_images([str(root / f) for f in test["file"]])
     sets = {
-        "internal test": (load_canonical_images([str(root / f) for f in test["file"]]), test["label"].to_numpy()),
-        "site sample": (load_canonical_images(site["path"].tolist()), site["label"].to_numpy()),
+        "internal test": (model_view(test_films, intensity), test["label"].to_numpy()),
+        "site sample": (model_view(load_canonical_images(site["path"].tolist()), intensity), site["label"].to_numpy()),
     }
     network = KerasNetwork(model, int(metadata["input_size"]))
     runners = {mode: Runner(convert(network, mode, calibration)) for mode in MODES}

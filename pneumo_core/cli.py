@@ -338,6 +338,7 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
 def run_sanity(args: argparse.Namespace) -> int:
     from .config import served_model_dir
     from .predict import decode_canonical
+    from .preprocess import intensity_mode, model_view
     from .registry import load_model_dir
     from .sanity import cascading_randomization, results_json, results_table
 
@@ -357,7 +358,8 @@ def run_sanity(args: argparse.Namespace) -> int:
     if not images:
         print("error: none of the images could be read (is --data-dir right?)", file=sys.stderr)
         return EXIT_USAGE
-    results = cascading_randomization(model, int(metadata["input_size"]), np.stack(images))
+    viewed = model_view(np.stack(images), intensity_mode(metadata))  # as the model sees them
+    results = cascading_randomization(model, int(metadata["input_size"]), viewed)
     print(f"model: {metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
     print(results_table(results))
     if args.out:

@@ -38,6 +38,7 @@ from .data import (
 from .datasets import Split, make_dataset
 from .ensemble import build_ensemble
 from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
+from .preprocess import intensity_mode
 from .progress import ProgressWriter
 from .registry import load_model_dir, record_in_metadata
 from .tracking import MlflowEpochLogger, TrackedRun
@@ -342,6 +343,11 @@ class Trainer:
             if metadata["input_size"] != self.config.img_size:
                 raise ValueError(
                     f"Ensemble member {directory} takes {metadata['input_size']} px; this run --img-size {self.config.img_size}."
+                )
+            if intensity_mode(metadata) != self.config.intensity:
+                raise ValueError(
+                    f"Ensemble member {directory} sees its films with --intensity {intensity_mode(metadata)}; this run "
+                    f"--intensity {self.config.intensity}. One network sees one view: combine members trained alike."
                 )
             members.append((model, metadata))
         return members

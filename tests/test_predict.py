@@ -59,3 +59,24 @@ def test_a_confident_normal_call_is_not_uncertain_at_a_low_threshold():
     from pneumo_core.predict import Prediction
 
     assert Prediction(0.0031, 0.0816, -5.8).label == "NORMAL" and not Prediction(0.0031, 0.0816, -5.8).uncertain
+
+
+def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_path):
+    """Metadata saying ``intensity_mode: equalize`` makes every network ``Predictor.load`` builds equalise first:
+    its logits, Grad-CAM blocks and ScoreCAM logits are the bare network's on the equalised films."""
+    from pneumo_core.network import KerasNetwork
+    from pneumo_core.predict import Predictor
+    from pneumo_core.preprocess import EQUALIZE, model_view, preprocessing_spec
+    from pneumo_core.registry import load_model_dir, save_model_dir
+
+    model, metadata = load_model_dir(tiny_model_dir)
+    equalizing = save_model_dir(model, tmp_path / "equalize", {**metadata, "preprocessing": preprocessing_spec(EQUALIZE)})
+    films = np.stack([canonicalize(synthetic_xray(200, seed=s)) for s in range(3)])
+    viewed, bare = model_view(films, EQUALIZE), KerasNetwork(model, 64)
+    served = Predictor.load(equalizing, runtime="tensorflow").network
+    np.testing.assert_allclose(served.forward(films)[0], bare.forward(viewed)[0], atol=1e-6)
+    assert np.abs(served.forward(films)[0] - bare.forward(films)[0]).max() > 1e-4  # the view matters to this model
+    np.testing.assert_allclose(served.forward_with_blocks(films)[2][1].gradient, bare.forward_with_blocks(viewed)[2][1].gradient)
+    masks = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
+    np.testing.assert_allclose(served.masked_logits(films[0], masks), bare.masked_logits(viewed[0], masks), atol=1e-6)
+    assert served.runtime == "tensorflow"

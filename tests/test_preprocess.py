@@ -11,7 +11,15 @@ from pneumo_core.data import class_root, list_labelled_images, load_canonical_im
 from pneumo_core.datasets import Augmentation, make_dataset
 from pneumo_core.decode import decode_image
 from pneumo_core.model import to_model_input
-from pneumo_core.preprocess import CANONICAL_SIZE, canonicalize
+from pneumo_core.preprocess import (
+    CANONICAL_SIZE,
+    EQUALIZE,
+    STRETCH,
+    canonicalize,
+    intensity_mode,
+    model_view,
+    preprocessing_spec,
+)
 
 from .imaging import synthetic_xray
 
@@ -31,6 +39,23 @@ def test_exposure_changes_are_normalised_away():
     assert np.abs(canonicalize(film).astype(int) - canonicalize(darker).astype(int)).mean() < 3.0
 
 
+def test_the_equalised_view_is_blind_to_any_order_keeping_change_of_grey_levels():
+    film = canonicalize(synthetic_xray(CANONICAL_SIZE, seed=3)) // 2  # levels 0..127
+    brighter = film * 2 + 1  # another exposure and contrast: every level moved, their order kept
+    viewed, viewed_brighter = model_view(np.stack([film, brighter]), EQUALIZE)
+    np.testing.assert_array_equal(viewed, viewed_brighter)
+    assert viewed.dtype == np.uint8 and viewed.max() == 255 and abs(viewed.mean() - 127.5) < 8  # a flat histogram
+    np.testing.assert_array_equal(model_view(film[None], STRETCH)[0], film)  # the stretch view is the film itself
+
+
+def test_the_intensity_mode_is_recorded_and_read_back_and_old_models_are_stretch_models():
+    assert intensity_mode({"preprocessing": preprocessing_spec(EQUALIZE)}) == EQUALIZE
+    assert intensity_mode({"preprocessing": {"intensity": "per-image stretch"}}) == STRETCH  # before the modes
+    assert intensity_mode({}) == STRETCH
+    with pytest.raises(ValueError, match="Unknown intensity mode 'clahe'; choose stretch or equalize"):
+        preprocessing_spec("clahe")
+
+
 def test_model_input_is_densenet_scaled():
     batch = np.full((2, CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8)
     out = to_model_input(batch, 128).numpy()
@@ -39,21 +64,24 @@ def test_model_input_is_densenet_scaled():
     np.testing.assert_allclose(out[0, 5, 5], expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("size", [224, 128])
-def test_training_and_serving_tensors_are_identical(real_data, size):
+@pytest.mark.parametrize(("size", "intensity"), [(224, STRETCH), (128, STRETCH), (128, EQUALIZE)])
+def test_training_and_serving_tensors_are_identical(real_data, size, intensity):
     listing = list_labelled_images(class_root(real_data)).iloc[::700].head(6)
-    paths = listing["path"].tolist()
+    paths, labels = listing["path"].tolist(), listing["label"].to_numpy()
     # training path: parallel loader → tf.data pipeline without augmentation
     training = np.concatenate(
-        [x.numpy() for x, _ in make_dataset(load_canonical_images(paths), listing["label"].to_numpy(), size, 4)]
+        [x.numpy() for x, _ in make_dataset(load_canonical_images(paths), labels, size, 4, intensity=intensity)]
     )
-    # serving path: bytes → decode → canonicalize → to_model_input, one file at a time
+    # serving path: bytes → decode → canonicalize → the model's view → to_model_input, one file at a time
     serving = np.concatenate(
-        [to_model_input(canonicalize(decode_image(Path(p).read_bytes()))[None], size).numpy() for p in paths]
+        [
+            to_model_input(model_view(canonicalize(decode_image(Path(p).read_bytes()))[None], intensity), size).numpy()
+            for p in paths
+        ]
     )
     np.testing.assert_array_equal(training, serving)
     # streamed from the files (a data set over the memory budget): the same tensors
-    streamed = np.concatenate([x.numpy() for x, _ in make_dataset(paths, listing["label"].to_numpy(), size, 4)])
+    streamed = np.concatenate([x.numpy() for x, _ in make_dataset(paths, labels, size, 4, intensity=intensity)])
     np.testing.assert_array_equal(streamed, serving)
 
 

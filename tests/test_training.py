@@ -178,3 +178,9 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
     refused = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{stranger}")
     with pytest.raises(ValueError, match="trained on another split"):
         run_training(refused)
+    from pneumo_core.preprocess import EQUALIZE, preprocessing_spec
+
+    equalizing = save_model_dir(other, tmp_path / "eq", {**smoke_metadata, "preprocessing": preprocessing_spec(EQUALIZE)})
+    mixed = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{equalizing}")
+    with pytest.raises(ValueError, match="sees its films with --intensity equalize; this run --intensity stretch"):
+        run_training(mixed)
