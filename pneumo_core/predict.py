@@ -129,6 +129,10 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
     """The directory's serving graph on the chosen runtime (see :data:`RUNTIMES`), fed as its model was trained."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    try:
+        intensity = intensity_mode(metadata)
+    except ValueError as error:  # a model directory from a newer version of this code
+        raise ModelLoadError(f"{directory}: {error} Update pneumo to serve this model.") from None
     if runtime == "auto":
         runtime = auto_runtime(metadata)
     if runtime in LITE_COPIES:
@@ -139,7 +143,7 @@ def load_network(directory: Path, metadata: dict[str, Any], runtime: str = "auto
         from .network import KerasNetwork
 
         network = KerasNetwork(load_keras_model(directory, metadata), int(metadata["input_size"]), BATCH_SIZE)
-    return with_model_view(network, intensity_mode(metadata))
+    return with_model_view(network, intensity)
 
 
 def auto_runtime(metadata: dict[str, Any]) -> str:

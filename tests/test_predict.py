@@ -80,3 +80,8 @@ def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_p
     masks = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(served.masked_logits(films[0], masks), bare.masked_logits(viewed[0], masks), atol=1e-6)
     assert served.runtime == "tensorflow"
+    from pneumo_core.registry import ModelLoadError
+
+    future = save_model_dir(model, tmp_path / "future", {**metadata, "preprocessing": {"intensity_mode": "clahe"}})
+    with pytest.raises(ModelLoadError, match="Unknown intensity mode 'clahe'.*Update pneumo to serve this model"):
+        Predictor.load(future, runtime="tensorflow")
