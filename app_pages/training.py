@@ -17,11 +17,14 @@ import streamlit as st
 from pneumo_core.audit import recent_actions
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots, training_enabled
 from pneumo_core.jobs import Job, JobError, current_job
+from pneumo_core.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
 from pneumo_core.progress import JobStatus, describe, readable_log
 from pneumo_core.registry import ModelLoadError, read_metadata
 from pneumo_core.train_config import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
+
+INTENSITY_LABELS = {STRETCH: "Stretched film", EQUALIZE: "Equalised film"}
 
 
 def metrics_row(name: str, metadata: dict) -> dict:
@@ -69,9 +72,17 @@ def training_form() -> None:
         )
         schedule = c2.text_input("From-scratch schedule (size:epochs:batch)", shown.scratch_schedule, disabled=smoke)
         target = c3.slider("Threshold rule: validation sensitivity ≥", 0.90, 0.99, defaults.target_sensitivity, 0.01)
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         augment = c1.checkbox("Augmentation", defaults.augment)
         flip = c2.checkbox("Horizontal flips", defaults.horizontal_flip, help="Flips move the heart to the right side")
+        intensity = c3.selectbox(
+            "Grey levels the model sees",
+            INTENSITY_MODES,
+            index=INTENSITY_MODES.index(defaults.intensity),
+            format_func=INTENSITY_LABELS.get,
+            help="Equalised: each film histogram-equalised, in training and whenever the model serves, so exposure, "
+            "gamma and contrast cannot change its answer.",
+        )
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
         return
@@ -87,6 +98,7 @@ def training_form() -> None:
     args += ["--lr", str(lr), "--base-weights", base_weights, "--scratch-schedule", schedule, "--target-sensitivity", str(target)]
     args += [] if augment else ["--no-augment"]
     args += [] if flip else ["--no-flip"]
+    args += ["--intensity", intensity]
     start(args)
 
 

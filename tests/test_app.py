@@ -364,6 +364,24 @@ def test_model_card_page(app_env):
     assert "Intended use" in texts(at) and "tiny-test-model" in texts(at) and "served by **TensorFlow**" in texts(at)
 
 
+def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monkeypatch):
+    import ui.operator_actions
+
+    started = []
+    monkeypatch.setattr(ui.operator_actions, "start_job", lambda args: started.append(args) or _NoJob())
+    at = run_page("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Grey levels the model sees").set_value("equalize")
+    next(c for c in at.checkbox if c.label == "Horizontal flips").uncheck()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (args,) = started
+    assert args[args.index("--intensity") + 1] == "equalize" and "--no-flip" in args and "--no-augment" not in args
+
+
+class _NoJob:
+    run_name, pid = "captured", 0
+
+
 def test_training_page_form_and_disabled(app_env, monkeypatch):
     at = run_page("app_pages/training.py")
     assert any(b.label == "Start training" for b in at.button)
