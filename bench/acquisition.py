@@ -53,12 +53,12 @@ def main() -> None:
     films = labelled_folder_films(site_sample_dir(data))
     canonical, labels = load_canonical_images(films["path"].tolist()), films["label"].to_numpy()
     site_style = carries_style(canonical, template)
-    probability = np.asarray([p.probability for p in predictor.predict_canonical(canonical)])
-    false_alarms = (probability >= predictor.threshold) & (labels == 0)
     masked = canonical.copy()
     masked[(slice(None), *CORNER)] = 0  # the marker's corner blacked out on every film
-    masked_probability = np.asarray([p.probability for p in predictor.predict_canonical(masked)])
-    masked_false_alarms = (masked_probability >= predictor.threshold) & (labels == 0)
+    probability, masked_probability = (
+        np.asarray([p.probability for p in predictor.predict_canonical(images)]) for images in (canonical, masked)
+    )
+    false_alarms, masked_false_alarms = ((p >= predictor.threshold) & (labels == 0) for p in (probability, masked_probability))
 
     def counts(style: np.ndarray, classes: np.ndarray) -> str:
         return ", ".join(

@@ -39,10 +39,10 @@ STRETCH, EQUALIZE = "stretch", "equalize"
 INTENSITY_MODES = (STRETCH, EQUALIZE)
 """What a model sees of a canonical film's grey levels: the film itself, or its histogram-equalised self."""
 
+_STRETCH_DESCRIPTION = f"per-image stretch of percentiles {PERCENTILES} to 0..255"
 _INTENSITY_DESCRIPTIONS = {
-    STRETCH: f"per-image stretch of percentiles {PERCENTILES} to 0..255",
-    EQUALIZE: f"per-image stretch of percentiles {PERCENTILES} to 0..255, then global histogram equalisation "
-    "(OpenCV equalizeHist)",
+    STRETCH: _STRETCH_DESCRIPTION,
+    EQUALIZE: f"{_STRETCH_DESCRIPTION}, then global histogram equalisation (OpenCV equalizeHist)",
 }
 
 

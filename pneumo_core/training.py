@@ -344,9 +344,10 @@ class Trainer:
                 raise ValueError(
                     f"Ensemble member {directory} takes {metadata['input_size']} px; this run --img-size {self.config.img_size}."
                 )
-            if intensity_mode(metadata) != self.config.intensity:
+            member_intensity = intensity_mode(metadata)
+            if member_intensity != self.config.intensity:
                 raise ValueError(
-                    f"Ensemble member {directory} sees its films with --intensity {intensity_mode(metadata)}; this run "
+                    f"Ensemble member {directory} sees its films with --intensity {member_intensity}; this run "
                     f"--intensity {self.config.intensity}. One network sees one view: combine members trained alike."
                 )
             members.append((model, metadata))
