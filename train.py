@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(blind to exposure, gamma and contrast; recorded in the model's metadata and applied when it serves)",
     )
     parser.add_argument(
+        "--balance-acquisition",
+        action="store_true",
+        help="weight the classes alike within each acquisition group (films with one device's marker, and the rest), "
+        "so the device's look stops telling the class",
+    )
+    parser.add_argument(
         "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"
     )
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)

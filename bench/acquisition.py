@@ -2,11 +2,10 @@
 
     python -m bench.acquisition [--model models/served] [--data ../shared/data/chest_xray]
 
-Some films carry a bold "R" marker in the top-left corner with a "KV59"-like caption (one device's annotation).
-A film is said to carry it when the marker of a *training* film (``TEMPLATE_FILM``; nothing of the site sample is used
-to define the style) matches its top-left corner with a normalised correlation of at least ``MATCH``. The script counts
-the style per class in the training split and in the site sample, and asks where the served configuration's false
-alarms on the site sample (normal films called pneumonia, at its operating point) come from.
+Some films carry a bold "R" marker in the top-left corner with a "KV59"-like caption (one device's annotation),
+recognised by :mod:`pneumo_core.acquisition` (from a training film's marker; nothing of the site sample defines it).
+The script counts the style per class in the training split and in the site sample, and asks where the served configuration's
+false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
 """
 
 from __future__ import annotations
@@ -14,26 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
+from pneumo_core.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, marker_template
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
-from pneumo_core.data import class_root, list_labelled_images, load_canonical, load_canonical_images
+from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
 from pneumo_core.predict import Predictor
 from pneumo_core.scoring import labelled_folder_films
-
-TEMPLATE_FILM = "PNEUMONIA/person667_virus_1253.jpeg"
-TEMPLATE_BOX = (slice(10, 40), slice(0, 18))  # the "R" marker in that canonical film
-CORNER = (slice(0, 70), slice(0, 60))  # where the marker is looked for
-MATCH = 0.7
-
-
-def carries_style(canonical: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """For ``(N, 224, 224)`` canonical films, whether each top-left corner matches the marker template."""
-    scores = [cv2.matchTemplate(film[CORNER].astype(np.float32), template, cv2.TM_CCOEFF_NORMED).max() for film in canonical]
-    return np.asarray(scores) >= MATCH
 
 
 def main() -> None:
@@ -43,16 +31,16 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data or default_data_dir()
     train_root = class_root(data, "train")
-    template = load_canonical(str(train_root / TEMPLATE_FILM))[TEMPLATE_BOX].astype(np.float32)
+    template = marker_template(train_root)
 
     training = list_labelled_images(train_root)
-    train_style = carries_style(load_canonical_images(training["path"].tolist()), template)
+    train_style = carries_marker(load_canonical_images(training["path"].tolist()), template)
     train_labels = training["label"].to_numpy()
 
     predictor = Predictor.load(args.model or served_model_dir())
     films = labelled_folder_films(site_sample_dir(data))
     canonical, labels = load_canonical_images(films["path"].tolist()), films["label"].to_numpy()
-    site_style = carries_style(canonical, template)
+    site_style = carries_marker(canonical, template)
     masked = canonical.copy()
     masked[(slice(None), *CORNER)] = 0  # the marker's corner blacked out on every film
     probability, masked_probability = (
@@ -104,7 +92,7 @@ def main() -> None:
             "One acquisition style and the site sample's false alarms",
             "python -m bench.acquisition",
             rows,
-            f"Model: {predictor.metadata.get('name')}. Style: the top-left marker of training film {TEMPLATE_FILM} "
+            f"Model: {predictor.metadata.get('name')}. Style: the top-left marker of training film {MARKER_FILM} "
             f"(normalised correlation ≥ {MATCH}). The site numbers are optimistic: the operating point was fitted on "
             "those films.",
         )

@@ -34,6 +34,7 @@ class Split:
     labels: np.ndarray
     images: np.ndarray | None = None
     paths: list[str] | None = None
+    groups: np.ndarray | None = None  # acquisition groups (pneumo_core.acquisition), when training balances them
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,18 +109,18 @@ def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) 
 
 
 def batch_augmenter(aug: Augmentation, seed: int):
-    """A ``tf.data`` map function: (uint8 batch, labels) → (augmented float batch in 0..255, labels).
+    """A ``tf.data`` map function: (uint8 batch, labels[, weights]) → (augmented float batch in 0..255, labels[, weights]).
 
     Geometry first (Keras layers), then per-image photometric changes: brightness,
     gamma, histogram equalisation, blur/sharpen, noise. Each is drawn independently per image.
     Last, with mixup, each film and its label are blended with the film at the mirrored place of the (shuffled)
-    batch; the film keeps the larger weight, so the class weight Keras reads from the rounded label is its own.
+    batch; the film keeps the larger weight, so its own class (and its own sample weight) still rules its loss.
     """
     transforms = augmentation_layers(aug, seed)
     generator = tf.random.Generator.from_seed(seed)
     low, high = aug.brightness
 
-    def augment(batch, batch_labels):
+    def augment(batch, batch_labels, *weights):
         batch = transforms(tf.cast(batch, tf.float32), training=True)
         per_image = [tf.shape(batch)[0], 1, 1, 1]
         batch = tf.clip_by_value(batch * generator.uniform(per_image, low, high), 0.0, 255.0)
@@ -139,7 +140,7 @@ def batch_augmenter(aug: Augmentation, seed: int):
             batch = weight * batch + (1.0 - weight) * tf.reverse(batch, [0])
             weight = tf.reshape(weight, [-1])
             batch_labels = weight * batch_labels + (1.0 - weight) * tf.reverse(batch_labels, [0])
-        return batch, batch_labels
+        return batch, batch_labels, *weights
 
     return augment
 
@@ -153,23 +154,26 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 42,
     intensity: str = STRETCH,
+    weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label).
 
     Each batch is seen through :func:`~pneumo_core.preprocess.model_view` of ``intensity`` before augmentation,
-    as serving sees each film before the network.
+    as serving sees each film before the network. With per-film ``weights``, batches are
+    (model input, float label, weight), the form Keras's ``fit`` reads as sample weights.
     """
     streamed = isinstance(images, list)
     source = tf.constant(images) if streamed else images[..., np.newaxis]
-    dataset = tf.data.Dataset.from_tensor_slices((source, labels.astype("float32")))
+    extra = () if weights is None else (np.asarray(weights, dtype="float32"),)
+    dataset = tf.data.Dataset.from_tensor_slices((source, labels.astype("float32"), *extra))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if streamed:  # decode in parallel, in order (tf.data keeps the order by default)
-        dataset = dataset.map(lambda path, label: (_decode(path)[..., tf.newaxis], label), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda path, *rest: (_decode(path)[..., tf.newaxis], *rest), num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size)
     if intensity != STRETCH:
-        dataset = dataset.map(lambda batch, labels: (_model_view(batch, intensity), labels), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda batch, *rest: (_model_view(batch, intensity), *rest), num_parallel_calls=AUTOTUNE)
     if augmentation is not None:
         dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)
-    dataset = dataset.map(lambda batch, batch_labels: (to_model_input(batch, size), batch_labels), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(lambda batch, *rest: (to_model_input(batch, size), *rest), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

@@ -95,6 +95,7 @@ class TrainConfig:
     equalize: float = 0.0
     mixup: float = 0.0
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
+    balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.acquisition)
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from .acquisition import acquisition_groups, marker_template
 from .callbacks import ProgressCallback
 from .candidate import package_candidate
 from .cluster import ClusterRole, cluster_role
@@ -83,10 +84,24 @@ def fit_across_workers(model: keras.Model) -> None:
     model.test_step = lambda data: {key: tf.reshape(value, [1]) for key, value in test_step(data).items()}
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Balanced weights n / (2 · n_class), so NORMAL (the minority) counts as much as PNEUMONIA."""
-    counts = np.bincount(labels.astype(int), minlength=2)
-    return {c: float(len(labels) / (2 * counts[c])) for c in range(2) if counts[c]}
+def balanced_weights(labels: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Per-film weights n_g / (k_g · n_gc), so that within each group g both classes count alike.
+
+    n_g films are in group g, n_gc of them of class c, k_g classes occur in it: each group keeps its share of the
+    total weight. Without ``groups`` (one group) these are the balanced class weights n / (2 · n_class), NORMAL (the
+    minority) counting as much as PNEUMONIA. With acquisition groups a style seen nearly only with one class no
+    longer tells the class.
+    """
+    labels = np.asarray(labels).astype(int)
+    groups = np.zeros_like(labels) if groups is None else np.asarray(groups).astype(int)
+    weights = np.empty(len(labels))
+    for group in np.unique(groups):
+        members = groups == group
+        counts = np.bincount(labels[members], minlength=2)
+        classes = np.count_nonzero(counts)
+        for c in np.flatnonzero(counts):
+            weights[members & (labels == c)] = members.sum() / (classes * counts[c])
+    return weights
 
 
 def resumed_config(config: TrainConfig) -> TrainConfig:
@@ -160,6 +175,15 @@ class Trainer:
                 None if streamed else images[mask],
                 rows["path"].tolist() if streamed else None,
             )
+        if cfg.balance_acquisition:
+            train = splits["train"]
+            train.groups = acquisition_groups(train.canonical_batches(), marker_template(root))
+            log.info(
+                "acquisition groups: %d of %d training films carry the marker (%d normal)",
+                train.groups.sum(),
+                len(train),
+                (train.groups & (train.labels == 0)).sum(),
+            )
         return splits, manifest_hash(manifest), manifest_path
 
     # ----- phases --------------------------------------------------------------------
@@ -209,6 +233,7 @@ class Trainer:
                 ]
             )
             train_y = np.tile(splits["train"].labels, len(views))
+            train_w = np.tile(balanced_weights(splits["train"].labels, splits["train"].groups), len(views))
             val_x = features.predict(
                 make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity).map(lambda x, _: x),
                 verbose=0,
@@ -227,7 +252,7 @@ class Trainer:
                 batch_size=cfg.batch_size,
                 epochs=cfg.epochs,
                 validation_data=(val_x, splits["val"].labels),
-                class_weight=class_weights(train_y),
+                sample_weight=train_w,
                 callbacks=callbacks,
                 shuffle=True,
                 verbose=0,
@@ -310,6 +335,7 @@ class Trainer:
             shuffle=True,
             seed=cfg.seed,
             intensity=cfg.intensity,
+            weights=balanced_weights(splits["train"].labels, splits["train"].groups),
         )
         val = make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity)
         steps = math.ceil(len(splits["train"]) / batch)
@@ -319,7 +345,6 @@ class Trainer:
             train,
             validation_data=val,
             epochs=epochs,
-            class_weight=class_weights(splits["train"].labels),
             callbacks=self._callbacks(phase, epochs, steps, tracked, patience) + list(extra),
             verbose=0,
         )
