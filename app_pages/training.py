@@ -72,7 +72,7 @@ def training_form() -> None:
         )
         schedule = c2.text_input("From-scratch schedule (size:epochs:batch)", shown.scratch_schedule, disabled=smoke)
         target = c3.slider("Threshold rule: validation sensitivity ≥", 0.90, 0.99, defaults.target_sensitivity, 0.01)
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         augment = c1.checkbox("Augmentation", defaults.augment)
         flip = c2.checkbox("Horizontal flips", defaults.horizontal_flip, help="Flips move the heart to the right side")
         intensity = c3.selectbox(
@@ -82,6 +82,12 @@ def training_form() -> None:
             format_func=INTENSITY_LABELS.get,
             help="Equalised: each film histogram-equalised, in training and whenever the model serves, so exposure, "
             "gamma and contrast cannot change its answer.",
+        )
+        balance = c4.checkbox(
+            "Balance acquisition styles",
+            defaults.balance_acquisition,
+            help="Weight normal and pneumonia films alike within each acquisition style (films carrying one device's "
+            "marker, and the rest), so the device's look cannot stand in for the diagnosis.",
         )
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
@@ -99,6 +105,7 @@ def training_form() -> None:
     args += [] if augment else ["--no-augment"]
     args += [] if flip else ["--no-flip"]
     args += ["--intensity", intensity]
+    args += ["--balance-acquisition"] if balance else []
     start(args)
 
 

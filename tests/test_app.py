@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import train as train_py
 from pneumo_core.evaluate import predictions_frame, write_evaluation
 from pneumo_core.registry import EVALUATION_DIR
 
@@ -372,10 +373,12 @@ def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monke
     at = run_page("app_pages/training.py")
     next(s for s in at.selectbox if s.label == "Grey levels the model sees").set_value("equalize")
     next(c for c in at.checkbox if c.label == "Horizontal flips").uncheck()
+    next(c for c in at.checkbox if c.label == "Balance acquisition styles").check()
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     (args,) = started
     assert args[args.index("--intensity") + 1] == "equalize" and "--no-flip" in args and "--no-augment" not in args
+    assert "--balance-acquisition" in args and train_py.parse_args(args).balance_acquisition
 
 
 class _NoJob:

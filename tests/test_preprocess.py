@@ -101,6 +101,19 @@ def test_streamed_and_in_memory_training_batches_are_identical_when_shuffled(rea
     assert augmented.shape == (4, 64, 64, 3)
 
 
+def test_per_film_weights_stay_with_their_films_through_shuffling_and_augmentation():
+    """A film's sample weight travels with it: here each weight names its film's label (mixup keeps the own one)."""
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(6)])
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    weights = 1.0 + labels * 2.0
+    for augmentation in (None, Augmentation(mixup=0.2)):
+        batches = list(make_dataset(images, labels, 32, 4, augmentation, shuffle=True, seed=3, weights=weights))
+        assert [len(batch) for batch in batches] == [3, 3]
+        seen_labels, seen_weights = (np.concatenate([batch[k].numpy() for batch in batches]) for k in (1, 2))
+        np.testing.assert_allclose(seen_weights, 1.0 + np.round(seen_labels) * 2.0)
+        assert sorted(seen_weights) == sorted(weights)
+
+
 @pytest.mark.parametrize(
     "augmentation",
     [Augmentation(contrast=0.2), Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8)],
