@@ -62,7 +62,9 @@ def external_validity(metadata: dict, labels: np.ndarray, scores: np.ndarray, ac
     st.caption(
         "Brackets: 95% bootstrap intervals (resampling films). A site profile's temperature and threshold are fitted on "
         "that site's films, so its numbers there are optimistic for the site's future films; the validation rows show "
-        "the same films at the threshold chosen on the training collection. A profile is for its site: the last rows "
+        "the same films at the threshold chosen on the training collection. The cross-validated row refits the site's rule "
+        "without each film's patient and calls the film with it (brackets there: the range over 20 random partitions): "
+        "what to expect of the site's next films. A profile is for its site: the last rows "
         "show what it does to films of the training collection (fewer false alarms, more missed pneumonia)."
         + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder below.")
     )

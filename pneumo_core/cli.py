@@ -280,7 +280,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from .config import served_model_dir
     from .predict import Predictor
     from .scoring import score_labelled_folder
-    from .site import ProfileError, Rule, activate, calibrate, check_name, save_profile
+    from .site import ProfileError, Rule, activate, calibrate, check_name, describe_cross_validated, save_profile
 
     model_dir = args.model or served_model_dir()
     try:
@@ -306,6 +306,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
     print(_profile_table(profile))
     print(profile.note)
+    if profile.cross_validated:
+        print(describe_cross_validated(profile.cross_validated))
     print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
     return EXIT_SOME_FAILED if scores.errors else EXIT_OK
 

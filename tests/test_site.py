@@ -9,7 +9,15 @@ import pytest
 from pneumo_core.cli import main
 from pneumo_core.predict import Predictor
 from pneumo_core.registry import ModelLoadError, read_metadata
-from pneumo_core.site import ProfileError, Rule, activate, active_profile, list_profiles, load_profile
+from pneumo_core.site import (
+    ProfileError,
+    Rule,
+    activate,
+    active_profile,
+    cross_validated,
+    list_profiles,
+    load_profile,
+)
 
 from .imaging import encode, synthetic_xray
 
@@ -63,6 +71,28 @@ def test_rules_need_both_classes():
         Rule.parse("youden").threshold(np.ones(5), np.linspace(0, 1, 5))
 
 
+def test_cross_validation_calls_every_film_by_a_profile_fitted_without_it():
+    """Well separated classes: every held-out film is called right. Logits without any signal: the held-out calls
+    are chance (sensitivity + specificity about 1), however well the rule fits the films it sees."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], [60, 100])
+    patients = np.arange(160) // 2  # two films per patient, of one class
+    separated = cross_validated(
+        labels, np.where(labels == 1, 3.0, -3.0) + rng.normal(0, 0.3, 160), patients, Rule.parse("youden")
+    )
+    assert separated["accuracy"] == separated["sensitivity"] == separated["specificity"] == 1.0
+    assert separated["folds"] == 5 and separated["repeats"] == 20
+    logits = rng.normal(0, 1, 160)
+    noise = cross_validated(labels, logits, patients, Rule.parse("youden"))
+    assert abs(noise["sensitivity"] + noise["specificity"] - 1.0) < 0.15
+    for key in ("accuracy", "sensitivity", "specificity"):
+        low, high = noise["range"][key]
+        assert low <= noise[key] <= high
+    assert noise == cross_validated(labels, logits, patients, Rule.parse("youden"))  # deterministic
+    one_normal_patient = np.where(labels == 0, -1, patients)
+    assert cross_validated(labels, logits, one_normal_patient, Rule.parse("youden")) is None
+
+
 @pytest.fixture
 def model_dir(tiny_model_dir, tmp_path):
     """A private copy of the tiny model: profiles are written into it."""
@@ -100,6 +130,7 @@ def test_calibrate_writes_a_profile_whose_metrics_predict_reproduces(capsys, mod
         assert isinstance(profile["metrics"][key], float) and len(profile["intervals"][key]) == 2
     assert profile["model_sha256"] == read_metadata(model_dir)["model_sha256"] and profile["unreadable"] == 1
     assert list_profiles(model_dir) == ["north"] and active_profile(model_dir) is None  # saved, not active
+    assert profile["cross_validated"]["folds"] >= 2 and "Cross-validated on the sample" in out
 
     code, out, _ = run_cli(capsys, "predict", "--model", model_dir, "--operating-point", "site:north", site_folder)
     records = [json.loads(line) for line in out.splitlines()]

@@ -54,6 +54,16 @@ def comparison_table(
                 **{PLAIN_NAMES[k]: _cell(profile.metrics[k], profile.intervals.get(k)) for k in HEADLINE},
             }
         )
+        estimate = profile.cross_validated
+        if estimate:
+            rows.append(
+                {
+                    "data": f"site {profile.name} ({profile.n} films)",
+                    "operating point": f"site rule, cross-validated ({estimate['folds']} patient folds)",
+                    **{PLAIN_NAMES[k]: _cell(estimate[k], estimate["range"][k]) for k in HEADLINE if k in estimate},
+                    PLAIN_NAMES["roc_auc"]: "—",
+                }
+            )
         rows.append(
             {
                 "data": f"site {profile.name} ({profile.n} films)",
