@@ -4,8 +4,8 @@
 
 Some films carry a bold "R" marker in the top-left corner with a "KV59"-like caption (one device's annotation),
 recognised by :mod:`pneumo_core.acquisition` (from a training film's marker; nothing of the site sample defines it).
-The script counts the style per class in the training split and in the site sample, and asks where the served configuration's
-false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
+The script counts the style per class in the training split and in the site sample, and asks where the served
+configuration's false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ films' groups, so it can weight each group's classes alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -40,7 +41,7 @@ def carries_marker(canonical: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.asarray(scores, dtype=float).reshape(len(canonical)) >= MATCH
 
 
-def acquisition_groups(batches, template: np.ndarray) -> np.ndarray:
+def acquisition_groups(batches: Iterable[np.ndarray], template: np.ndarray) -> np.ndarray:
     """Each film's acquisition group (1: carries the marker, 0: not) over an iterable of canonical batches."""
     groups = [carries_marker(batch, template).astype(int) for batch in batches]
     return np.concatenate(groups) if groups else np.zeros(0, dtype=int)
