@@ -82,7 +82,10 @@ def test_concurrent_writers_and_a_killed_writer_leave_a_sound_store(tmp_path):
     rows = monitor.answers(path=store)
     assert {s: int((rows["source"] == s).sum()) for s in ("app", "api")} == {"app": 150, "api": 150}
     killed = run(100_000, "app")
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60  # it starts Python first: wait until it writes (a fixed sleep failed under load)
+    while len(monitor.answers(path=store)["time"]) <= 300 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     killed.send_signal(signal.SIGKILL)  # mid-write, no chance to clean up
     killed.wait()
     with sqlite3.connect(store) as connection:
