@@ -39,6 +39,7 @@ DEFAULT_RULE = "sensitivity:0.97"
 OPTIMISM_NOTE = "Metrics on the same films the temperature and threshold were fitted on: optimistic for this site's future films."
 CROSS_VALIDATION_FOLDS, CROSS_VALIDATION_REPEATS = 5, 20
 """:func:`cross_validated`: patient-grouped folds, and how many random partitions into them are averaged."""
+CROSS_VALIDATED_METRICS = ("accuracy", "sensitivity", "specificity")
 
 
 class ProfileError(ValueError):
@@ -156,7 +157,7 @@ def describe_cross_validated(estimate: dict[str, Any]) -> str:
     """One sentence for a :func:`cross_validated` estimate."""
     values = ", ".join(
         f"{key} {estimate[key]:.3f} ({estimate['range'][key][0]:.3f}-{estimate['range'][key][1]:.3f})"
-        for key in ("accuracy", "sensitivity", "specificity")
+        for key in CROSS_VALIDATED_METRICS
     )
     return (
         f"Cross-validated on the sample (the rule refitted without each film's patient, {estimate['folds']} folds, "
@@ -192,7 +193,6 @@ def calibrate(
     threshold = rule.threshold(labels, probabilities)
     metrics = classification_metrics(labels, probabilities, threshold)
     intervals = bootstrap_intervals(labels, probabilities, threshold)
-    patients = np.asarray([patient_id(Path(file).name) for file in scores.files])
     validation_probabilities = sigmoid(scores.logits / float(metadata.get("temperature", 1.0)))
     at_validation = classification_metrics(labels, validation_probabilities, float(metadata["threshold"]))
     return SiteProfile(
@@ -214,7 +214,9 @@ def calibrate(
         diagnostics=diagnostics(labels, probabilities, scores.distances, scores.warned, reference_distances),
         unreadable=len(scores.errors),
         runtime=runtime,
-        cross_validated=cross_validated(labels, scores.logits, patients, rule),
+        cross_validated=cross_validated(
+            labels, scores.logits, np.asarray([patient_id(Path(file).name) for file in scores.files]), rule
+        ),
     )
 
 
@@ -256,19 +258,13 @@ def cross_validated(
             temperature = fit_temperature(labels[fit], logits[fit])
             threshold = rule.threshold(labels[fit], sigmoid(logits[fit] / temperature))
             called[held_out] = sigmoid(logits[held_out] / temperature) >= threshold
-        runs.append(
-            {
-                "accuracy": float(np.mean(called == labels.astype(bool))),
-                "sensitivity": float(called[labels == 1].mean()),
-                "specificity": float((~called[labels == 0]).mean()),
-            }
-        )
-    keys = ("accuracy", "sensitivity", "specificity")
+        runs.append([np.mean(called == labels), called[labels == 1].mean(), (~called[labels == 0]).mean()])
+    runs = np.asarray(runs)  # (repeat, metric) in the order of CROSS_VALIDATED_METRICS
     return {
         "folds": folds,
         "repeats": repeats,
-        **{key: float(np.mean([run[key] for run in runs])) for key in keys},
-        "range": {key: [min(run[key] for run in runs), max(run[key] for run in runs)] for key in keys},
+        **{key: float(runs[:, i].mean()) for i, key in enumerate(CROSS_VALIDATED_METRICS)},
+        "range": {key: [float(runs[:, i].min()), float(runs[:, i].max())] for i, key in enumerate(CROSS_VALIDATED_METRICS)},
     }
 
 
