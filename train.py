@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--equalize", type=float, default=defaults.equalize, help="blend with the equalised film, weight U(0, e) (0: off)"
     )
     parser.add_argument(
+        "--local-contrast",
+        type=float,
+        default=defaults.local_contrast,
+        help="blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
+    )
+    parser.add_argument(
         "--mixup",
         type=float,
         default=defaults.mixup,

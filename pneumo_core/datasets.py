@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -101,6 +102,19 @@ def _equalized(batch: tf.Tensor) -> tf.Tensor:
     return tf.reshape(255.0 * tf.gather(cdf, levels, batch_dims=1), tf.shape(batch))
 
 
+def _local_contrast(batch: tf.Tensor, clip_limits: tf.Tensor) -> tf.Tensor:
+    """CLAHE (OpenCV, 8 × 8 tiles) of each of ``(N, H, W, 1)`` float images in 0..255, clip limit per image."""
+
+    def enhance(images: np.ndarray, clips: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [cv2.createCLAHE(float(clip), (8, 8)).apply(image[..., 0])[..., np.newaxis] for image, clip in zip(images, clips)]
+        )
+
+    levels = tf.cast(tf.clip_by_value(tf.round(batch), 0.0, 255.0), tf.uint8)
+    enhanced = tf.numpy_function(enhance, [levels, tf.reshape(clip_limits, [-1])], tf.uint8)
+    return tf.cast(tf.ensure_shape(enhanced, batch.shape), tf.float32)
+
+
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
     """Per-image weights max(λ, 1 - λ), λ ~ Beta(concentration, concentration), as the ratio of two gamma draws."""
     first, second = (tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2))
@@ -112,7 +126,7 @@ def batch_augmenter(aug: Augmentation, seed: int):
     """A ``tf.data`` map function: (uint8 batch, labels[, weights]) → (augmented float batch in 0..255, labels[, weights]).
 
     Geometry first (Keras layers), then per-image photometric changes: brightness,
-    gamma, histogram equalisation, blur/sharpen, noise. Each is drawn independently per image.
+    gamma, histogram equalisation, local contrast (CLAHE), blur/sharpen, noise. Each is drawn independently per image.
     Last, with mixup, each film and its label are blended with the film at the mirrored place of the (shuffled)
     batch; the film keeps the larger weight, so its own class (and its own sample weight) still rules its loss.
     """
@@ -129,6 +143,10 @@ def batch_augmenter(aug: Augmentation, seed: int):
         if aug.equalize:
             weight = generator.uniform(per_image, 0.0, aug.equalize)
             batch = (1.0 - weight) * batch + weight * _equalized(batch)
+        if aug.local_contrast:
+            clip_limits = generator.uniform(per_image, 1.0, aug.local_contrast)
+            weight = generator.uniform(per_image, 0.0, 1.0)
+            batch = (1.0 - weight) * batch + weight * _local_contrast(batch, clip_limits)
         if aug.sharpness:
             amount = generator.uniform(per_image, -aug.sharpness, aug.sharpness)
             batch = tf.clip_by_value(batch + amount * (batch - _blurred(batch)), 0.0, 255.0)

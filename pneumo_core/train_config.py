@@ -41,6 +41,9 @@ class Augmentation:
     ``crop`` zooms in by up to that fraction on each axis independently (a random
     resized crop: area down to (1 - crop)², aspect ratio changed), and ``equalize``
     blends each film with its histogram-equalised self by a weight in U(0, equalize).
+    ``local_contrast`` blends each film with a CLAHE view of itself (contrast-limited adaptive histogram
+    equalisation on 8 × 8 tiles, the local contrast processing some devices apply), clip limit U(1, local_contrast),
+    weight U(0, 1); it must be 0 (off) or above 1.
     ``mixup`` (Zhang et al. 2018) is the Beta(mixup, mixup) concentration: each film is blended with another of its
     batch, labels alike, the film's own weight being the larger of the two.
     """
@@ -56,7 +59,12 @@ class Augmentation:
     noise: float = 0.0
     crop: float = 0.0
     equalize: float = 0.0
+    local_contrast: float = 0.0
     mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.local_contrast and self.local_contrast <= 1.0:
+            raise ValueError(f"local_contrast is a CLAHE clip limit above 1 (or 0: off), not {self.local_contrast:g}")
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -93,6 +101,7 @@ class TrainConfig:
     noise: float = 0.0
     crop: float = 0.0
     equalize: float = 0.0
+    local_contrast: float = 0.0
     mixup: float = 0.0
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.acquisition)
@@ -124,6 +133,7 @@ class TrainConfig:
             noise=self.noise,
             crop=self.crop,
             equalize=self.equalize,
+            local_contrast=self.local_contrast,
             mixup=self.mixup,
         )
 

@@ -3,6 +3,7 @@
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -116,7 +117,10 @@ def test_per_film_weights_stay_with_their_films_through_shuffling_and_augmentati
 
 @pytest.mark.parametrize(
     "augmentation",
-    [Augmentation(contrast=0.2), Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8)],
+    [
+        Augmentation(contrast=0.2),
+        Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8, local_contrast=4.0),
+    ],
 )
 def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(4)])
@@ -138,7 +142,7 @@ def test_site_shift_transforms_act_per_image():
     batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
     unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
     np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
-    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0), ("equalize", 1.0), ("crop", 0.3)):
+    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0), ("equalize", 1.0), ("crop", 0.3), ("local_contrast", 4.0)):
         out, _ = batch_augmenter(replace(still, **{name: value}), seed=0)(batch, tf.zeros(4))
         out = out.numpy()[..., 0]
         assert out.min() >= 0 and out.max() <= 255
@@ -158,6 +162,21 @@ def test_equalisation_flattens_the_histogram():
     np.testing.assert_allclose(quantiles, [0.25 * 255, 0.5 * 255, 0.75 * 255], atol=20)
     order = np.argsort(dark.ravel(), kind="stable")
     assert np.all(np.diff(equalized.ravel()[order]) >= 0)  # monotone: the order of intensities is kept
+
+
+def test_local_contrast_is_opencv_clahe_per_image_and_needs_a_clip_limit_above_one():
+    from pneumo_core.datasets import _local_contrast
+
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(2)])
+    enhanced = _local_contrast(tf.constant(images[..., np.newaxis], tf.float32), tf.constant([1.5, 4.0])).numpy()
+    for image, clip, out in zip(images, (1.5, 4.0), enhanced[..., 0]):
+        np.testing.assert_array_equal(out, cv2.createCLAHE(clip, (8, 8)).apply(image))
+    # a higher clip limit enhances local contrast more: a larger spread of each tile's grey levels
+    assert np.std(enhanced[1] - cv2.blur(enhanced[1], (25, 25))) > np.std(
+        images[1].astype(np.float32) - cv2.blur(images[1].astype(np.float32), (25, 25))
+    )
+    with pytest.raises(ValueError, match="CLAHE clip limit above 1"):
+        Augmentation(local_contrast=0.5)
 
 
 def test_mixup_blends_films_and_labels_alike_keeping_each_films_own_label_dominant():
