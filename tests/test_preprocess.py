@@ -142,7 +142,8 @@ def test_site_shift_transforms_act_per_image():
     batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
     unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
     np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
-    for name, value in (("gamma", 0.5), ("sharpness", 2.0), ("noise", 10.0), ("equalize", 1.0), ("crop", 0.3), ("local_contrast", 4.0)):
+    site_shifts = {"gamma": 0.5, "sharpness": 2.0, "noise": 10.0, "equalize": 1.0, "crop": 0.3, "local_contrast": 4.0}
+    for name, value in site_shifts.items():
         out, _ = batch_augmenter(replace(still, **{name: value}), seed=0)(batch, tf.zeros(4))
         out = out.numpy()[..., 0]
         assert out.min() >= 0 and out.max() <= 255
