@@ -58,6 +58,10 @@ class Rule:
       up sensitivity on the site's next films for no specificity on this sample);
     - ``cost:R``: the threshold minimising R · missed pneumonia + false alarms (a miss costs R false alarms);
     - ``youden``: the threshold maximising sensitivity + specificity − 1.
+
+    These two are centred the same way: below the lowest minimising threshold (a film's probability) the next film
+    is a normal one (passing a pneumonia film would lower the loss), so every threshold between that normal film and
+    it makes the same calls, and the rule takes their centre in log-odds.
     """
 
     kind: str
@@ -109,7 +113,8 @@ class Rule:
             loss = self.value * missed + false_alarms
         else:
             loss = -((labels.sum() - missed) / labels.sum() + ((labels == 0).sum() - false_alarms) / (labels == 0).sum())
-        return float(candidates[int(np.argmin(loss))])  # ties: the lowest such threshold (fewest misses)
+        lowest = float(candidates[int(np.argmin(loss))])  # ties: the lowest such threshold (fewest misses)
+        return _centred_below(lowest, probabilities[labels == 0])
 
 
 def _centred_below(threshold: float, normal_probabilities: np.ndarray) -> float:

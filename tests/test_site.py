@@ -46,7 +46,9 @@ def test_sensitivity_rule_takes_the_best_specificity_meeting_the_floor_centred_i
     assert no_normal_below == 0.6  # nothing to centre on: the highest threshold meeting the floor
 
 
-def test_cost_and_youden_rules_minimise_what_they_say():
+def test_cost_and_youden_rules_minimise_what_they_say_centred_in_their_range():
+    from pneumo_core.logits import log_odds
+
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     probabilities = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
@@ -64,6 +66,10 @@ def test_cost_and_youden_rules_minimise_what_they_say():
     ):
         chosen = Rule.parse(text).threshold(labels, probabilities)
         assert loss(chosen) <= min(loss(t) for t in np.unique(probabilities)) + 1e-12
+        # centred in log-odds between the nearest films on either side, a normal one below it
+        above, below = probabilities[probabilities >= chosen].min(), probabilities[probabilities < chosen].max()
+        assert labels[probabilities == below].min() == 0
+        assert log_odds(chosen) == pytest.approx((log_odds(above) + log_odds(below)) / 2)
 
 
 def test_rules_need_both_classes():
