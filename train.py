@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
     )
     parser.add_argument(
+        "--coarse-sharpness",
+        type=float,
+        default=defaults.coarse_sharpness,
+        help="unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)",
+    )
+    parser.add_argument(
         "--mixup",
         type=float,
         default=defaults.mixup,

@@ -24,6 +24,8 @@ from .preprocess import CANONICAL_SIZE, STRETCH, model_view
 from .train_config import Augmentation
 
 AUTOTUNE = tf.data.AUTOTUNE
+COARSE_SIGMAS = (2.0, 16.0)
+"""The range (px, log-uniform) of the coarse unsharp mask's Gaussian (``Augmentation.coarse_sharpness``)."""
 
 
 @dataclass
@@ -115,6 +117,17 @@ def _local_contrast(batch: tf.Tensor, clip_limits: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.ensure_shape(enhanced, batch.shape), tf.float32)
 
 
+def _coarse_blurred(batch: tf.Tensor, sigmas: tf.Tensor) -> tf.Tensor:
+    """OpenCV's Gaussian blur of each of ``(N, H, W, 1)`` float images, standard deviation ``sigmas`` px per image."""
+
+    def blur(images: np.ndarray, deviations: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [cv2.GaussianBlur(image[..., 0], (0, 0), float(sigma))[..., np.newaxis] for image, sigma in zip(images, deviations)]
+        )
+
+    return tf.ensure_shape(tf.numpy_function(blur, [batch, tf.reshape(sigmas, [-1])], tf.float32), batch.shape)
+
+
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
     """Per-image weights max(λ, 1 - λ), λ ~ Beta(concentration, concentration), as the ratio of two gamma draws."""
     first, second = (tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2))
@@ -125,8 +138,9 @@ def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) 
 def batch_augmenter(aug: Augmentation, seed: int):
     """A ``tf.data`` map function: (uint8 batch, labels[, weights]) → (augmented float batch in 0..255, labels[, weights]).
 
-    Geometry first (Keras layers), then per-image photometric changes: brightness,
-    gamma, histogram equalisation, local contrast (CLAHE), blur/sharpen, noise. Each is drawn independently per image.
+    Geometry first (Keras layers), then per-image photometric changes: brightness, gamma, histogram equalisation,
+    local contrast (CLAHE), blur/sharpen at the finest and at a coarse scale, noise. Each is drawn independently per
+    image.
     Last, with mixup, each film and its label are blended with the film at the mirrored place of the (shuffled)
     batch; the film keeps the larger weight, so its own class (and its own sample weight) still rules its loss.
     """
@@ -150,6 +164,10 @@ def batch_augmenter(aug: Augmentation, seed: int):
         if aug.sharpness:
             amount = generator.uniform(per_image, -aug.sharpness, aug.sharpness)
             batch = tf.clip_by_value(batch + amount * (batch - _blurred(batch)), 0.0, 255.0)
+        if aug.coarse_sharpness:
+            sigmas = tf.exp(generator.uniform(per_image, *np.log(COARSE_SIGMAS)))
+            amount = generator.uniform(per_image, -aug.coarse_sharpness, aug.coarse_sharpness)
+            batch = tf.clip_by_value(batch + amount * (batch - _coarse_blurred(batch, sigmas)), 0.0, 255.0)
         if aug.noise:
             sigma = generator.uniform(per_image, 0.0, aug.noise)
             batch = tf.clip_by_value(batch + sigma * generator.normal(tf.shape(batch)), 0.0, 255.0)

@@ -43,7 +43,9 @@ class Augmentation:
     blends each film with its histogram-equalised self by a weight in U(0, equalize).
     ``local_contrast`` blends each film with a CLAHE view of itself (contrast-limited adaptive histogram
     equalisation on 8 × 8 tiles, the local contrast processing some devices apply), clip limit U(1, local_contrast),
-    weight U(0, 1); it must be 0 (off) or above 1.
+    weight U(0, 1); it must be 0 (off) or above 1. ``coarse_sharpness`` is an unsharp mask at a coarse scale
+    (Gaussian σ log-uniform in 2-16 px) with an amount in U(-coarse_sharpness, coarse_sharpness), at most 1
+    (-1: the blurred film): the large-scale enhancement or smoothing of a device's processing.
     ``mixup`` (Zhang et al. 2018) is the Beta(mixup, mixup) concentration: each film is blended with another of its
     batch, labels alike, the film's own weight being the larger of the two.
     """
@@ -60,11 +62,14 @@ class Augmentation:
     crop: float = 0.0
     equalize: float = 0.0
     local_contrast: float = 0.0
+    coarse_sharpness: float = 0.0
     mixup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.local_contrast and self.local_contrast <= 1.0:
             raise ValueError(f"local_contrast is a CLAHE clip limit above 1 (or 0: off), not {self.local_contrast:g}")
+        if not 0.0 <= self.coarse_sharpness <= 1.0:
+            raise ValueError(f"coarse_sharpness is an unsharp-mask amount in 0..1 (0: off), not {self.coarse_sharpness:g}")
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -102,6 +107,7 @@ class TrainConfig:
     crop: float = 0.0
     equalize: float = 0.0
     local_contrast: float = 0.0
+    coarse_sharpness: float = 0.0
     mixup: float = 0.0
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.acquisition)
@@ -134,6 +140,7 @@ class TrainConfig:
             crop=self.crop,
             equalize=self.equalize,
             local_contrast=self.local_contrast,
+            coarse_sharpness=self.coarse_sharpness,
             mixup=self.mixup,
         )
 

@@ -119,7 +119,7 @@ def test_per_film_weights_stay_with_their_films_through_shuffling_and_augmentati
     "augmentation",
     [
         Augmentation(contrast=0.2),
-        Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8, local_contrast=4.0),
+        Augmentation(gamma=0.4, sharpness=1.5, noise=8.0, crop=0.2, equalize=0.8, local_contrast=4.0, coarse_sharpness=1.0),
     ],
 )
 def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
@@ -142,7 +142,8 @@ def test_site_shift_transforms_act_per_image():
     batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
     unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
     np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
-    site_shifts = {"gamma": 0.5, "sharpness": 2.0, "noise": 10.0, "equalize": 1.0, "crop": 0.3, "local_contrast": 4.0}
+    site_shifts = {"gamma": 0.5, "sharpness": 2.0, "noise": 10.0, "equalize": 1.0, "crop": 0.3}
+    site_shifts |= {"local_contrast": 4.0, "coarse_sharpness": 1.0}
     for name, value in site_shifts.items():
         out, _ = batch_augmenter(replace(still, **{name: value}), seed=0)(batch, tf.zeros(4))
         out = out.numpy()[..., 0]
@@ -178,6 +179,19 @@ def test_local_contrast_is_opencv_clahe_per_image_and_needs_a_clip_limit_above_o
     )
     with pytest.raises(ValueError, match="CLAHE clip limit above 1"):
         Augmentation(local_contrast=0.5)
+
+
+def test_coarse_blur_is_opencv_gaussian_per_image_and_the_amount_is_at_most_one():
+    from pneumo_core.datasets import _coarse_blurred
+
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(2)]).astype(np.float32)
+    blurred = _coarse_blurred(tf.constant(images[..., np.newaxis]), tf.constant([2.0, 16.0])).numpy()[..., 0]
+    for image, sigma, out in zip(images, (2.0, 16.0), blurred):
+        np.testing.assert_allclose(out, cv2.GaussianBlur(image, (0, 0), sigma), atol=1e-4)
+    assert np.std(np.diff(blurred[1], axis=1)) < np.std(np.diff(blurred[0], axis=1)) < np.std(np.diff(images[0], axis=1))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="unsharp-mask amount in 0..1"):
+            Augmentation(coarse_sharpness=bad)
 
 
 def test_mixup_blends_films_and_labels_alike_keeping_each_films_own_label_dominant():
