@@ -20,6 +20,19 @@ from pneumo_core.preprocess import INTENSITY_MODES
 from pneumo_core.progress import CANCELLED
 from pneumo_core.train_config import ARCHITECTURE_NAMES, TrainConfig
 
+AUGMENTATION_FLAGS = {
+    "contrast": "random contrast factor (0: off)",
+    "gamma": "random gamma exp(U(-g, g)) (0: off)",
+    "sharpness": "random unsharp mask amount, negative blurs (0: off)",
+    "noise": "max Gaussian noise std in grey levels (0: off)",
+    "crop": "random resized crop: zoom in by up to this fraction per axis (0: off)",
+    "equalize": "blend with the equalised film, weight U(0, e) (0: off)",
+    "local-contrast": "blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
+    "coarse-sharpness": "unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)",
+    "mixup": "mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
+}
+"""The optional per-film augmentations (``Augmentation``'s fields, 0 = off) and their help."""
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig()
@@ -56,36 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-flip", dest="horizontal_flip", action="store_false", help="no horizontal flips (they move the heart)"
     )
-    parser.add_argument("--contrast", type=float, default=defaults.contrast, help="random contrast factor (0: off)")
-    parser.add_argument("--gamma", type=float, default=defaults.gamma, help="random gamma exp(U(-g, g)) (0: off)")
-    parser.add_argument(
-        "--sharpness", type=float, default=defaults.sharpness, help="random unsharp mask amount, negative blurs (0: off)"
-    )
-    parser.add_argument("--noise", type=float, default=defaults.noise, help="max Gaussian noise std in grey levels (0: off)")
-    parser.add_argument(
-        "--crop", type=float, default=defaults.crop, help="random resized crop: zoom in by up to this fraction per axis (0: off)"
-    )
-    parser.add_argument(
-        "--equalize", type=float, default=defaults.equalize, help="blend with the equalised film, weight U(0, e) (0: off)"
-    )
-    parser.add_argument(
-        "--local-contrast",
-        type=float,
-        default=defaults.local_contrast,
-        help="blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
-    )
-    parser.add_argument(
-        "--coarse-sharpness",
-        type=float,
-        default=defaults.coarse_sharpness,
-        help="unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)",
-    )
-    parser.add_argument(
-        "--mixup",
-        type=float,
-        default=defaults.mixup,
-        help="mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
-    )
+    for name, help_text in AUGMENTATION_FLAGS.items():
+        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name.replace("-", "_")), help=help_text)
     parser.add_argument(
         "--intensity",
         choices=INTENSITY_MODES,
