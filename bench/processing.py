@@ -65,9 +65,7 @@ def main() -> None:
         canonical, labels = load_canonical_images(films["path"].tolist()), films["label"].to_numpy()
         for name, view in VIEWS.items():
             viewed = np.stack([view(image) for image in canonical])
-            logits = np.concatenate(
-                [predictor.logits_canonical(viewed[start : start + 32]) for start in range(0, len(viewed), 32)]
-            )
+            logits = predictor.logits_canonical(viewed)
             rows.append(
                 (
                     f"{collection}, {name}",

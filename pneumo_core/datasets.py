@@ -9,7 +9,7 @@ whole batches), converts to the model input and prefetches, and the tensors are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -104,28 +104,26 @@ def _equalized(batch: tf.Tensor) -> tf.Tensor:
     return tf.reshape(255.0 * tf.gather(cdf, levels, batch_dims=1), tf.shape(batch))
 
 
+def _per_image(operation: Callable[[np.ndarray, float], np.ndarray], batch: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+    """``operation(image, value)`` (an OpenCV call on one 2-D image) on each of ``(N, H, W, 1)`` images, with its own
+    value, inside the pipeline; the images keep their dtype."""
+
+    def apply(images: np.ndarray, per_image: np.ndarray) -> np.ndarray:
+        return np.stack([operation(image[..., 0], float(value))[..., np.newaxis] for image, value in zip(images, per_image)])
+
+    return tf.ensure_shape(tf.numpy_function(apply, [batch, tf.reshape(values, [-1])], batch.dtype), batch.shape)
+
+
 def _local_contrast(batch: tf.Tensor, clip_limits: tf.Tensor) -> tf.Tensor:
     """CLAHE (OpenCV, 8 × 8 tiles) of each of ``(N, H, W, 1)`` float images in 0..255, clip limit per image."""
-
-    def enhance(images: np.ndarray, clips: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [cv2.createCLAHE(float(clip), (8, 8)).apply(image[..., 0])[..., np.newaxis] for image, clip in zip(images, clips)]
-        )
-
     levels = tf.cast(tf.clip_by_value(tf.round(batch), 0.0, 255.0), tf.uint8)
-    enhanced = tf.numpy_function(enhance, [levels, tf.reshape(clip_limits, [-1])], tf.uint8)
-    return tf.cast(tf.ensure_shape(enhanced, batch.shape), tf.float32)
+    enhanced = _per_image(lambda image, clip: cv2.createCLAHE(clip, (8, 8)).apply(image), levels, clip_limits)
+    return tf.cast(enhanced, tf.float32)
 
 
 def _coarse_blurred(batch: tf.Tensor, sigmas: tf.Tensor) -> tf.Tensor:
     """OpenCV's Gaussian blur of each of ``(N, H, W, 1)`` float images, standard deviation ``sigmas`` px per image."""
-
-    def blur(images: np.ndarray, deviations: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [cv2.GaussianBlur(image[..., 0], (0, 0), float(sigma))[..., np.newaxis] for image, sigma in zip(images, deviations)]
-        )
-
-    return tf.ensure_shape(tf.numpy_function(blur, [batch, tf.reshape(sigmas, [-1])], tf.float32), batch.shape)
+    return _per_image(lambda image, sigma: cv2.GaussianBlur(image, (0, 0), sigma), batch, sigmas)
 
 
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:

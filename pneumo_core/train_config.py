@@ -6,7 +6,7 @@ can build and check a configuration without loading it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
 from .config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
@@ -131,18 +131,8 @@ class TrainConfig:
     def augmentation(self) -> Augmentation | None:
         if not self.augment:
             return None
-        return Augmentation(
-            horizontal_flip=self.horizontal_flip,
-            contrast=self.contrast,
-            gamma=self.gamma,
-            sharpness=self.sharpness,
-            noise=self.noise,
-            crop=self.crop,
-            equalize=self.equalize,
-            local_contrast=self.local_contrast,
-            coarse_sharpness=self.coarse_sharpness,
-            mixup=self.mixup,
-        )
+        shared = {f.name for f in fields(Augmentation)} & {f.name for f in fields(self)}  # the rest: the seed's
+        return Augmentation(**{name: getattr(self, name) for name in shared})
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:
         problem = ValueError(
