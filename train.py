@@ -29,6 +29,7 @@ AUGMENTATION_FLAGS = {
     "equalize": "blend with the equalised film, weight U(0, e) (0: off)",
     "local-contrast": "blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
     "coarse-sharpness": "unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)",
+    "spectrum-match": "filter each film towards another's amplitude per frequency band, power U(0, s) (0: off, at most 1)",
     "mixup": "mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
 }
 """The optional per-film augmentations (``Augmentation``'s fields, 0 = off) and their help."""

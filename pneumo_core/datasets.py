@@ -26,6 +26,8 @@ from .train_config import Augmentation
 AUTOTUNE = tf.data.AUTOTUNE
 COARSE_SIGMAS = (2.0, 16.0)
 """The range (px, log-uniform) of the coarse unsharp mask's Gaussian (``Augmentation.coarse_sharpness``)."""
+SPECTRUM_BANDS_PER_OCTAVE = 3
+"""The radial-frequency resolution of ``Augmentation.spectrum_match``: bands a third of an octave wide."""
 
 
 @dataclass
@@ -126,6 +128,32 @@ def _coarse_blurred(batch: tf.Tensor, sigmas: tf.Tensor) -> tf.Tensor:
     return _per_image(lambda image, sigma: cv2.GaussianBlur(image, (0, 0), sigma), batch, sigmas)
 
 
+def _radial_bands(size: int) -> np.ndarray:
+    """Each of a ``size`` × ``size`` FFT's coefficients' radial-frequency band: 0 for the mean, then up to
+    :data:`SPECTRUM_BANDS_PER_OCTAVE` bands per octave from 1 cycle per film (the low ones merge where no frequency
+    of the grid falls)."""
+    frequencies = np.fft.fftfreq(size) * size  # cycles per film
+    radius = np.hypot(*np.meshgrid(frequencies, frequencies, indexing="ij"))
+    bands = np.zeros(radius.shape, np.int32)
+    bands[radius > 0] = 1 + np.floor(np.log2(radius[radius > 0]) * SPECTRUM_BANDS_PER_OCTAVE).astype(np.int32)
+    return np.unique(bands, return_inverse=True)[1].reshape(radius.shape).astype(np.int32)  # numbered without gaps
+
+
+def _spectrum_matched(batch: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
+    """Each of ``(N, H, W, 1)`` float images through the isotropic zero-phase filter whose gain in each radial band is
+    ``(A_other / A_own) ** power``: ``A`` a film's mean Fourier amplitude in the band, the other film the one at the
+    mirrored place of the batch. Power 1 gives the film the other's amplitude in every band; the mean is kept."""
+    bands = tf.constant(_radial_bands(batch.shape[1]).ravel())
+    count = int(tf.reduce_max(bands)) + 1
+    spectra = tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))
+    amplitude = tf.reshape(tf.abs(spectra), [tf.shape(batch)[0], -1])
+    means = tf.transpose(tf.math.unsorted_segment_mean(tf.transpose(amplitude), bands, count))  # (N, bands)
+    gains = tf.pow(tf.reverse(means, [0]) / tf.maximum(means, 1e-6), tf.reshape(powers, [-1, 1]))
+    gains = tf.concat([tf.ones_like(gains[:, :1]), gains[:, 1:]], axis=1)  # band 0, the mean, is kept
+    gain_map = tf.reshape(tf.gather(gains, bands, axis=1), tf.shape(spectra))
+    return tf.math.real(tf.signal.ifft2d(spectra * tf.cast(gain_map, tf.complex64)))[..., tf.newaxis]
+
+
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
     """Per-image weights max(λ, 1 - λ), λ ~ Beta(concentration, concentration), as the ratio of two gamma draws."""
     first, second = (tf.random.stateless_gamma(shape, generator.make_seeds(1)[:, 0], concentration) for _ in range(2))
@@ -137,8 +165,8 @@ def batch_augmenter(aug: Augmentation, seed: int):
     """A ``tf.data`` map function: (uint8 batch, labels[, weights]) → (augmented float batch in 0..255, labels[, weights]).
 
     Geometry first (Keras layers), then per-image photometric changes: brightness, gamma, histogram equalisation,
-    local contrast (CLAHE), blur/sharpen at the finest and at a coarse scale, noise. Each is drawn independently per
-    image.
+    local contrast (CLAHE), blur/sharpen at the finest and at a coarse scale, noise, the amplitude spectrum moved
+    towards another film's. Each is drawn independently per image.
     Last, with mixup, each film and its label are blended with the film at the mirrored place of the (shuffled)
     batch; the film keeps the larger weight, so its own class (and its own sample weight) still rules its loss.
     """
@@ -169,6 +197,9 @@ def batch_augmenter(aug: Augmentation, seed: int):
         if aug.noise:
             sigma = generator.uniform(per_image, 0.0, aug.noise)
             batch = tf.clip_by_value(batch + sigma * generator.normal(tf.shape(batch)), 0.0, 255.0)
+        if aug.spectrum_match:
+            powers = generator.uniform(per_image, 0.0, aug.spectrum_match)
+            batch = tf.clip_by_value(_spectrum_matched(batch, powers), 0.0, 255.0)
         if aug.mixup:
             weight = _mixup_weights(generator, per_image, aug.mixup)
             batch = weight * batch + (1.0 - weight) * tf.reverse(batch, [0])

@@ -46,6 +46,11 @@ class Augmentation:
     weight U(0, 1); it must be 0 (off) or above 1. ``coarse_sharpness`` is an unsharp mask at a coarse scale
     (Gaussian σ log-uniform in 2-16 px) with an amount in U(-coarse_sharpness, coarse_sharpness), at most 1
     (-1: the blurred film): the large-scale enhancement or smoothing of a device's processing.
+    ``spectrum_match`` filters each film so that its Fourier amplitude, band by radial-frequency band, moves towards
+    another training film's of the batch, by a power in U(0, spectrum_match), at most 1 (1: the other's amplitude in
+    every band; the phase, where the structures are, is the film's own): the sharpening or smoothing at every scale
+    and the noise level a device's processing leaves, borrowed from the training films, the device-marked ones among
+    them (in the spirit of Fourier-based domain generalisation, Xu et al. 2021, without its mottled textures).
     ``mixup`` (Zhang et al. 2018) is the Beta(mixup, mixup) concentration: each film is blended with another of its
     batch, labels alike, the film's own weight being the larger of the two.
     """
@@ -63,6 +68,7 @@ class Augmentation:
     equalize: float = 0.0
     local_contrast: float = 0.0
     coarse_sharpness: float = 0.0
+    spectrum_match: float = 0.0
     mixup: float = 0.0
 
     def __post_init__(self) -> None:
@@ -70,6 +76,10 @@ class Augmentation:
             raise ValueError(f"local_contrast is a CLAHE clip limit above 1 (or 0: off), not {self.local_contrast:g}")
         if not 0.0 <= self.coarse_sharpness <= 1.0:
             raise ValueError(f"coarse_sharpness is an unsharp-mask amount in 0..1 (0: off), not {self.coarse_sharpness:g}")
+        if not 0.0 <= self.spectrum_match <= 1.0:
+            raise ValueError(
+                f"spectrum_match is the largest power of the spectral filter, in 0..1 (0: off), not {self.spectrum_match:g}"
+            )
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
@@ -108,6 +118,7 @@ class TrainConfig:
     equalize: float = 0.0
     local_contrast: float = 0.0
     coarse_sharpness: float = 0.0
+    spectrum_match: float = 0.0
     mixup: float = 0.0
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.acquisition)
