@@ -139,19 +139,30 @@ def _radial_bands(size: int) -> np.ndarray:
     return np.unique(bands, return_inverse=True)[1].reshape(radius.shape).astype(np.int32)  # numbered without gaps
 
 
-def _spectrum_matched(batch: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
-    """Each of ``(N, H, W, 1)`` float images through the isotropic zero-phase filter whose gain in each radial band is
-    ``(A_other / A_own) ** power``: ``A`` a film's mean Fourier amplitude in the band, the other film the one at the
-    mirrored place of the batch. Power 1 gives the film the other's amplitude in every band; the mean is kept."""
+def band_amplitudes(batch: tf.Tensor) -> tf.Tensor:
+    """``(N, bands)``: each of ``(N, H, W, 1)`` float images' mean Fourier amplitude in each radial band
+    (:func:`_radial_bands`; band 0 is the mean)."""
     bands = tf.constant(_radial_bands(batch.shape[1]).ravel())
-    count = int(tf.reduce_max(bands)) + 1
+    amplitude = tf.reshape(tf.abs(tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))), [tf.shape(batch)[0], -1])
+    return tf.transpose(tf.math.unsorted_segment_mean(tf.transpose(amplitude), bands, int(tf.reduce_max(bands)) + 1))
+
+
+def matched_to_bands(batch: tf.Tensor, targets: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
+    """Each of ``(N, H, W, 1)`` float images through the isotropic zero-phase filter whose gain in each radial band is
+    ``(target / own) ** power`` (band amplitudes as :func:`band_amplitudes`; ``targets`` ``(N, bands)``, ``powers``
+    ``(N,)``). Power 1 gives a film the target amplitude in every band; the mean (band 0) is kept."""
+    bands = tf.constant(_radial_bands(batch.shape[1]).ravel())
     spectra = tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))
-    amplitude = tf.reshape(tf.abs(spectra), [tf.shape(batch)[0], -1])
-    means = tf.transpose(tf.math.unsorted_segment_mean(tf.transpose(amplitude), bands, count))  # (N, bands)
-    gains = tf.pow(tf.reverse(means, [0]) / tf.maximum(means, 1e-6), tf.reshape(powers, [-1, 1]))
-    gains = tf.concat([tf.ones_like(gains[:, :1]), gains[:, 1:]], axis=1)  # band 0, the mean, is kept
+    gains = tf.pow(tf.cast(targets, tf.float32) / tf.maximum(band_amplitudes(batch), 1e-6), tf.reshape(powers, [-1, 1]))
+    gains = tf.concat([tf.ones_like(gains[:, :1]), gains[:, 1:]], axis=1)
     gain_map = tf.reshape(tf.gather(gains, bands, axis=1), tf.shape(spectra))
     return tf.math.real(tf.signal.ifft2d(spectra * tf.cast(gain_map, tf.complex64)))[..., tf.newaxis]
+
+
+def _spectrum_matched(batch: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
+    """:func:`matched_to_bands` with each film's target the band amplitudes of the film at the mirrored place of the
+    batch (``Augmentation.spectrum_match``)."""
+    return matched_to_bands(batch, tf.reverse(band_amplitudes(batch), [0]), powers)
 
 
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:

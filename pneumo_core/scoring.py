@@ -54,10 +54,16 @@ def labelled_folder_films(data_dir: Path) -> pd.DataFrame:
 def internal_test_films(model_dir: Path, data_dir: Path) -> pd.DataFrame:
     """A model's internal-test films (its manifest's ``test`` split, under ``data_dir``'s training split) as
     ``path``, ``file``, ``label`` rows."""
+    return manifest_films(model_dir, data_dir, "test")
+
+
+def manifest_films(model_dir: Path, data_dir: Path, split: str) -> pd.DataFrame:
+    """The films of one split (``train``, ``val`` or ``test``) of a model's manifest, under ``data_dir``'s training
+    split, as ``path``, ``file``, ``label`` rows."""
     manifest = pd.read_csv(Path(model_dir) / EVALUATION_DIR / "manifest.csv")
-    test = manifest[manifest["split"] == "test"]
+    rows = manifest[manifest["split"] == split]
     root = class_root(Path(data_dir), "train")
-    return pd.DataFrame({"path": [str(root / name) for name in test["file"]], "file": test["file"], "label": test["label"]})
+    return pd.DataFrame({"path": [str(root / name) for name in rows["file"]], "file": rows["file"], "label": rows["label"]})
 
 
 def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> FolderScores:
