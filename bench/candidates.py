@@ -20,6 +20,7 @@ import numpy as np
 
 from bench.common import append_results
 from pneumo_core.config import default_data_dir, site_sample_dir
+from pneumo_core.logits import sigmoid
 from pneumo_core.metrics import bootstrap_intervals, classification_metrics
 from pneumo_core.predict import Predictor
 from pneumo_core.scoring import internal_test_films, labelled_folder_films, score_films
@@ -36,7 +37,7 @@ def scored(model_dir: Path, site: Path, data: Path) -> tuple[str, dict[str, tupl
 
 
 def auc_with_interval(labels: np.ndarray, logits: np.ndarray) -> str:
-    probabilities = 1 / (1 + np.exp(-logits))
+    probabilities = sigmoid(logits)
     auc = classification_metrics(labels, probabilities, 0.5)["roc_auc"]
     low, high = bootstrap_intervals(labels, probabilities, 0.5)["roc_auc"]
     return f"{auc:.4f} ({low:.3f}–{high:.3f})"

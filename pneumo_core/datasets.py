@@ -139,30 +139,43 @@ def _radial_bands(size: int) -> np.ndarray:
     return np.unique(bands, return_inverse=True)[1].reshape(radius.shape).astype(np.int32)  # numbered without gaps
 
 
+def _spectra(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, np.ndarray]:
+    """The Fourier spectra of ``(N, H, W, 1)`` float images, their mean amplitude per radial band ``(N, bands)``, and
+    each coefficient's band (:func:`_radial_bands`)."""
+    bands = _radial_bands(batch.shape[1])
+    spectra = tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))
+    amplitude = tf.reshape(tf.abs(spectra), [tf.shape(batch)[0], -1])
+    means = tf.math.unsorted_segment_mean(tf.transpose(amplitude), bands.ravel(), int(bands.max()) + 1)
+    return spectra, tf.transpose(means), bands
+
+
+def _filtered(spectra: tf.Tensor, own: tf.Tensor, targets: tf.Tensor, powers: tf.Tensor, bands: np.ndarray) -> tf.Tensor:
+    """The images of ``spectra`` through the zero-phase gain ``(target / own) ** power`` per band, band 0 kept."""
+    gains = tf.pow(tf.cast(targets, tf.float32) / tf.maximum(own, 1e-6), tf.reshape(powers, [-1, 1]))
+    gains = tf.concat([tf.ones_like(gains[:, :1]), gains[:, 1:]], axis=1)
+    gain_map = tf.reshape(tf.gather(gains, bands.ravel(), axis=1), tf.shape(spectra))
+    return tf.math.real(tf.signal.ifft2d(spectra * tf.cast(gain_map, tf.complex64)))[..., tf.newaxis]
+
+
 def band_amplitudes(batch: tf.Tensor) -> tf.Tensor:
     """``(N, bands)``: each of ``(N, H, W, 1)`` float images' mean Fourier amplitude in each radial band
     (:func:`_radial_bands`; band 0 is the mean)."""
-    bands = tf.constant(_radial_bands(batch.shape[1]).ravel())
-    amplitude = tf.reshape(tf.abs(tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))), [tf.shape(batch)[0], -1])
-    return tf.transpose(tf.math.unsorted_segment_mean(tf.transpose(amplitude), bands, int(tf.reduce_max(bands)) + 1))
+    return _spectra(batch)[1]
 
 
 def matched_to_bands(batch: tf.Tensor, targets: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
     """Each of ``(N, H, W, 1)`` float images through the isotropic zero-phase filter whose gain in each radial band is
     ``(target / own) ** power`` (band amplitudes as :func:`band_amplitudes`; ``targets`` ``(N, bands)``, ``powers``
     ``(N,)``). Power 1 gives a film the target amplitude in every band; the mean (band 0) is kept."""
-    bands = tf.constant(_radial_bands(batch.shape[1]).ravel())
-    spectra = tf.signal.fft2d(tf.cast(batch[..., 0], tf.complex64))
-    gains = tf.pow(tf.cast(targets, tf.float32) / tf.maximum(band_amplitudes(batch), 1e-6), tf.reshape(powers, [-1, 1]))
-    gains = tf.concat([tf.ones_like(gains[:, :1]), gains[:, 1:]], axis=1)
-    gain_map = tf.reshape(tf.gather(gains, bands, axis=1), tf.shape(spectra))
-    return tf.math.real(tf.signal.ifft2d(spectra * tf.cast(gain_map, tf.complex64)))[..., tf.newaxis]
+    spectra, own, bands = _spectra(batch)
+    return _filtered(spectra, own, targets, powers, bands)
 
 
 def _spectrum_matched(batch: tf.Tensor, powers: tf.Tensor) -> tf.Tensor:
     """:func:`matched_to_bands` with each film's target the band amplitudes of the film at the mirrored place of the
-    batch (``Augmentation.spectrum_match``)."""
-    return matched_to_bands(batch, tf.reverse(band_amplitudes(batch), [0]), powers)
+    batch (``Augmentation.spectrum_match``), the batch transformed once."""
+    spectra, own, bands = _spectra(batch)
+    return _filtered(spectra, own, tf.reverse(own, [0]), powers, bands)
 
 
 def _mixup_weights(generator: tf.random.Generator, shape, concentration: float) -> tf.Tensor:
