@@ -21,6 +21,7 @@ from pneumo_core.progress import CANCELLED
 from pneumo_core.train_config import ARCHITECTURE_NAMES, TrainConfig
 
 AUGMENTATION_FLAGS = {
+    "zoom": "random zoom in or out by up to this fraction, aspect kept (the seed's 0.1; 0: off)",
     "contrast": "random contrast factor (0: off)",
     "gamma": "random gamma exp(U(-g, g)) (0: off)",
     "sharpness": "random unsharp mask amount, negative blurs (0: off)",
@@ -32,7 +33,7 @@ AUGMENTATION_FLAGS = {
     "spectrum-match": "filter each film towards another's amplitude per frequency band, power U(0, s) (0: off, at most 1)",
     "mixup": "mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
 }
-"""The optional per-film augmentations (``Augmentation``'s fields, 0 = off) and their help."""
+"""The per-film augmentations with a value (``Augmentation``'s fields, 0 = off) and their help."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,11 +102,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration from parsed arguments (those that are not ``TrainConfig`` fields steer the command)."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    names = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
+    config = config_from_args(args)
 
     from pneumo_core.config import served_model_dir
     from pneumo_core.serving_changes import promote_candidate

@@ -11,7 +11,8 @@ were; one that reads it as evidence of pneumonia moves them up. Views: OpenCV CL
 spectral views (:func:`pneumo_core.datasets.matched_to_bands`): each film filtered to the mean Fourier amplitude per
 radial band of the device-marked films of the model's training part (:mod:`pneumo_core.acquisition`), and, as the
 control, to that of its unmarked training films. Sharpening, smoothing and noise level are in that spectrum; anatomy
-and disease are mostly in the phase, which the filter keeps.
+and disease are mostly in the phase, which the filter keeps. Last, framing: each film zoomed about its centre (in by
+20% and 40%, as a tighter collimation frames the chest; out by 1/1.2), which no disease changes either.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
+from bench.tta import zoom
 from pneumo_core.acquisition import carries_marker, marker_template
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.data import class_root, load_canonical_images
@@ -83,6 +85,9 @@ VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "CLAHE clip 4": clahe(4.0),
     "unsharp σ 10 px, amount 1": unsharp(10.0, 1.0),
     "smoothed σ 10 px, amount −0.5": unsharp(10.0, -0.5),
+    "zoomed in 20%": lambda image: zoom(image, 1.2),
+    "zoomed in 40%": lambda image: zoom(image, 1.4),
+    "zoomed out to 1/1.2": lambda image: zoom(image, 1 / 1.2),
 }
 
 
@@ -115,7 +120,7 @@ def main() -> None:
             )
     print(
         append_results(
-            "Local contrast and spectral processing and the model's scores",
+            "Processing, spectrum and framing, and the model's scores",
             "python -m bench.processing" + (f" --model {args.model}" if args.model else ""),
             rows,
             f"Model: {predictor.metadata.get('name')} ({predictor.runtime}). Spectra: {marked} marked training films, "

@@ -110,6 +110,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     augment: bool = True
     horizontal_flip: bool = True
+    zoom: float = 0.1  # the seed's; wider ranges teach the model that framing is no evidence
     contrast: float = 0.0
     gamma: float = 0.0
     sharpness: float = 0.0

@@ -381,6 +381,14 @@ def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monke
     assert "--balance-acquisition" in args and train_py.parse_args(args).balance_acquisition
 
 
+def test_train_py_keeps_the_seeds_zoom_unless_asked_and_passes_every_augmentation_flag_to_the_run():
+    assert train_py.config_from_args(train_py.parse_args([])).augmentation().zoom == 0.1  # the seed's ±10%
+    flags = {name: 0.5 for name in train_py.AUGMENTATION_FLAGS} | {"local-contrast": 3.0, "mixup": 0.2}
+    args = [part for name, value in flags.items() for part in (f"--{name}", str(value))]
+    augmentation = train_py.config_from_args(train_py.parse_args(args)).augmentation()
+    assert {name: getattr(augmentation, name.replace("-", "_")) for name in flags} == flags
+
+
 class _NoJob:
     run_name, pid = "captured", 0
 

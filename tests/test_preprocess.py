@@ -145,7 +145,7 @@ def test_site_shift_transforms_act_per_image():
     batch = tf.constant(np.stack([image] * 4)[..., np.newaxis])
     unchanged, _ = batch_augmenter(still, seed=0)(batch, tf.zeros(4))
     np.testing.assert_allclose(unchanged.numpy()[..., 0], np.stack([image] * 4), atol=1e-3)
-    site_shifts = {"gamma": 0.5, "sharpness": 2.0, "noise": 10.0, "equalize": 1.0, "crop": 0.3}
+    site_shifts = {"zoom": 0.4, "gamma": 0.5, "sharpness": 2.0, "noise": 10.0, "equalize": 1.0, "crop": 0.3}
     site_shifts |= {"local_contrast": 4.0, "coarse_sharpness": 1.0, "spectrum_match": 1.0}
     others = np.stack([image, synthetic_xray(CANONICAL_SIZE, seed=4), synthetic_xray(CANONICAL_SIZE, seed=5), image])
     for name, value in site_shifts.items():
