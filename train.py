@@ -80,11 +80,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the model sees of each film's grey levels: the stretched film, or its histogram-equalised self "
         "(blind to exposure, gamma and contrast; recorded in the model's metadata and applied when it serves)",
     )
-    parser.add_argument(
+    acquisition = parser.add_mutually_exclusive_group()
+    acquisition.add_argument(
         "--balance-acquisition",
         action="store_true",
         help="weight the classes alike within each acquisition group (films with one device's marker, and the rest), "
         "so the device's look stops telling the class",
+    )
+    acquisition.add_argument(
+        "--acquisition-offset",
+        action="store_true",
+        help="train on the logit plus each acquisition group's log-odds of pneumonia, so the group's class ratio is "
+        "explained by the offset, not learnt from the device's look; the model serves its logit alone",
     )
     parser.add_argument(
         "--target-sensitivity", type=float, default=defaults.target_sensitivity, help="threshold rule, on validation"

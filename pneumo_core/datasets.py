@@ -244,16 +244,19 @@ def make_dataset(
     seed: int = 42,
     intensity: str = STRETCH,
     weights: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label).
 
     Each batch is seen through :func:`~pneumo_core.preprocess.model_view` of ``intensity`` before augmentation,
     as serving sees each film before the network. With per-film ``weights``, batches are
-    (model input, float label, weight), the form Keras's ``fit`` reads as sample weights.
+    (model input, float label, weight), the form Keras's ``fit`` reads as sample weights. With per-film logit
+    ``offsets``, the input is the pair (model input, offset ``(N, 1)``) that
+    :func:`~pneumo_core.model.with_logit_offset` takes.
     """
     streamed = isinstance(images, list)
     source = tf.constant(images) if streamed else images[..., np.newaxis]
-    extra = () if weights is None else (np.asarray(weights, dtype="float32"),)
+    extra = tuple(np.asarray(values, dtype="float32") for values in (weights, offsets) if values is not None)
     dataset = tf.data.Dataset.from_tensor_slices((source, labels.astype("float32"), *extra))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -265,4 +268,6 @@ def make_dataset(
     if augmentation is not None:
         dataset = dataset.map(batch_augmenter(augmentation, seed), num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda batch, *rest: (to_model_input(batch, size), *rest), num_parallel_calls=AUTOTUNE)
+    if offsets is not None:  # the offsets rode last; they join the input
+        dataset = dataset.map(lambda x, batch_labels, *rest: ((x, rest[-1][:, tf.newaxis]), batch_labels, *rest[:-1]))
     return dataset.prefetch(AUTOTUNE)

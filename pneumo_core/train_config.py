@@ -123,6 +123,7 @@ class TrainConfig:
     mixup: float = 0.0
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.acquisition)
+    acquisition_offset: bool = False  # train on logit + the group's log-odds (pneumo_core.model.with_logit_offset)
     target_sensitivity: float = 0.97
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -132,6 +133,13 @@ class TrainConfig:
     progress_file: str | None = None
     experiment: str = MLFLOW_EXPERIMENT
     smoke: bool = False
+
+    def __post_init__(self) -> None:
+        if self.balance_acquisition and self.acquisition_offset:
+            raise ValueError(
+                "Choose one way to keep the acquisition style from telling the class: balance_acquisition reweights "
+                "the films, acquisition_offset explains the style's class ratio with a logit offset."
+            )
 
     def effective(self) -> TrainConfig:
         """The configuration that will actually run: with ``smoke``, :data:`SMOKE_OVERRIDES` replace the defaults."""

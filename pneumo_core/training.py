@@ -38,7 +38,7 @@ from .data import (
 )
 from .datasets import Split, make_dataset
 from .ensemble import build_ensemble
-from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights
+from .model import POOLED_LAYER, build_classifier, build_head, head_layer_names, resolve_base_weights, with_logit_offset
 from .preprocess import intensity_mode
 from .progress import ProgressWriter
 from .registry import load_model_dir, record_in_metadata
@@ -102,6 +102,26 @@ def balanced_weights(labels: np.ndarray, groups: np.ndarray | None = None) -> np
         for c in np.flatnonzero(counts):
             weights[members & (labels == c)] = members.sum() / (classes * counts[c])
     return weights
+
+
+def group_log_odds(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-film logit offsets: the log-odds of PNEUMONIA in the film's group minus that over all films.
+
+    Half a film is added to each class of each group, so a group of one class gets a large finite offset. Trained
+    with balanced class weights (even odds over all films), a group that is pneumonia as often as all films gets 0.
+    """
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups).astype(int)
+
+    def log_odds(members: np.ndarray) -> float:
+        positives = labels[members].sum()
+        return float(np.log((positives + 0.5) / (members.sum() - positives + 0.5)))
+
+    overall = log_odds(np.ones(len(labels), dtype=bool))
+    offsets = np.empty(len(labels))
+    for group in np.unique(groups):
+        offsets[groups == group] = log_odds(groups == group) - overall
+    return offsets
 
 
 def resumed_config(config: TrainConfig) -> TrainConfig:
@@ -175,7 +195,7 @@ class Trainer:
                 None if streamed else images[mask],
                 rows["path"].tolist() if streamed else None,
             )
-        if cfg.balance_acquisition:
+        if cfg.balance_acquisition or cfg.acquisition_offset:
             train = splits["train"]
             train.groups = acquisition_groups(train.canonical_batches(), marker_template(root))
             log.info(
@@ -185,6 +205,21 @@ class Trainer:
                 (train.groups & (train.labels == 0)).sum(),
             )
         return splits, manifest_hash(manifest), manifest_path
+
+    def _train_weights(self, train: Split) -> np.ndarray:
+        """Classes weighted alike over the training films, or within each acquisition group (--balance-acquisition)."""
+        return balanced_weights(train.labels, train.groups if self.config.balance_acquisition else None)
+
+    def _offsets(self, split: Split, training: bool) -> np.ndarray | None:
+        """With --acquisition-offset, what the fitted view adds to the logit: each training film's group's log-odds;
+        0 on validation, where the classifier is judged alone, as it serves. Otherwise ``None``."""
+        if not self.config.acquisition_offset:
+            return None
+        return group_log_odds(split.labels, split.groups) if training else np.zeros(len(split))
+
+    def _fitted_view(self, model: keras.Model) -> keras.Model:
+        """What ``fit`` trains: the classifier, or with --acquisition-offset its offset view (the same layers)."""
+        return with_logit_offset(model) if self.config.acquisition_offset else model
 
     # ----- phases --------------------------------------------------------------------
     def _phase(self, name: str, build, train) -> keras.Model:
@@ -233,20 +268,24 @@ class Trainer:
                 ]
             )
             train_y = np.tile(splits["train"].labels, len(views))
-            train_w = np.tile(balanced_weights(splits["train"].labels, splits["train"].groups), len(views))
+            train_w = np.tile(self._train_weights(splits["train"]), len(views))
             val_x = features.predict(
                 make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity).map(lambda x, _: x),
                 verbose=0,
             )
+            train_o, val_o = self._offsets(splits["train"], True), self._offsets(splits["val"], False)
+            if train_o is not None:  # the offset view takes (features, offset) pairs
+                train_x, val_x = (train_x, np.tile(train_o, len(views))[:, np.newaxis]), (val_x, val_o[:, np.newaxis])
             with self.strategy.scope():
-                inputs = keras.Input(shape=(train_x.shape[1],))
+                inputs = keras.Input(shape=(features.output.shape[-1],))
                 head = keras.Model(inputs, build_head(inputs, cfg.dropout, cfg.head_units))
-                head.compile(keras.optimizers.Adam(cfg.lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-            steps = math.ceil(len(train_x) / cfg.batch_size)
+                fitted = self._fitted_view(head)
+                fitted.compile(keras.optimizers.Adam(cfg.lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+            steps = math.ceil(len(train_y) / cfg.batch_size)
             callbacks = self._callbacks("head", cfg.epochs, steps, tracked, HEAD_PATIENCE) + [
                 keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=PLATEAU_FACTOR, patience=2, min_lr=MIN_LR)
             ]
-            head.fit(
+            fitted.fit(
                 train_x,
                 train_y,
                 batch_size=cfg.batch_size,
@@ -270,13 +309,14 @@ class Trainer:
             for layer in base_layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False  # keep ImageNet statistics (inference mode)
-            model.compile(
+            fitted = self._fitted_view(model)
+            fitted.compile(
                 keras.optimizers.Adam(cfg.lr * FINE_TUNE_LR_FRACTION),
                 "binary_crossentropy",
                 metrics=[keras.metrics.AUC(name="auc")],
             )
             self._fit(
-                model,
+                fitted,
                 splits,
                 size,
                 cfg.batch_size,
@@ -310,12 +350,13 @@ class Trainer:
                     warmup_target=peak,
                     warmup_steps=max(1, int((FIRST_WARMUP_FRACTION if index == 0 else LATER_WARMUP_FRACTION) * epochs * steps)),
                 )
-                model.compile(
+                fitted = self._fitted_view(model)
+                fitted.compile(
                     keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                     keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing),
                     metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
                 )
-                self._fit(model, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=SCRATCH_PATIENCE)
+                self._fit(fitted, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=SCRATCH_PATIENCE)
 
             previous = self._phase(
                 f"scratch_{size}px",
@@ -335,9 +376,17 @@ class Trainer:
             shuffle=True,
             seed=cfg.seed,
             intensity=cfg.intensity,
-            weights=balanced_weights(splits["train"].labels, splits["train"].groups),
+            weights=self._train_weights(splits["train"]),
+            offsets=self._offsets(splits["train"], True),
         )
-        val = make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity)
+        val = make_dataset(
+            splits["val"].source,
+            splits["val"].labels,
+            size,
+            32,
+            intensity=cfg.intensity,
+            offsets=self._offsets(splits["val"], False),
+        )
         steps = math.ceil(len(splits["train"]) / batch)
         if self.role.distributed:
             fit_across_workers(model)

@@ -1,13 +1,16 @@
-"""The acquisition-style detector and the group-balanced training weights it feeds."""
+"""The acquisition-style detector and what training does with its groups: balanced weights, or logit offsets."""
 
+import keras
 import numpy as np
 import pytest
 
 from pneumo_core.acquisition import CORNER, MARKER_FILM, acquisition_groups, carries_marker, marker_template
 from pneumo_core.data import class_root, load_canonical
+from pneumo_core.model import LOGIT_LAYER, build_head, with_logit_offset
 from pneumo_core.preprocess import CANONICAL_SIZE
+from pneumo_core.registry import load_model_dir
 from pneumo_core.train_config import TrainConfig
-from pneumo_core.training import Trainer, balanced_weights
+from pneumo_core.training import Trainer, balanced_weights, group_log_odds
 
 from .imaging import synthetic_xray
 
@@ -71,3 +74,71 @@ def test_a_balancing_run_groups_its_training_films(real_data, tmp_path):
     template = marker_template(class_root(real_data))
     assert train.groups.tolist() == carries_marker(train.images, template).astype(int).tolist()
     assert splits["val"].groups is None  # validation and test stay unweighted
+
+
+def test_group_log_odds_are_each_groups_log_odds_against_all_films_and_finite_for_a_one_class_group():
+    labels = np.array([1] * 30 + [0] * 10 + [1] * 9 + [0] * 1 + [1] * 5)
+    groups = np.array([0] * 40 + [1] * 10 + [2] * 5)
+    offsets = group_log_odds(labels, groups)
+    overall = np.log(44.5 / 11.5)
+    np.testing.assert_allclose(offsets[groups == 0], np.log(30.5 / 10.5) - overall)
+    np.testing.assert_allclose(offsets[groups == 1], np.log(9.5 / 1.5) - overall)
+    np.testing.assert_allclose(offsets[groups == 2], np.log(5.5 / 0.5) - overall)  # no normal film: large, finite
+    np.testing.assert_allclose(group_log_odds(labels, np.zeros_like(labels)), 0.0)  # one group: nothing to explain
+
+
+def test_the_offset_view_is_the_classifiers_logit_plus_the_offset_through_the_same_layers():
+    inputs = keras.Input(shape=(3,))
+    classifier = keras.Model(inputs, build_head(inputs, dropout=0.0, head_units=4))
+    view = with_logit_offset(classifier)
+    features = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    offsets = np.array([[-2.0], [0.0], [0.5], [1.0], [3.0]], "float32")
+    logits = keras.Model(classifier.input, classifier.get_layer(LOGIT_LAYER).output).predict(features, verbose=0)
+    expected = 1 / (1 + np.exp(-(logits + offsets)))
+    np.testing.assert_allclose(view.predict((features, offsets), verbose=0), expected, rtol=1e-5)
+    assert {id(w) for w in view.weights} == {id(w) for w in classifier.weights}  # training the view trains the classifier
+
+
+def test_trained_with_offsets_a_classifier_stops_reading_a_group_that_tells_the_class():
+    """A product of experts on a toy problem: feature 0 is the group (pneumonia 95% of the time in group 1, half the
+    time in group 0), feature 1 the disease signal. Trained plainly the classifier leans on the group; trained through
+    the offset view with the groups' log-odds it reads the signal alone, as the offset explains the group."""
+    rng = np.random.default_rng(0)
+    groups = (rng.random(3000) < 0.3).astype(int)
+    labels = (rng.random(3000) < np.where(groups == 1, 0.95, 0.5)).astype(int)
+    features = np.stack([groups, rng.normal(2.0 * labels - 1.0, 1.0)], axis=1).astype("float32")
+
+    def fitted_weights(offsets: np.ndarray | None) -> np.ndarray:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input(shape=(2,))
+        classifier = keras.Model(inputs, build_head(inputs, dropout=0.0, head_units=0))
+        model = classifier if offsets is None else with_logit_offset(classifier)
+        model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+        x = features if offsets is None else (features, offsets[:, np.newaxis].astype("float32"))
+        model.fit(x, labels, batch_size=100, epochs=30, verbose=0)
+        return classifier.get_layer(LOGIT_LAYER).get_weights()[0][:, 0]
+
+    plain = fitted_weights(None)
+    offset = fitted_weights(group_log_odds(labels, groups))
+    assert plain[0] > 2.0  # the group itself counted as evidence: log(0.95 / 0.05) ≈ 2.9
+    assert abs(offset[0]) < 0.3  # explained by the offset
+    assert offset[1] == pytest.approx(plain[1], rel=0.15) and offset[1] > 1.5  # the signal still read
+
+
+def test_an_offset_run_computes_the_groups_and_saves_the_classifier_alone(real_data, tmp_path):
+    with pytest.raises(ValueError, match="Choose one way"):
+        TrainConfig(balance_acquisition=True, acquisition_offset=True)
+    config = TrainConfig(
+        data_dir=str(real_data),
+        base_weights="none",
+        output_dir=str(tmp_path),
+        run_name="offset",
+        smoke=True,
+        acquisition_offset=True,
+        scratch_schedule="48:1:8",
+        img_size=48,
+    )
+    trainer = Trainer(config)
+    assert trainer.load_data()[0]["train"].groups is not None
+    model, _ = load_model_dir(trainer.run())
+    assert len(model.inputs) == 1 and model.output.shape == (None, 1)  # served as it always was: film → probability

@@ -115,6 +115,17 @@ def test_per_film_weights_stay_with_their_films_through_shuffling_and_augmentati
         assert sorted(seen_weights) == sorted(weights)
 
 
+def test_logit_offsets_join_the_input_and_stay_with_their_films():
+    images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(6)])
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    offsets = labels * 2.0 - 0.5  # each offset names its film's label
+    dataset = make_dataset(images, labels, 32, 4, Augmentation(), shuffle=True, seed=3, weights=1.0 + labels, offsets=offsets)
+    for (x, batch_offsets), batch_labels, batch_weights in dataset:
+        assert x.shape[1:] == (32, 32, 3) and batch_offsets.shape == (len(x), 1)
+        np.testing.assert_allclose(batch_offsets.numpy()[:, 0], batch_labels.numpy() * 2.0 - 0.5)
+        np.testing.assert_allclose(batch_weights.numpy(), 1.0 + batch_labels.numpy())
+
+
 @pytest.mark.parametrize(
     "augmentation",
     [
