@@ -25,6 +25,12 @@ from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
 
 INTENSITY_LABELS = {STRETCH: "Stretched film", EQUALIZE: "Equalised film"}
+ACQUISITION_HANDLING = {
+    "Learnt like any look": [],
+    "Balanced (films reweighted)": ["--balance-acquisition"],
+    "Explained (logit offset)": ["--acquisition-offset"],
+}
+"""How training treats one device's acquisition style, and the train.py flag of each choice."""
 
 
 def metrics_row(name: str, metadata: dict) -> dict:
@@ -83,11 +89,12 @@ def training_form() -> None:
             help="Equalised: each film histogram-equalised, in training and whenever the model serves, so exposure, "
             "gamma and contrast cannot change its answer.",
         )
-        balance = c4.checkbox(
-            "Balance acquisition styles",
-            defaults.balance_acquisition,
-            help="Weight normal and pneumonia films alike within each acquisition style (films carrying one device's "
-            "marker, and the rest), so the device's look cannot stand in for the diagnosis.",
+        acquisition = c4.selectbox(
+            "Acquisition styles",
+            list(ACQUISITION_HANDLING),
+            help="One device's films (they carry its marker) are nearly all pneumonia in the training split. Balanced: "
+            "normal and pneumonia films weigh alike within each style. Explained: training adds the style's log-odds "
+            "of pneumonia to the model's logit, so its look earns nothing; the model serves without it.",
         )
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
@@ -105,7 +112,7 @@ def training_form() -> None:
     args += [] if augment else ["--no-augment"]
     args += [] if flip else ["--no-flip"]
     args += ["--intensity", intensity]
-    args += ["--balance-acquisition"] if balance else []
+    args += ACQUISITION_HANDLING[acquisition]
     start(args)
 
 

@@ -373,12 +373,12 @@ def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monke
     at = run_page("app_pages/training.py")
     next(s for s in at.selectbox if s.label == "Grey levels the model sees").set_value("equalize")
     next(c for c in at.checkbox if c.label == "Horizontal flips").uncheck()
-    next(c for c in at.checkbox if c.label == "Balance acquisition styles").check()
+    next(s for s in at.selectbox if s.label == "Acquisition styles").set_value("Explained (logit offset)")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     (args,) = started
     assert args[args.index("--intensity") + 1] == "equalize" and "--no-flip" in args and "--no-augment" not in args
-    assert "--balance-acquisition" in args and train_py.parse_args(args).balance_acquisition
+    assert "--acquisition-offset" in args and train_py.parse_args(args).acquisition_offset
 
 
 def test_train_py_keeps_the_seeds_zoom_unless_asked_and_passes_every_augmentation_flag_to_the_run():
