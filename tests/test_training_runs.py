@@ -13,6 +13,7 @@ import time
 import pytest
 
 from pneumo_core.progress import job_status, read_progress
+from pneumo_core.registry import load_model_dir
 from pneumo_core.train_config import TrainConfig
 from pneumo_core.training import run_training
 
@@ -33,10 +34,12 @@ def test_transfer_recipe_with_a_local_weights_file(real_data, tmp_path):
         run_name="transfer",
         smoke=True,
         fine_tune_layers=0,
+        acquisition_offset=True,  # the head trains on (features, offset) pairs
     )
     candidate = run_training(config)
     metadata = json.loads((candidate / "metadata.json").read_text())
     assert metadata["recipe"] == "transfer" and metadata["base_weights"] == "file:base.weights.h5"
+    assert len(load_model_dir(candidate)[0].inputs) == 1  # the classifier alone
     phases = [e.get("phase") for e in read_progress(tmp_path / "transfer" / "progress.jsonl") if e["event"] == "phase"]
     assert phases == ["loading", "head", "evaluate"]
 
