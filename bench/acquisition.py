@@ -6,6 +6,9 @@ Some films carry a bold "R" marker in the top-left corner with a "KV59"-like cap
 recognised by :mod:`pneumo_core.acquisition` (from a training film's marker; nothing of the site sample defines it).
 The script counts the style per class in the training split and in the site sample, and asks where the served
 configuration's false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
+Last, it removes the training split's prior for the style after the fact: each styled film's logit less the style's
+log-odds of pneumonia against all training films' (:func:`pneumo_core.training.group_log_odds`; post-hoc logit
+adjustment, Menon et al. 2021), which is what ``train.py --acquisition-offset`` builds into training.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pneumo_core.config import default_data_dir, served_model_dir, site_sample_d
 from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
 from pneumo_core.predict import Predictor
 from pneumo_core.scoring import labelled_folder_films
+from pneumo_core.training import group_log_odds
 
 
 def main() -> None:
@@ -43,9 +47,11 @@ def main() -> None:
     site_style = carries_marker(canonical, template)
     masked = canonical.copy()
     masked[(slice(None), *CORNER)] = 0  # the marker's corner blacked out on every film
-    probability, masked_probability = (
-        np.asarray([p.probability for p in predictor.predict_canonical(images)]) for images in (canonical, masked)
-    )
+    predictions, masked_predictions = (predictor.predict_canonical(images) for images in (canonical, masked))
+    probability, masked_probability = (np.asarray([p.probability for p in found]) for found in (predictions, masked_predictions))
+    offsets = group_log_odds(train_labels, train_style)
+    style_offset = offsets[train_style][0] - offsets[~train_style][0]  # a shift of the others would change no ranking
+    adjusted_logits = np.asarray([p.logit for p in predictions]) - style_offset * site_style
     false_alarms, masked_false_alarms = ((p >= predictor.threshold) & (labels == 0) for p in (probability, masked_probability))
 
     def counts(style: np.ndarray, classes: np.ndarray) -> str:
@@ -83,6 +89,13 @@ def main() -> None:
             "site-sample ROC AUC",
             f"all films {roc_auc_score(labels, probability):.4f}; "
             f"without the style {roc_auc_score(labels[plain], probability[plain]):.4f}",
+            "—",
+            "—",
+        ),
+        (
+            "site-sample ROC AUC, the style's training prior removed",
+            f"{roc_auc_score(labels, adjusted_logits):.4f} (styled films' logits less {style_offset:.2f}, the style's "
+            "training log-odds against the other films')",
             "—",
             "—",
         ),
