@@ -1,4 +1,4 @@
-"""Train the pneumonia classifier: a thin command line over pneumo_core.training.
+"""Train the pneumonia classifier: a thin command line over pneumo_core.training.trainer.
 
 Examples:
     python train.py                      # the full recipe on $PNEUMO_DATA_DIR (or ../shared/data/chest_xray)
@@ -16,9 +16,9 @@ import signal
 import sys
 from dataclasses import fields
 
-from pneumo_core.preprocess import INTENSITY_MODES
-from pneumo_core.progress import CANCELLED
-from pneumo_core.train_config import ARCHITECTURE_NAMES, TrainConfig
+from pneumo_core.jobs.progress import CANCELLED
+from pneumo_core.jobs.request import ARCHITECTURE_NAMES, TrainConfig
+from pneumo_core.serving.preprocess import INTENSITY_MODES
 
 AUGMENTATION_FLAGS = {
     "zoom": "random zoom in or out by up to this fraction, aspect kept (the seed's 0.1; 0: off)",
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
 
     from pneumo_core.config import served_model_dir
-    from pneumo_core.serving_changes import promote_candidate
-    from pneumo_core.training import Trainer
+    from pneumo_core.store.promotion import promote_candidate
+    from pneumo_core.training.trainer import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed
     trainer = Trainer(config, resume=args.resume)  # a resumed run keeps the settings it started with

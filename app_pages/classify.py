@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pneumo_core.cams import METHODS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.monitor import record as record_answers
-from pneumo_core.predict import Case
-from pneumo_core.saliency import COLORMAPS, overlay
+from pneumo_core.operations.monitor import record as record_answers
+from pneumo_core.serving.answers import Case
+from pneumo_core.serving.cams import METHODS, SCORECAM
+from pneumo_core.serving.overlay import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, shadow_challenger, start_loading
 from ui.widgets import operating_point_label, probability_scale, verdict_text
@@ -64,7 +64,7 @@ with st.sidebar:
         "informative.",
     )
 
-# No type filter: the uploader's own rejection is easy to miss; every file reaches pneumo_core.decode, whose reason
+# No type filter: the uploader's own rejection is easy to miss; every file reaches pneumo_core.serving.decode, whose reason
 # ("This is a PDF document, not an image…") is shown on the page with the file's name.
 uploads = st.file_uploader(
     "Chest X-ray images",

@@ -9,15 +9,15 @@ import streamlit as st
 from sklearn.metrics import roc_curve
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.films import class_root, labelled_folders
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_data_roots
-from pneumo_core.data import class_root, labelled_folders
-from pneumo_core.evaluate import roc_pr_figures
-from pneumo_core.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.predict import load_canonical_films
-from pneumo_core.registry import EVALUATION_DIR
-from pneumo_core.run_history import recent_runs
-from pneumo_core.saliency import overlay
-from pneumo_core.site import ProfileError, list_profiles, load_profile
+from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
+from pneumo_core.evaluation.reports import roc_pr_figures
+from pneumo_core.jobs.history import recent_runs
+from pneumo_core.serving.film_files import load_canonical_films
+from pneumo_core.serving.overlay import overlay
+from pneumo_core.store.model_dir import EVALUATION_DIR
+from pneumo_core.store.profiles import ProfileError, list_profiles, load_profile
 from ui.access import is_operator
 from ui.operator_actions import deactivate_site_profiles, save_site_profile, validate_site
 from ui.resources import served_model

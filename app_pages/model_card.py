@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.metrics import CI_METRICS
-from pneumo_core.quantize import describe_check
-from pneumo_core.registry import EVALUATION_DIR
-from pneumo_core.site import list_profiles, load_profile
+from pneumo_core.evaluation.int8_check import describe_check
+from pneumo_core.evaluation.metrics import CI_METRICS
+from pneumo_core.store.model_dir import EVALUATION_DIR
+from pneumo_core.store.profiles import list_profiles, load_profile
 from ui.resources import served_model
 from ui.site_charts import PLAIN_NAMES, comparison_table
 from ui.widgets import operating_point_label

@@ -11,10 +11,18 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.config import monitor_db_path, monitor_retention_days
-from pneumo_core.monitor import KS_ALPHA, MIN_ANSWERS, PSI_ALERT, drift_report, model_window, parse_since, validation_reference
-from pneumo_core.registry import read_metadata
-from pneumo_core.shadow import MIN_SHADOW_ANSWERS, Shadow, promotion_check, shadow_report
-from pneumo_core.site import ProfileError, active_profile, load_profile
+from pneumo_core.operations.monitor import (
+    KS_ALPHA,
+    MIN_ANSWERS,
+    PSI_ALERT,
+    drift_report,
+    model_window,
+    parse_since,
+    validation_reference,
+)
+from pneumo_core.operations.shadow import MIN_SHADOW_ANSWERS, Shadow, promotion_check, shadow_report
+from pneumo_core.store.model_dir import read_metadata
+from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
 from ui.access import is_operator
 from ui.operator_actions import promote_model
 from ui.resources import Served, served_model, shadow_challenger

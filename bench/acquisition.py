@@ -3,11 +3,11 @@
     python -m bench.acquisition [--model models/served] [--data ../shared/data/chest_xray]
 
 Some films carry a bold "R" marker in the top-left corner with a "KV59"-like caption (one device's annotation),
-recognised by :mod:`pneumo_core.acquisition` (from a training film's marker; nothing of the site sample defines it).
+recognised by :mod:`pneumo_core.training.acquisition` (from a training film's marker; nothing of the site sample defines it).
 The script counts the style per class in the training split and in the site sample, and asks where the served
 configuration's false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
 Last, it removes the training split's prior for the style after the fact: each styled film's logit less the style's
-log-odds of pneumonia against all training films' (:func:`pneumo_core.training.group_log_odds`; post-hoc logit
+log-odds of pneumonia against all training films' (:func:`pneumo_core.training.trainer.group_log_odds`; post-hoc logit
 adjustment, Menon et al. 2021), which is what ``train.py --acquisition-offset`` builds into training.
 """
 
@@ -20,12 +20,13 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
-from pneumo_core.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, marker_template
+from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
-from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import labelled_folder_films
-from pneumo_core.training import group_log_odds
+from pneumo_core.evaluation.scoring import labelled_folder_films
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.training.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, marker_template
+from pneumo_core.training.trainer import group_log_odds
 
 
 def main() -> None:

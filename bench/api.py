@@ -2,7 +2,7 @@
 
     python -m bench.api [--requests 200]
 
-Starts ``uvicorn pneumo_api:app`` on a free 127.0.0.1 port, waits for ``/readyz``, then sends ``--requests``
+Starts ``uvicorn pneumo_api:app`` on a free 127.0.0.1 port (:func:`tests.harness.api_server`), then sends ``--requests``
 single-file ``POST /v1/predict`` requests at concurrency 1, 4 and 16 (the four example films in turn), and
 records p50/p95 latency, throughput, errors and the server's memory. Baselines, measured in this process on the
 same films: one ``Predictor.classify`` call per film (single-film latency) and the folder rate (every film in one
@@ -13,9 +13,6 @@ same films: one ``Predictor.classify`` call per film (single-film latency) and t
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,8 +20,8 @@ import httpx
 import numpy as np
 
 from bench.common import append_results, p50_p95, rss_mb
-from pneumo_core.predict import Predictor
-from ui.harness import PROJECT_ROOT, free_port
+from pneumo_core.serving.predictor import Predictor
+from tests.harness import PROJECT_ROOT, api_server
 
 READY_DEADLINE_S = 120.0
 
@@ -69,29 +66,15 @@ def main() -> None:
     args = parser.parse_args()
     payloads = [(path.name, path.read_bytes()) for path in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))]
     single, folder_rate = in_process(payloads, rounds=10)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port)]
     log_path = PROJECT_ROOT / "bench" / "out" / "api.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
-    env = {**os.environ, "PNEUMO_API_RATE": "1000000/minute"}  # the per-client limit is not what is measured here
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     rows = [
         ("in-process Predictor, one film per call (median)", f"{single * 1000:.1f} ms", "baseline", "—"),
         ("in-process Predictor, a folder (64 films in one call)", f"{folder_rate:.1f} films/s", "baseline", "—"),
     ]
-    try:
-        deadline = time.perf_counter() + READY_DEADLINE_S
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() > deadline or server.poll() is not None:
-                raise SystemExit(f"uvicorn was not ready within {READY_DEADLINE_S:.0f} s (see bench/out/api.log)")
-            time.sleep(0.2)
+    # the per-client limit is not what is measured here
+    with api_server(log_path, READY_DEADLINE_S, PNEUMO_API_RATE="1000000/minute") as running:
+        url, server = running.url, running.process
         load(url, payloads, 8, 1)  # warm the connection path
         memory_before = rss_mb(server.pid)
         for concurrency in (1, 4, 16):
@@ -121,10 +104,6 @@ def main() -> None:
                 "flat",
             )
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
     print(
         append_results(
             "REST API under load",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from bench.common import append_results, rss_mb
-from ui.harness import PROJECT_ROOT, launch_chromium, streamlit_server
+from tests.harness import PROJECT_ROOT, launch_chromium, streamlit_server
 
 SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import append_results
+from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, site_sample_dir
-from pneumo_core.logits import sigmoid
-from pneumo_core.metrics import bootstrap_intervals, classification_metrics
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import internal_test_films, labelled_folder_films, score_films
+from pneumo_core.evaluation.metrics import bootstrap_intervals, classification_metrics
+from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, score_films
+from pneumo_core.serving.predictor import Predictor
 
 
 def scored(model_dir: Path, site: Path, data: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray, list[str]]]]:

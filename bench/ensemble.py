@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.common import append_results, p50_p95, timed
 from pneumo_core.config import served_model_dir
-from pneumo_core.predict import Predictor
-from pneumo_core.preprocess import CANONICAL_SIZE
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 GOAL = 2.0
 

@@ -21,12 +21,12 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import append_results
+from pneumo_core.common.films import class_root
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
-from pneumo_core.data import class_root
-from pneumo_core.ood import WITHHOLD_FACTOR
-from pneumo_core.predict import Predictor
-from pneumo_core.registry import EVALUATION_DIR
-from pneumo_core.scoring import labelled_folder_films
+from pneumo_core.evaluation.scoring import labelled_folder_films
+from pneumo_core.serving.ood import WITHHOLD_FACTOR
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.model_dir import EVALUATION_DIR
 
 
 def png(array: np.ndarray) -> bytes:

@@ -8,8 +8,8 @@ films (patients held out of training, from the training collection) and to the s
 view's ROC AUC and the mean logit per class. A model invariant to the processing keeps its normal films where they
 were; one that reads it as evidence of pneumonia moves them up. Views: OpenCV CLAHE (8 × 8 tiles) at clip limits
 2 and 4, a large-radius unsharp mask (σ 10 px, amount 1) and its opposite, a smoothing (amount −0.5), and two
-spectral views (:func:`pneumo_core.datasets.matched_to_bands`): each film filtered to the mean Fourier amplitude per
-radial band of the device-marked films of the model's training part (:mod:`pneumo_core.acquisition`), and, as the
+spectral views (:func:`pneumo_core.training.pipeline.matched_to_bands`): each film filtered to the mean Fourier amplitude per
+radial band of the device-marked films of the model's training part (:mod:`pneumo_core.training.acquisition`), and, as the
 control, to that of its unmarked training films. Sharpening, smoothing and noise level are in that spectrum; anatomy
 and disease are mostly in the phase, which the filter keeps. Last, framing: each film zoomed about its centre (in by
 20% and 40%, as a tighter collimation frames the chest; out by 1/1.2), which no disease changes either.
@@ -28,12 +28,13 @@ from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
 from bench.tta import zoom
-from pneumo_core.acquisition import carries_marker, marker_template
+from pneumo_core.common.films import class_root
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
-from pneumo_core.data import class_root, load_canonical_images
-from pneumo_core.datasets import band_amplitudes, matched_to_bands
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import internal_test_films, labelled_folder_films, manifest_films
+from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, manifest_films
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.training.acquisition import carries_marker, marker_template
+from pneumo_core.training.pipeline import band_amplitudes, matched_to_bands
 
 UNMARKED_SAMPLE = 400
 """Unmarked training films averaged for the control spectrum (a random sample; the marked ones are all used)."""

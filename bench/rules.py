@@ -3,7 +3,8 @@
     python -m bench.rules [--model DIR ...] [--rule RULE ...] [--site ../shared/data/chest_xray/site_sample]
 
 Scores the site sample with each model (its served runtime), then for each rule runs
-:func:`pneumo_core.site.cross_validated`: the temperature and the rule's threshold fitted on four patient-grouped
+:func:`pneumo_core.operations.calibration.cross_validated`: the temperature and the rule's threshold fitted on four
+patient-grouped
 folds, the fifth fold's films called at that operating point, averaged over 20 partitions. A rule is worth choosing
 if it wins across models, not on one: the differences between rules are a film or two of the sample, and any choice
 made on the sample makes its numbers optimistic.
@@ -17,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import append_results
+from pneumo_core.common.films import patient_id
 from pneumo_core.config import served_model_dir, site_sample_dir
-from pneumo_core.data import patient_id
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import score_labelled_folder
-from pneumo_core.site import DEFAULT_RULE, Rule, cross_validated
+from pneumo_core.evaluation.scoring import score_labelled_folder
+from pneumo_core.operations.calibration import cross_validated
+from pneumo_core.operations.rules import DEFAULT_RULE, Rule
+from pneumo_core.serving.predictor import Predictor
 
 RULES = (DEFAULT_RULE, "sensitivity:0.95", "sensitivity:0.98", "cost:5", "youden")
 

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from bench.common import append_results, timed
 from pneumo_core.config import served_model_dir
-from pneumo_core.model import LOGIT_LAYER
-from pneumo_core.registry import load_model_dir
+from pneumo_core.modeling.architectures import LOGIT_LAYER
+from pneumo_core.store.model_dir import load_model_dir
 
 THREADS = os.cpu_count() or 1
 

@@ -20,16 +20,18 @@ import time
 from pathlib import Path
 
 from bench.common import append_results
+from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir
-from pneumo_core.data import class_root, list_labelled_images
-from pneumo_core.predict import RUNTIMES, Predictor
-from ui.harness import PROJECT_ROOT
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.serving.runtimes import RUNTIMES
+from tests.harness import PROJECT_ROOT
 
 TRAIN_STEPS = """
 import sys, time, numpy as np
-from pneumo_core.data import list_labelled_images, load_canonical_images
-from pneumo_core.datasets import make_dataset
-from pneumo_core.model import build_classifier
+from pneumo_core.common.films import list_labelled_images
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.training.pipeline import make_dataset
+from pneumo_core.modeling.architectures import build_classifier
 import keras
 folder, mode, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 listing = list_labelled_images(folder)

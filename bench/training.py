@@ -17,10 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import append_results
+from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir
-from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
-from pneumo_core.datasets import Augmentation, make_dataset
-from pneumo_core.model import POOLED_LAYER, build_classifier, build_head
+from pneumo_core.modeling.architectures import POOLED_LAYER, build_classifier, build_head
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.training.pipeline import Augmentation, make_dataset
 
 TRAIN_IMAGES, EPOCHS = 3725, 15
 

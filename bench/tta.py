@@ -22,9 +22,9 @@ from sklearn.metrics import roc_auc_score
 
 from bench.common import append_results
 from pneumo_core.config import served_model_dir, site_sample_dir
-from pneumo_core.data import load_canonical_images
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import labelled_folder_films
+from pneumo_core.evaluation.scoring import labelled_folder_films
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.predictor import Predictor
 
 GAIN_GOAL, COMPUTE_BUDGET = 0.005, 2
 

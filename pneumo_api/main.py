@@ -13,9 +13,9 @@ from starlette.formparsers import MultiPartParser
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
-from pneumo_core.decode import MAX_FILE_BYTES
-from pneumo_core.predict import Predictor
-from pneumo_core.shadow import load_shadow
+from pneumo_core.operations.shadow import load_shadow
+from pneumo_core.serving.decode import MAX_FILE_BYTES
+from pneumo_core.serving.predictor import Predictor
 
 from . import problems
 from .routes import router
@@ -88,7 +88,7 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.model = slot
-    app.state.shadow = None  # the future of the shadow challenger (pneumo_core.shadow), once the app starts
+    app.state.shadow = None  # the future of the shadow challenger (pneumo_core.operations.shadow), once the app starts
     app.state.telemetry = telemetry
     app.state.rate_limit = RateLimit(rate)
     problems.install(app)

@@ -13,11 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from PIL import Image
 
-from pneumo_core.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
 from pneumo_core.config import MAX_FILES_PER_REQUEST
-from pneumo_core.monitor import record as record_answers
-from pneumo_core.predict import Case, Predictor, answer_record
-from pneumo_core.saliency import overlay
+from pneumo_core.operations.monitor import record as record_answers
+from pneumo_core.serving.answers import Case, answer_record
+from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
+from pneumo_core.serving.overlay import overlay
+from pneumo_core.serving.predictor import Predictor
 
 from .problems import Problem, documented
 from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse

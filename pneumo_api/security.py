@@ -1,6 +1,6 @@
 """Who may call the API and how often: API keys (constant-time) and a per-client rate limit (``limits``).
 
-The rule matches the app's operator rule (:mod:`pneumo_core.access`): with no key configured, only requests
+The rule matches the app's operator rule (:mod:`pneumo_core.operations.access`): with no key configured, only requests
 from this machine (loopback, not forwarded by a proxy) are answered without one; ``PNEUMO_API_AUTH=off``
 disables keys for a deployment that authenticates in front of the API.
 """
@@ -15,8 +15,8 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from pneumo_core.access import is_loopback, password_matches
 from pneumo_core.config import API_KEYS_ENV, api_auth, api_keys, api_rate, marked_public
+from pneumo_core.operations.access import is_loopback, password_matches
 
 from .problems import Problem
 

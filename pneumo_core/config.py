@@ -113,7 +113,7 @@ def runs_dir() -> Path:
 
 
 def audit_log_path() -> Path:
-    """The operator-action log (:mod:`pneumo_core.audit`), beside the runs."""
+    """The operator-action log (:mod:`pneumo_core.operations.audit`), beside the runs."""
     return runs_dir() / "operator_actions.jsonl"
 
 
@@ -134,7 +134,7 @@ def train_memory_budget_bytes() -> int:
 
 
 def monitor_db_path() -> Path:
-    """The monitoring store (:mod:`pneumo_core.monitor`): one row per answered film, nothing identifying."""
+    """The monitoring store (:mod:`pneumo_core.operations.monitor`): one row per answered film, nothing identifying."""
     return Path(os.environ.get(MONITOR_DB_ENV, runs_dir() / "monitor.db"))
 
 
@@ -157,7 +157,7 @@ def mlflow_tracking_uri() -> str:
 
 
 def default_base_weights() -> str:
-    """``$PNEUMO_BASE_WEIGHTS`` or ``auto`` (see :func:`pneumo_core.model.resolve_base_weights`)."""
+    """``$PNEUMO_BASE_WEIGHTS`` or ``auto`` (see :func:`pneumo_core.modeling.architectures.resolve_base_weights`)."""
     return os.environ.get(BASE_WEIGHTS_ENV, "auto")
 
 
@@ -168,11 +168,11 @@ def base_weights_file() -> Path | None:
 
 
 SERVING_RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
-"""The runtime names (:data:`pneumo_core.predict.RUNTIMES` says what ``auto`` stands for)."""
+"""The runtime names (:data:`pneumo_core.serving.runtimes.RUNTIMES` says what ``auto`` stands for)."""
 
 
 def serving_runtime() -> str:
-    """``$PNEUMO_RUNTIME``: ``auto`` (default: see :data:`pneumo_core.predict.RUNTIMES`), ``tflite-int8``, ``tflite``
+    """``$PNEUMO_RUNTIME``: ``auto`` (default: see :data:`pneumo_core.serving.runtimes.RUNTIMES`), ``tflite-int8``, ``tflite``
     or ``tensorflow``."""
     runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
     return runtime if runtime in SERVING_RUNTIMES else "auto"

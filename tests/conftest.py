@@ -36,9 +36,9 @@ def tiny_model_dir(sandbox: Path) -> Path:
     import keras
 
     from pneumo_core import CLASS_NAMES
-    from pneumo_core.model import build_classifier
-    from pneumo_core.preprocess import preprocessing_spec
-    from pneumo_core.registry import save_model_dir
+    from pneumo_core.modeling.architectures import build_classifier
+    from pneumo_core.serving.preprocess import preprocessing_spec
+    from pneumo_core.store.model_dir import save_model_dir
 
     keras.utils.set_random_seed(0)
     model = build_classifier(64, None, dropout=0.0, head_units=0)
@@ -55,7 +55,7 @@ def tiny_model_dir(sandbox: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model_dir: Path):
-    from pneumo_core.predict import Predictor
+    from pneumo_core.serving.predictor import Predictor
 
     return Predictor.load(tiny_model_dir)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pneumo_core.access import OperatorMode, Throttle, is_loopback, operator_mode, password_matches
-from pneumo_core.audit import recent_actions, record_action
+from pneumo_core.operations.access import OperatorMode, Throttle, is_loopback, operator_mode, password_matches
+from pneumo_core.operations.audit import recent_actions, record_action
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])

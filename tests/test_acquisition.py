@@ -4,13 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-from pneumo_core.acquisition import CORNER, MARKER_FILM, acquisition_groups, carries_marker, marker_template
-from pneumo_core.data import class_root, load_canonical
-from pneumo_core.model import LOGIT_LAYER, build_head, with_logit_offset
-from pneumo_core.preprocess import CANONICAL_SIZE
-from pneumo_core.registry import load_model_dir
-from pneumo_core.train_config import TrainConfig
-from pneumo_core.training import Trainer, balanced_weights, group_log_odds
+from pneumo_core.common.films import class_root
+from pneumo_core.jobs.request import TrainConfig
+from pneumo_core.modeling.architectures import LOGIT_LAYER, build_head, with_logit_offset
+from pneumo_core.serving.film_files import load_canonical
+from pneumo_core.serving.preprocess import CANONICAL_SIZE
+from pneumo_core.store.model_dir import load_model_dir
+from pneumo_core.training.acquisition import CORNER, MARKER_FILM, acquisition_groups, carries_marker, marker_template
+from pneumo_core.training.trainer import Trainer, balanced_weights, group_log_odds
 
 from .imaging import synthetic_xray
 

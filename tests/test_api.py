@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from pneumo_api import create_app
 from pneumo_api.routes import METHODS
-from pneumo_core.cli import main
+from pneumo_core.cli.main import main
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 from .imaging import encode, synthetic_xray
@@ -162,7 +162,7 @@ def test_api_answers_equal_the_cli_on_real_films(capsys):
 
 
 def test_answers_are_recorded_for_monitoring(api, tmp_path, monkeypatch):
-    from pneumo_core import monitor
+    from pneumo_core.operations import monitor
 
     monkeypatch.setenv("PNEUMO_MONITOR_DB", str(tmp_path / "monitor.db"))
     files = [("files", ("a.png", FILM, "image/png")), ("files", ("bad.png", b"nope", "image/png"))]

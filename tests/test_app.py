@@ -15,8 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import train as train_py
-from pneumo_core.evaluate import predictions_frame, write_evaluation
-from pneumo_core.registry import EVALUATION_DIR
+from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
+from pneumo_core.store.model_dir import EVALUATION_DIR
 
 from .conftest import PROJECT_ROOT
 from .imaging import dicom_bytes, encode, synthetic_xray
@@ -269,7 +269,7 @@ def test_loopback_server_without_password_keeps_the_operator_workflow(app_env, r
 @pytest.mark.parametrize("source", ["environment", "secrets file"])
 def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, monkeypatch, source):
     import ui.access
-    from pneumo_core.access import Throttle
+    from pneumo_core.operations.access import Throttle
 
     monkeypatch.setattr(ui.access, "_THROTTLE", Throttle(free=1))
     if source == "environment":
@@ -317,7 +317,7 @@ def test_operator_actions_refuse_a_viewer_and_are_logged_for_an_operator(app_env
         at.session_state.candidate = Path(os.environ["PNEUMO_MODEL_DIR"])
         at.run()
         assert [m.value for m in at.markdown] == ["promote: refused", "roll back: refused", "start: refused"]
-    from pneumo_core.audit import recent_actions
+    from pneumo_core.operations.audit import recent_actions
 
     assert recent_actions() == []  # nothing happened, nothing was logged
     assert json.loads((Path(os.environ["PNEUMO_MODEL_DIR"]) / "metadata.json").read_text())["name"] == served
@@ -449,7 +449,7 @@ def test_training_page_follows_a_running_job(app_env, running_job):
 def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_model_dir):
     import shutil
 
-    from pneumo_core.site import active_profile, list_profiles
+    from pneumo_core.store.profiles import active_profile, list_profiles
 
     at = run_page("app_pages/metrics.py")
     assert "No site profile yet" in texts(at)
@@ -468,7 +468,7 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
         assert any("site north" in str(row) for row in at.dataframe[0].value["data"])
         next(b for b in at.button if b.label == "Serve at the validation threshold again").click().run()
         assert active_profile(app_model_dir) is None
-        from pneumo_core.audit import recent_actions
+        from pneumo_core.operations.audit import recent_actions
 
         assert [a["outcome"] for a in recent_actions()] == ["deactivated: validation threshold", "saved and activated"]
     finally:
@@ -483,7 +483,7 @@ def test_validate_on_your_data_is_closed_to_viewers_of_an_exposed_server(app_env
 
 
 def test_probability_scale_shows_the_marker_above_the_bars_and_the_whole_range():
-    from pneumo_core.predict import Prediction
+    from pneumo_core.serving.answers import Prediction
     from ui.widgets import probability_scale
 
     figure = probability_scale(Prediction(probability=0.988, threshold=0.08, logit=4.0))
@@ -529,7 +529,7 @@ def test_the_heat_map_can_show_the_evidence_for_either_class(app_env):
 
 
 def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monkeypatch):
-    from pneumo_core import monitor
+    from pneumo_core.operations import monitor
 
     at = run_page()
     next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
@@ -549,7 +549,7 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     import shutil
     import time
 
-    from pneumo_core import monitor
+    from pneumo_core.operations import monitor
     from ui.resources import shadow_challenger
 
     challenger = shutil.copytree(app_model_dir, app_env / "challenger")

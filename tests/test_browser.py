@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ui import harness
-from ui.harness import launch_chromium
+from tests import harness
+from tests.harness import launch_chromium
 
 from .conftest import PROJECT_ROOT
 
@@ -133,7 +133,7 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
     """Each page in a real browser, with a model that has evaluation artifacts (as a trained one does)."""
     from playwright.sync_api import expect, sync_playwright
 
-    from pneumo_core.evaluate import predictions_frame, write_evaluation
+    from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
     labels = np.array([0] * 6 + [1] * 10)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_core.cli import main
+from pneumo_core.cli.main import main
 
 from .conftest import PROJECT_ROOT
 from .imaging import encode, synthetic_xray
@@ -131,8 +131,8 @@ def test_explain_writes_an_overlay_per_film_with_the_predict_records(capsys, tin
     import numpy as np
     from PIL import Image
 
-    from pneumo_core.cams import METHODS
-    from pneumo_core.predict import Predictor
+    from pneumo_core.serving.cams import METHODS
+    from pneumo_core.serving.predictor import Predictor
 
     single = upload_folder / "b_film.png"
     _, predicted, _ = run_cli(capsys, "predict", "--model", tiny_model_dir, single, upload_folder)

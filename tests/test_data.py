@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_core.data import class_root, list_labelled_images, manifest_hash, patient_id, split_by_patient
+from pneumo_core.common.films import class_root, list_labelled_images, patient_id
+from pneumo_core.training.split import manifest_hash, split_by_patient
 
 from .imaging import encode, synthetic_xray
 

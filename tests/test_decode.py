@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_core.decode import MAX_FILE_BYTES, ImageDecodeError, decode_image
+from pneumo_core.serving.decode import MAX_FILE_BYTES, ImageDecodeError, decode_image
 
 from .imaging import dicom_bytes, encode, synthetic_xray
 
@@ -158,7 +158,7 @@ def test_compressed_dicom_decodes_where_a_handler_exists_else_says_so():
 
 
 def test_very_large_film_decodes_and_canonicalizes():
-    from pneumo_core.preprocess import canonicalize
+    from pneumo_core.serving.preprocess import canonicalize
 
     big = np.asarray(Image.fromarray(FILM).resize((3000, 3000)))
     decoded = decode_image(encode(big, "PNG"))

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from pneumo_core.cluster import ClusterRole, cluster_role
-from pneumo_core.model import build_classifier
+from pneumo_core.modeling.architectures import build_classifier
+from pneumo_core.training.cluster import ClusterRole, cluster_role
 
 from .conftest import PROJECT_ROOT
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from pneumo_core import CLASS_NAMES
-from pneumo_core.cams import METHODS
-from pneumo_core.network import KerasNetwork
-from pneumo_core.predict import Predictor
-from pneumo_core.preprocess import canonicalize
-from pneumo_core.reference_cams import ReferenceExplainer
+from pneumo_core.modeling.graphs import KerasNetwork
+from pneumo_core.serving.cams import METHODS
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.serving.preprocess import canonicalize
+from tests.reference_cams import ReferenceExplainer
 
 from .imaging import synthetic_xray
 from .test_explain import TOLERANCE
@@ -24,7 +24,7 @@ def films():
 def members():
     import keras
 
-    from pneumo_core.model import build_classifier
+    from pneumo_core.modeling.architectures import build_classifier
 
     keras.utils.set_random_seed(5)
     return [build_classifier(64, None, head_units=8, architecture=name) for name in ("densenet121", "efficientnetv2b0")]
@@ -32,8 +32,8 @@ def members():
 
 @pytest.fixture(scope="module")
 def ensemble(members, films):
-    from pneumo_core.ensemble import build_ensemble
-    from pneumo_core.model import LOGIT_LAYER
+    from pneumo_core.modeling.architectures import LOGIT_LAYER
+    from pneumo_core.modeling.ensemble import build_ensemble
 
     model = build_ensemble(members)
     logits = np.sort(KerasNetwork(model, 64).forward(films)[0])  # centre the logits so both classes are answered
@@ -46,7 +46,7 @@ def ensemble(members, films):
 
 
 def test_the_ensemble_logit_is_the_mean_of_its_members(members, ensemble, films):
-    from pneumo_core.model import ENSEMBLE, architecture_of
+    from pneumo_core.modeling.architectures import ENSEMBLE, architecture_of
 
     logits, pooled, blocks = KerasNetwork(ensemble, 64).forward_with_blocks(films)
     member_logits = np.stack([KerasNetwork(member, 64).forward(films)[0] for member in members])
@@ -78,8 +78,8 @@ def test_the_ensemble_survives_saving_and_loading(ensemble, films, tmp_path):
 
 
 def test_members_that_cannot_be_combined_are_refused(members):
-    from pneumo_core.ensemble import build_ensemble
-    from pneumo_core.model import build_classifier
+    from pneumo_core.modeling.architectures import build_classifier
+    from pneumo_core.modeling.ensemble import build_ensemble
 
     with pytest.raises(ValueError, match="at least two"):
         build_ensemble(members[:1])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from pneumo_core import CLASS_NAMES
-from pneumo_core.cams import GRADCAM, METHODS, SCORECAM, corner_aligned_upsampling
-from pneumo_core.model import LAST_CONV_LAYER, to_model_input
-from pneumo_core.network import KerasNetwork
-from pneumo_core.predict import Predictor
-from pneumo_core.preprocess import canonicalize
-from pneumo_core.reference_cams import ReferenceExplainer, two_class_equivalent
-from pneumo_core.saliency import COLORMAPS, overlay
+from pneumo_core.modeling.architectures import LAST_CONV_LAYER, to_model_input
+from pneumo_core.modeling.graphs import KerasNetwork
+from pneumo_core.serving.cams import GRADCAM, METHODS, SCORECAM, corner_aligned_upsampling
+from pneumo_core.serving.overlay import COLORMAPS, overlay
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.serving.preprocess import canonicalize
+from tests.reference_cams import ReferenceExplainer, two_class_equivalent
 
 from .imaging import encode, synthetic_xray
 
@@ -24,7 +24,7 @@ def hidden_layer_model(films):
     its logit bias is moved so the films get both labels (each class's map is explained)."""
     import keras
 
-    from pneumo_core.model import LOGIT_LAYER, build_classifier
+    from pneumo_core.modeling.architectures import LOGIT_LAYER, build_classifier
 
     keras.utils.set_random_seed(3)
     model = build_classifier(64, None, dropout=0.3, head_units=8)
@@ -117,7 +117,7 @@ def test_explain_refuses_unknown_methods_and_classes(films, hidden_predictor):
 def test_closed_form_refuses_a_head_it_cannot_differentiate():
     import keras
 
-    from pneumo_core.model import LOGIT_LAYER
+    from pneumo_core.modeling.architectures import LOGIT_LAYER
 
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(keras.layers.Activation("relu", name=LAST_CONV_LAYER)(inputs))
@@ -137,7 +137,7 @@ def test_overlay_blends_at_the_image_size(films, colormap):
 
 
 def test_sanity_check_maps_change_when_weights_are_reinitialised(tiny_predictor, films):
-    from pneumo_core.sanity import STAGES, cascading_randomization
+    from pneumo_core.modeling.sanity import STAGES, cascading_randomization
 
     model = tiny_predictor.network.model
     before = [w.copy() for w in model.get_weights()]

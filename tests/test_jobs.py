@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pneumo_core.jobs import JobError, current_job, reap_finished, start_job
-from pneumo_core.progress import job_status, process_alive, process_start
+from pneumo_core.jobs.launcher import JobError, current_job, reap_finished, start_job
+from pneumo_core.jobs.progress import job_status, process_alive, process_start
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_a_reused_pid_does_not_look_like_the_job(tmp_path):
 
 
 def test_the_status_line_says_what_the_run_does_from_its_first_second():
-    from pneumo_core.progress import JobStatus, describe
+    from pneumo_core.jobs.progress import JobStatus, describe
 
     t0 = 1000.0
     start = {"event": "start", "time": t0}
@@ -89,18 +89,20 @@ def test_the_status_line_says_what_the_run_does_from_its_first_second():
 
 
 def test_the_log_shown_leaves_out_library_noise():
-    from pneumo_core.progress import readable_log
+    from pneumo_core.jobs.progress import readable_log
 
     log = "\n".join(
         [
             "I0000 00:00:1796014376.460438    2609 port.cc:153] oneDNN custom operations are on.",
-            "2026-11-30 04:53:31 INFO pneumo_core.training: decoded 5216 images in 14.2 s",
+            "2026-11-30 04:53:31 INFO pneumo_core.training.trainer: decoded 5216 images in 14.2 s",
             "/site-packages/keras/src/trainers/epoch_iterator.py:74: UserWarning: `shuffle=True` was passed",
             "  self.data_adapter = data_adapters.get_data_adapter(",
-            "2026-11-30 04:53:40 WARNING pneumo_core.model: NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
+            "2026-11-30 04:53:40 WARNING pneumo_core.modeling.architectures: "
+            "NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
         ]
     )
     assert readable_log(log).splitlines() == [
-        "2026-11-30 04:53:31 INFO pneumo_core.training: decoded 5216 images in 14.2 s",
-        "2026-11-30 04:53:40 WARNING pneumo_core.model: NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
+        "2026-11-30 04:53:31 INFO pneumo_core.training.trainer: decoded 5216 images in 14.2 s",
+        "2026-11-30 04:53:40 WARNING pneumo_core.modeling.architectures: "
+        "NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
     ]

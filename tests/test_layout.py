@@ -1,28 +1,53 @@
-"""The package's shape: no import cycles inside pneumo_core."""
+"""The package's shape: subpackages by role, no import cycles, and the serving seam as a package boundary."""
 
 import ast
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "pneumo_core"
+HEAVY = ("tensorflow", "keras", "tf_keras_vis", "pandas", "sklearn", "scipy", "mlflow")
+TENSORFLOW = ("tensorflow", "keras", "tf_keras_vis")
+LIGHT_PACKAGES = ("common", "serving", "store", "operations")
+"""Free of every heavy library at import: what answering a film needs (their ``__init__`` docstrings say so)."""
+TENSORFLOW_PACKAGES = ("modeling", "training")
+"""The only packages whose modules may import TensorFlow at import time; every other one is TensorFlow-free."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py")) if path.name != "__main__.py"}
+SUBPACKAGES = sorted({name.split(".")[1] for name in MODULES if name.count(".") >= 1 and (PACKAGE / name.split(".")[1]).is_dir()})
 
 
 def internal_imports(path: Path) -> set[str]:
     """Modules of pneumo_core imported anywhere in the file (at the top or inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pneumo_core."):
-            found.add(node.module.split(".")[1])
-    return found
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pneumo_core"):
+            base = node.module
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+    return {name for name in found if name in MODULES}
+
+
+def test_every_module_sits_in_a_subpackage_by_role():
+    flat = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py", "config.py"], flat
+    for package in SUBPACKAGES:
+        docstring = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
+        assert docstring and len(docstring) > 80, f"{package}/__init__.py says what lives there"
+    assert set(LIGHT_PACKAGES) | set(TENSORFLOW_PACKAGES) <= set(SUBPACKAGES)
 
 
 def test_no_import_cycles_in_pneumo_core():
-    modules = {path.stem: path for path in PACKAGE.glob("*.py")}
-    graph = {name: internal_imports(path) & set(modules) - {name, "__init__"} for name, path in modules.items()}
+    graph = {name: internal_imports(path) - {name, "pneumo_core"} for name, path in MODULES.items()}
     cycles = []
 
     def visit(node: str, stack: list[str]) -> None:
@@ -37,74 +62,44 @@ def test_no_import_cycles_in_pneumo_core():
     assert not cycles, sorted({" → ".join(c) for c in cycles})
 
 
-TENSORFLOW = {"tensorflow", "keras", "tf_keras_vis"}
-SERVING = {
-    "cli",
-    "decode",
-    "preprocess",
-    "predict",
-    "lite",
-    "cams",
-    "saliency",
-    "ood",
-    "scoring",
-    "site",
-    "registry",
-    "evaluate",
-    "metrics",
-    "logits",
-    "config",
-    "access",
-    "audit",
-    "jobs",
-    "progress",
-    "run_history",
-    "train_config",
-    "data",
-    "monitor",
-    "shadow",
-    "cluster",
-    "model_registry",
-    "serving_changes",
-    "quantize",
-}
-"""The modules that answer, explain, score folders and run the app's pages and the REST API: TensorFlow-free at import.
-On the TensorFlow side: model, network (the TensorFlow runtime and the TFLite export), datasets, training, candidate, callbacks,
-tracking, sanity, reference_cams."""
+def imported_after(modules: list[str], *argv: str) -> set[str]:
+    """Top-level packages in ``sys.modules`` of a fresh process after importing ``modules`` (or running ``argv``)."""
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-def module_level_imports(path: Path) -> tuple[set[str], set[str]]:
-    """(pneumo_core modules, other top-level packages) imported when the module itself is imported (not in functions)."""
-    internal, external = set(), set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.If):  # ``if TYPE_CHECKING:`` blocks are never executed
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            internal.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
-        elif isinstance(node, ast.ImportFrom):
-            external.add((node.module or "").split(".")[0])
-        elif isinstance(node, ast.Import):
-            external.update(alias.name.split(".")[0] for alias in node.names)
-    return internal, external
+@pytest.mark.parametrize("package", LIGHT_PACKAGES)
+def test_the_light_packages_import_no_heavy_library(package):
+    modules = [name for name in MODULES if name.startswith(f"pneumo_core.{package}")]
+    assert not imported_after(modules) & set(HEAVY)
 
 
-def test_the_serving_side_never_imports_tensorflow():
-    modules = {path.stem: path for path in PACKAGE.glob("*.py")}
-    assert SERVING <= set(modules)
-    reached, frontier, offenders = set(), set(SERVING), []
-    while frontier:
-        name = frontier.pop()
-        reached.add(name)
-        internal, external = module_level_imports(modules[name])
-        offenders += [f"{name} imports {package}" for package in sorted(external & TENSORFLOW)]
-        frontier |= (internal & set(modules)) - reached - {"__init__"}
-    assert not offenders, offenders
-    assert reached - {"__init__"} <= SERVING, f"serving modules import {sorted(reached - SERVING)} at import time"
+def test_every_other_package_is_tensorflow_free_at_import():
+    modules = [name for name in MODULES if name.split(".")[1:2] and name.split(".")[1] not in TENSORFLOW_PACKAGES]
+    assert not imported_after(modules) & set(TENSORFLOW)
+
+
+def test_predicting_one_film_imports_no_heavy_library(tmp_path):
+    film = next((PACKAGE.parent / "examples").glob("*.jpeg"))
+    script = (
+        "import json, sys\n"
+        "from pneumo_core.cli.main import main\n"
+        f"code = main(['predict', {str(film)!r}])\n"
+        "print(json.dumps({'code': code, 'modules': sorted({m.split('.')[0] for m in sys.modules})}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["code"] == 0 and json.loads(done.stdout.splitlines()[0])["label"] in ("NORMAL", "PNEUMONIA")
+    assert not set(result["modules"]) & set(HEAVY)
 
 
 def test_the_readme_settings_table_lists_every_setting_config_reads():
-    import re
-
     config = (PACKAGE / "config.py").read_text()
     variables = set(re.findall(r'_ENV = "([A-Z_]+)"', config))
     rows = [line for line in (PACKAGE.parent / "README.md").read_text().splitlines() if line.startswith("| `")]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pneumo_core.logits import sigmoid
-from pneumo_core.metrics import (
+from pneumo_core.common.logits import sigmoid
+from pneumo_core.evaluation.metrics import (
     choose_threshold,
     classification_metrics,
     expected_calibration_error,
@@ -62,7 +62,7 @@ def test_ece_is_zero_for_perfect_calibration_and_large_for_overconfidence():
 
 
 def test_bootstrap_intervals_contain_the_point_estimate(scored):
-    from pneumo_core.metrics import CI_METRICS, bootstrap_intervals
+    from pneumo_core.evaluation.metrics import CI_METRICS, bootstrap_intervals
 
     labels, scores = scored
     point = classification_metrics(labels, scores, 0.5)
@@ -73,7 +73,7 @@ def test_bootstrap_intervals_contain_the_point_estimate(scored):
 
 
 def test_reliability_curve_of_a_calibrated_model_is_near_the_diagonal():
-    from pneumo_core.metrics import reliability_curve
+    from pneumo_core.evaluation.metrics import reliability_curve
 
     rng = np.random.default_rng(2)
     probabilities = rng.random(20000)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from keras.applications import DenseNet121
 
-from pneumo_core.model import (
+from pneumo_core.jobs.request import ARCHITECTURE_NAMES
+from pneumo_core.modeling.architectures import (
     ARCHITECTURES,
     LAST_CONV_LAYER,
     LOGIT_LAYER,
@@ -17,7 +18,6 @@ from pneumo_core.model import (
     last_block_layer,
     resolve_base_weights,
 )
-from pneumo_core.train_config import ARCHITECTURE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_auto_falls_back_to_random_init_when_imagenet_is_unreachable(monkeypatch
     def offline(*args, **kwargs):
         raise BaseWeightsError("ImageNet weights could not be downloaded (offline)")
 
-    monkeypatch.setattr("pneumo_core.model._fetch_imagenet", offline)
+    monkeypatch.setattr("pneumo_core.modeling.architectures._fetch_imagenet", offline)
     weights, description = resolve_base_weights("auto")
     assert weights is None and "random init" in description
     with pytest.raises(BaseWeightsError, match="could not be downloaded"):

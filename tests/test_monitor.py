@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_core import monitor
-from pneumo_core.cli import main
+from pneumo_core.cli.main import main
+from pneumo_core.operations import monitor
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 from .imaging import dicom_bytes, encode, synthetic_xray
@@ -62,8 +62,8 @@ def test_rows_older_than_the_retention_are_deleted(tiny_predictor, tmp_path, mon
 WRITER = """
 import sys, numpy as np
 from types import SimpleNamespace
-from pneumo_core import monitor
-from pneumo_core.predict import Case, Prediction
+from pneumo_core.operations import monitor
+from pneumo_core.serving.answers import Case, Prediction
 case = Case("x", np.zeros((224, 224), np.uint8), Prediction(0.7, 0.5, 0.8), distance=3.0)
 predictor = SimpleNamespace(metadata={"name": "m", "model_sha256": "s"}, operating_point="validation")
 for _ in range(int(sys.argv[2])):
@@ -124,7 +124,7 @@ def _report(capsys, store) -> dict:
 def test_the_later_collection_raises_the_drift_alert_and_held_out_patients_do_not(real_data, tmp_path, capsys):
     """The served model's monitor: site-sample films (collected later) against validation, and internal-test films
     (patients of the training collection never trained on)."""
-    from pneumo_core.predict import Predictor
+    from pneumo_core.serving.predictor import Predictor
 
     predictor = Predictor.load(SERVED_MODEL)
     manifest = pd.read_csv(SERVED_MODEL / "evaluation" / "manifest.csv")

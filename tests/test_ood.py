@@ -5,8 +5,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from pneumo_core.decode import decode_upload
-from pneumo_core.ood import COLOUR_LIMIT, WITHHOLD_FACTOR, FeatureDensity, ood_assessment
+from pneumo_core.serving.decode import decode_upload
+from pneumo_core.serving.ood import COLOUR_LIMIT, WITHHOLD_FACTOR, FeatureDensity, ood_assessment
 
 from .imaging import encode, synthetic_xray
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pneumo_core.model import to_model_input
-from pneumo_core.preprocess import canonicalize
+from pneumo_core.modeling.architectures import to_model_input
+from pneumo_core.serving.preprocess import canonicalize
 
 from .imaging import synthetic_xray
 
@@ -43,8 +43,8 @@ def test_pipelined_classify_keeps_order_and_answers_across_batches(tiny_predicto
 
 @pytest.mark.parametrize("threshold", [0.082, 0.5, 0.9])
 def test_uncertain_band_is_symmetric_in_log_odds_around_the_threshold(threshold):
-    from pneumo_core.logits import log_odds
-    from pneumo_core.predict import UNCERTAIN_LOG_ODDS, Prediction
+    from pneumo_core.common.logits import log_odds
+    from pneumo_core.serving.answers import UNCERTAIN_LOG_ODDS, Prediction
 
     low, high = Prediction(0.5, threshold, 0.0).uncertain_band
     assert low < threshold < high
@@ -56,7 +56,7 @@ def test_uncertain_band_is_symmetric_in_log_odds_around_the_threshold(threshold)
 
 def test_a_confident_normal_call_is_not_uncertain_at_a_low_threshold():
     """At served-v2's threshold (0.082) a film with P = 0.003 is a clear NORMAL, not 'uncertain'."""
-    from pneumo_core.predict import Prediction
+    from pneumo_core.serving.answers import Prediction
 
     assert Prediction(0.0031, 0.0816, -5.8).label == "NORMAL" and not Prediction(0.0031, 0.0816, -5.8).uncertain
 
@@ -64,10 +64,10 @@ def test_a_confident_normal_call_is_not_uncertain_at_a_low_threshold():
 def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_path):
     """Metadata saying ``intensity_mode: equalize`` makes every network ``Predictor.load`` builds equalise first:
     its logits, Grad-CAM blocks and ScoreCAM logits are the bare network's on the equalised films."""
-    from pneumo_core.network import KerasNetwork
-    from pneumo_core.predict import Predictor
-    from pneumo_core.preprocess import EQUALIZE, model_view, preprocessing_spec
-    from pneumo_core.registry import load_model_dir, save_model_dir
+    from pneumo_core.modeling.graphs import KerasNetwork
+    from pneumo_core.serving.predictor import Predictor
+    from pneumo_core.serving.preprocess import EQUALIZE, model_view, preprocessing_spec
+    from pneumo_core.store.model_dir import load_model_dir, save_model_dir
 
     model, metadata = load_model_dir(tiny_model_dir)
     equalizing = save_model_dir(model, tmp_path / "equalize", {**metadata, "preprocessing": preprocessing_spec(EQUALIZE)})
@@ -80,7 +80,7 @@ def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_p
     masks = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(served.masked_logits(films[0], masks), bare.masked_logits(viewed[0], masks), atol=1e-6)
     assert served.runtime == "tensorflow"
-    from pneumo_core.registry import ModelLoadError
+    from pneumo_core.store.model_dir import ModelLoadError
 
     future = save_model_dir(model, tmp_path / "future", {**metadata, "preprocessing": {"intensity_mode": "clahe"}})
     with pytest.raises(ModelLoadError, match="Unknown intensity mode 'clahe'.*Update pneumo to serve this model"):

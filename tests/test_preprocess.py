@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pneumo_core.data import class_root, list_labelled_images, load_canonical_images
-from pneumo_core.datasets import Augmentation, make_dataset
-from pneumo_core.decode import decode_image
-from pneumo_core.model import to_model_input
-from pneumo_core.preprocess import (
+from pneumo_core.common.films import class_root, list_labelled_images
+from pneumo_core.modeling.architectures import to_model_input
+from pneumo_core.serving.decode import decode_image
+from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.preprocess import (
     CANONICAL_SIZE,
     EQUALIZE,
     STRETCH,
@@ -21,6 +21,7 @@ from pneumo_core.preprocess import (
     model_view,
     preprocessing_spec,
 )
+from pneumo_core.training.pipeline import Augmentation, make_dataset
 
 from .imaging import synthetic_xray
 
@@ -149,7 +150,7 @@ def test_augmentation_changes_images_but_keeps_shape_and_range(augmentation):
 
 def test_site_shift_transforms_act_per_image():
     """Each site-shift transform alone (no other geometry, no brightness): each film gets its own draw."""
-    from pneumo_core.datasets import batch_augmenter
+    from pneumo_core.training.pipeline import batch_augmenter
 
     still = Augmentation(rotation_deg=0, shift=0, zoom=0, horizontal_flip=False, brightness=(1.0, 1.0))
     image = synthetic_xray(CANONICAL_SIZE, seed=3)
@@ -168,7 +169,7 @@ def test_site_shift_transforms_act_per_image():
 
 
 def test_equalisation_flattens_the_histogram():
-    from pneumo_core.datasets import _equalized
+    from pneumo_core.training.pipeline import _equalized
 
     image = synthetic_xray(CANONICAL_SIZE, seed=5)
     dark = (image.astype(np.float32) * 0.4)[np.newaxis, ..., np.newaxis]  # a film crowded into 0..102
@@ -183,7 +184,7 @@ def test_equalisation_flattens_the_histogram():
 
 
 def test_local_contrast_is_opencv_clahe_per_image_and_needs_a_clip_limit_above_one():
-    from pneumo_core.datasets import _local_contrast
+    from pneumo_core.training.pipeline import _local_contrast
 
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(2)])
     enhanced = _local_contrast(tf.constant(images[..., np.newaxis], tf.float32), tf.constant([1.5, 4.0])).numpy()
@@ -198,7 +199,7 @@ def test_local_contrast_is_opencv_clahe_per_image_and_needs_a_clip_limit_above_o
 
 
 def test_coarse_blur_is_opencv_gaussian_per_image_and_the_amount_is_at_most_one():
-    from pneumo_core.datasets import _coarse_blurred
+    from pneumo_core.training.pipeline import _coarse_blurred
 
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(2)]).astype(np.float32)
     blurred = _coarse_blurred(tf.constant(images[..., np.newaxis]), tf.constant([2.0, 16.0])).numpy()[..., 0]
@@ -211,7 +212,7 @@ def test_coarse_blur_is_opencv_gaussian_per_image_and_the_amount_is_at_most_one(
 
 
 def test_spectrum_match_moves_each_films_amplitude_per_band_towards_the_mirrored_films_with_a_zero_phase_filter():
-    from pneumo_core.datasets import _radial_bands, _spectrum_matched
+    from pneumo_core.training.pipeline import _radial_bands, _spectrum_matched
 
     sharp = synthetic_xray(CANONICAL_SIZE, seed=0).astype(np.float32)
     smooth = cv2.GaussianBlur(synthetic_xray(CANONICAL_SIZE, seed=1).astype(np.float32), (0, 0), 3.0)
@@ -241,7 +242,7 @@ def test_spectrum_match_moves_each_films_amplitude_per_band_towards_the_mirrored
 
 
 def test_mixup_blends_films_and_labels_alike_keeping_each_films_own_label_dominant():
-    from pneumo_core.datasets import batch_augmenter
+    from pneumo_core.training.pipeline import batch_augmenter
 
     still = Augmentation(rotation_deg=0, shift=0, zoom=0, horizontal_flip=False, brightness=(1.0, 1.0), mixup=0.4)
     images = np.stack([synthetic_xray(CANONICAL_SIZE, seed=i) for i in range(6)]).astype(np.float32)

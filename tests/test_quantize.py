@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_core.cli import main
-from pneumo_core.predict import Predictor
-from pneumo_core.quantize import AGREEMENT_RULE, compare
-from pneumo_core.registry import EVALUATION_DIR, LITE_COPIES, METADATA_FILE, MODEL_FILE, ModelLoadError, file_sha256
-from pneumo_core.scoring import FolderScores
+from pneumo_core.cli.main import main
+from pneumo_core.evaluation.int8_check import AGREEMENT_RULE, compare
+from pneumo_core.evaluation.scoring import FolderScores
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.model_dir import EVALUATION_DIR, LITE_COPIES, METADATA_FILE, MODEL_FILE, ModelLoadError, file_sha256
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 
@@ -65,9 +65,9 @@ def test_the_served_int8_copy_passed_its_check_and_serves():
 def test_int8_answers_and_maps_follow_float32_on_real_films():
     """Verdicts equal on the example films, probabilities within 0.02, and every method's maps (either class) within
     0.1 of the float32 copy's and correlated above 0.99 with them (the float32 maps are held to tf-keras-vis)."""
-    from pneumo_core.cams import METHODS
-    from pneumo_core.decode import decode_image
-    from pneumo_core.preprocess import canonicalize
+    from pneumo_core.serving.cams import METHODS
+    from pneumo_core.serving.decode import decode_image
+    from pneumo_core.serving.preprocess import canonicalize
 
     films = np.stack([canonicalize(decode_image(p.read_bytes())) for p in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))])
     float32, int8 = (Predictor.load(SERVED_MODEL, runtime=runtime) for runtime in ("tflite", "tflite-int8"))

@@ -6,7 +6,15 @@ import shutil
 import numpy as np
 import pytest
 
-from pneumo_core.registry import METADATA_FILE, MODEL_FILE, ModelLoadError, load_model_dir, promote, read_metadata, roll_back
+from pneumo_core.store.model_dir import (
+    METADATA_FILE,
+    MODEL_FILE,
+    ModelLoadError,
+    load_model_dir,
+    promote,
+    read_metadata,
+    roll_back,
+)
 
 
 def test_round_trip_keeps_weights_and_metadata(tiny_model_dir):
@@ -22,7 +30,7 @@ def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
     import h5py
     import keras
 
-    from pneumo_core.registry import save_model_dir
+    from pneumo_core.store.model_dir import save_model_dir
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1, name="logit")(keras.layers.Dense(8)(inputs)))
@@ -48,8 +56,8 @@ def test_changed_model_file_is_refused(tiny_model_dir, tmp_path):
 
 def test_changed_tflite_file_is_refused(tmp_path):
     """The served model's TFLite copy is checked like its Keras file (copied, then one byte appended)."""
-    from pneumo_core.predict import Predictor
-    from pneumo_core.registry import TFLITE_FILE
+    from pneumo_core.serving.predictor import Predictor
+    from pneumo_core.store.model_dir import TFLITE_FILE
 
     from .conftest import SERVED_MODEL
 
@@ -97,7 +105,7 @@ def test_readers_never_miss_the_served_model_while_it_is_promoted_and_rolled_bac
     """Promotions and roll-backs back to back while another thread keeps reading and loading the served model."""
     import threading
 
-    from pneumo_core.predict import Predictor
+    from pneumo_core.serving.predictor import Predictor
 
     served, other = tmp_path / "served", tmp_path / "other"
     shutil.copytree(tiny_model_dir, served)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pneumo_core.predict import Case, Prediction
+from pneumo_core.serving.answers import Case, Prediction
 from ui.report import ReportContext, case_report_pdf
 
 from .imaging import synthetic_xray

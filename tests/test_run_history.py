@@ -4,7 +4,7 @@ import json
 
 import mlflow
 
-from pneumo_core.run_history import recent_runs
+from pneumo_core.jobs.history import recent_runs
 
 
 def test_a_running_run_whose_process_is_gone_is_marked_killed(tmp_path):

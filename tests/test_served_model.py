@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from pneumo_core.cli import main
-from pneumo_core.model import to_model_input
-from pneumo_core.predict import Predictor
-from pneumo_core.registry import load_model_dir
+from pneumo_core.cli.main import main
+from pneumo_core.modeling.architectures import to_model_input
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.model_dir import load_model_dir
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 
@@ -40,8 +40,8 @@ def test_examples_are_classified_as_their_file_names_say(capsys):
 
 @pytest.fixture(scope="module")
 def example_films():
-    from pneumo_core.decode import decode_image
-    from pneumo_core.preprocess import canonicalize
+    from pneumo_core.serving.decode import decode_image
+    from pneumo_core.serving.preprocess import canonicalize
 
     return np.stack(
         [canonicalize(decode_image(path.read_bytes())) for path in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))]
@@ -63,7 +63,7 @@ def _outputs(network, films: np.ndarray) -> dict[str, np.ndarray]:
 def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
     """The served TFLite graphs (LiteRT, XNNPACK) against the same graphs compiled by TensorFlow, on real X-rays;
     every method's maps for both classes."""
-    from pneumo_core.cams import METHODS
+    from pneumo_core.serving.cams import METHODS
 
     lite, compiled = Predictor.load(SERVED_MODEL, runtime="tflite"), Predictor.load(SERVED_MODEL, runtime="tensorflow")
     assert (lite.runtime, compiled.runtime) == ("tflite", "tensorflow")
@@ -90,8 +90,8 @@ def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
 
 def test_served_maps_equal_tf_keras_vis_on_real_films(example_films):
     """The issue's bar on the served model itself: Grad-CAM and Grad-CAM++ within 1e-4, ScoreCAM within 1e-3."""
-    from pneumo_core.cams import METHODS
-    from pneumo_core.reference_cams import ReferenceExplainer
+    from pneumo_core.serving.cams import METHODS
+    from tests.reference_cams import ReferenceExplainer
 
     lite = Predictor.load(SERVED_MODEL, runtime="tflite")
     reference = ReferenceExplainer(Predictor.load(SERVED_MODEL, runtime="tensorflow").network.model, 224)
@@ -124,7 +124,7 @@ def test_the_app_serving_path_runs_without_tensorflow():
     or Keras: the app starts fast, and no heat map waits for TensorFlow."""
     example = str(sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))[0])
     script = (
-        "import sys; from pathlib import Path; import ui.resources; from pneumo_core.predict import Predictor; "
+        "import sys; from pathlib import Path; import ui.resources; from pneumo_core.serving.predictor import Predictor; "
         f"p = Predictor.load(Path({str(SERVED_MODEL)!r})); "
         f"case = p.classify([('x', Path({example!r}).read_bytes())], with_maps=True)[0]; "
         "maps = [p.explain(case.canonical[None], ['NORMAL'], m, [case.block]) for m in ('Grad-CAM', 'Grad-CAM++', 'ScoreCAM')]; "
@@ -140,7 +140,7 @@ def test_served_predictions_reproduce_the_recorded_evaluation(real_data):
     """Predicting internal-test files now gives the probabilities stored at training time (no train/serve skew)."""
     import pandas as pd
 
-    from pneumo_core.data import class_root
+    from pneumo_core.common.films import class_root
 
     recorded = pd.read_csv(SERVED_MODEL / "evaluation" / "test_predictions.csv").iloc[::50]
     # recorded by the Keras model at the validation calibration; the int8 copy is held to float32 in test_quantize
@@ -173,7 +173,7 @@ def test_committed_json_under_models_holds_no_machine_paths():
 def test_the_active_site_profile_is_what_predict_gives_on_its_films(capsys):
     """The committed profile's metrics are exactly the counts predict (no options, as the app answers) gives on the
     site sample it was fitted on."""
-    from pneumo_core.site import active_profile
+    from pneumo_core.store.profiles import active_profile
 
     profile = active_profile(SERVED_MODEL)
     site = PROJECT_ROOT.parent / "shared" / "data" / "chest_xray" / "site_sample"

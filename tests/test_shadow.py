@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from pneumo_core import monitor
-from pneumo_core.predict import Predictor
-from pneumo_core.shadow import MAX_PENDING, MIN_SHADOW_ANSWERS, Shadow, ShadowReport, promotion_check, shadow_report
+from pneumo_core.operations import monitor
+from pneumo_core.operations.shadow import MAX_PENDING, MIN_SHADOW_ANSWERS, Shadow, ShadowReport, promotion_check, shadow_report
+from pneumo_core.serving.predictor import Predictor
 
 from .imaging import encode, synthetic_xray
 
@@ -24,8 +24,8 @@ def challenger_dir(tiny_model_dir, tmp_path_factory):
     """A second tiny model (other weights): it may disagree with the tiny champion."""
     import keras
 
-    from pneumo_core.model import build_classifier
-    from pneumo_core.registry import read_metadata, save_model_dir
+    from pneumo_core.modeling.architectures import build_classifier
+    from pneumo_core.store.model_dir import read_metadata, save_model_dir
 
     from .conftest import SERVED_MODEL  # noqa: F401 - the suite's layout, not used here
 
@@ -38,7 +38,7 @@ def challenger_dir(tiny_model_dir, tmp_path_factory):
 
 def _tiny_metadata(read_metadata) -> dict:
     from pneumo_core import CLASS_NAMES
-    from pneumo_core.preprocess import preprocessing_spec
+    from pneumo_core.serving.preprocess import preprocessing_spec
 
     return {
         "class_names": list(CLASS_NAMES),
@@ -94,8 +94,8 @@ def test_a_busy_challenger_drops_batches_instead_of_queueing_them(tiny_predictor
 
 
 def _profile(directory, name: str, auc: float, sensitivity: float, specificity: float):
-    from pneumo_core.registry import read_metadata
-    from pneumo_core.site import SiteProfile, save_profile
+    from pneumo_core.store.model_dir import read_metadata
+    from pneumo_core.store.profiles import SiteProfile, save_profile
 
     metadata = read_metadata(directory)
     metrics = {"accuracy": 0.9, "roc_auc": auc, "sensitivity": sensitivity, "specificity": specificity}
@@ -108,8 +108,8 @@ def _profile(directory, name: str, auc: float, sensitivity: float, specificity: 
 
 
 def test_the_promotion_rule(tiny_model_dir, challenger_dir, tmp_path):
-    from pneumo_core.registry import record_in_metadata
-    from pneumo_core.site import activate
+    from pneumo_core.store.model_dir import record_in_metadata
+    from pneumo_core.store.profiles import activate
 
     champion = shutil.copytree(tiny_model_dir, tmp_path / "champion")
     challenger = shutil.copytree(challenger_dir, tmp_path / "challenger")
@@ -134,7 +134,7 @@ def test_the_promotion_rule(tiny_model_dir, challenger_dir, tmp_path):
 
 
 def test_the_api_feeds_the_shadow_and_monitor_reports_it(tiny_model_dir, challenger_dir, tmp_path, monkeypatch, capsys):
-    from pneumo_core.cli import main
+    from pneumo_core.cli.main import main
 
     from .test_api import client_for
 

@@ -6,18 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from pneumo_core.cli import main
-from pneumo_core.predict import Predictor
-from pneumo_core.registry import ModelLoadError, read_metadata
-from pneumo_core.site import (
-    ProfileError,
-    Rule,
-    activate,
-    active_profile,
-    cross_validated,
-    list_profiles,
-    load_profile,
-)
+from pneumo_core.cli.main import main
+from pneumo_core.operations.calibration import cross_validated
+from pneumo_core.operations.rules import Rule
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.model_dir import ModelLoadError, read_metadata
+from pneumo_core.store.profiles import ProfileError, activate, active_profile, list_profiles, load_profile
 
 from .imaging import encode, synthetic_xray
 
@@ -31,7 +25,7 @@ def test_rule_parsing_and_description():
 
 
 def test_sensitivity_rule_takes_the_best_specificity_meeting_the_floor_centred_in_its_range():
-    from pneumo_core.logits import log_odds
+    from pneumo_core.common.logits import log_odds
 
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
     probabilities = np.array([0.1, 0.2, 0.4, 0.7, 0.3, 0.52, 0.6, 0.65, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99])
@@ -47,7 +41,7 @@ def test_sensitivity_rule_takes_the_best_specificity_meeting_the_floor_centred_i
 
 
 def test_cost_and_youden_rules_minimise_what_they_say_centred_in_their_range():
-    from pneumo_core.logits import log_odds
+    from pneumo_core.common.logits import log_odds
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)

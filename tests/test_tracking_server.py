@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from pneumo_core.config import REGISTERED_MODEL
-from pneumo_core.train_config import TrainConfig
+from pneumo_core.jobs.request import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -82,11 +82,11 @@ def test_train_register_promote_roll_back_and_serve_against_the_server(
     import mlflow
     import psycopg
 
-    from pneumo_core import model_registry
-    from pneumo_core.predict import Predictor
-    from pneumo_core.registry import read_metadata
-    from pneumo_core.serving_changes import promote_candidate, promote_version, roll_back_served
-    from pneumo_core.training import run_training
+    from pneumo_core.serving.predictor import Predictor
+    from pneumo_core.store import mlflow_registry as model_registry
+    from pneumo_core.store.model_dir import read_metadata
+    from pneumo_core.store.promotion import promote_candidate, promote_version, roll_back_served
+    from pneumo_core.training.trainer import run_training
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
     monkeypatch.setenv("PNEUMO_RUNS_DIR", str(tmp_path / "runs"))

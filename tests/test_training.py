@@ -5,10 +5,10 @@ import json
 import mlflow
 import pytest
 
-from pneumo_core.progress import job_status, read_progress
-from pneumo_core.registry import load_model_dir
-from pneumo_core.train_config import TrainConfig
-from pneumo_core.training import Trainer, run_training
+from pneumo_core.jobs.progress import job_status, read_progress
+from pneumo_core.jobs.request import TrainConfig
+from pneumo_core.store.model_dir import load_model_dir
+from pneumo_core.training.trainer import Trainer, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_smoke_run_progress_and_mlflow(smoke_run):
 
 
 def test_a_promotion_is_tagged_on_the_models_run(smoke_run):
-    from pneumo_core.model_registry import tag_serving_change
+    from pneumo_core.store.mlflow_registry import tag_serving_change
 
     candidate, _ = smoke_run
     metadata = json.loads((candidate / "metadata.json").read_text())
@@ -92,10 +92,10 @@ def test_resume_skips_finished_phases(smoke_run, real_data):
 def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_run, tmp_path, monkeypatch, capsys):
     """Registry (MLflow, the test store): the smoke run's version; promote → champion; promote another version by
     number → champion and previous; roll back (the CLI) → swapped back; models/served in step throughout."""
-    from pneumo_core import model_registry as registry_aliases
-    from pneumo_core.cli import main
-    from pneumo_core.registry import read_metadata
-    from pneumo_core.serving_changes import promote_candidate, promote_version
+    from pneumo_core.cli.main import main
+    from pneumo_core.store import mlflow_registry as registry_aliases
+    from pneumo_core.store.model_dir import read_metadata
+    from pneumo_core.store.promotion import promote_candidate, promote_version
 
     candidate, _ = smoke_run
     metadata = read_metadata(candidate)
@@ -130,8 +130,8 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     main(["rollback"])
     capsys.readouterr()
 
-    from pneumo_core.predict import Predictor
-    from pneumo_core.registry import ModelLoadError
+    from pneumo_core.serving.predictor import Predictor
+    from pneumo_core.store.model_dir import ModelLoadError
 
     monkeypatch.setenv("PNEUMO_MODEL_URI", "models:/pneumo-densenet121@previous")  # serve straight from the registry
     served_from_registry = Predictor.load()
@@ -149,10 +149,10 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
     import numpy as np
     import pandas as pd
 
-    from pneumo_core.model import build_classifier
-    from pneumo_core.network import KerasNetwork
-    from pneumo_core.predict import load_canonical_films
-    from pneumo_core.registry import read_metadata, save_model_dir
+    from pneumo_core.modeling.architectures import build_classifier
+    from pneumo_core.modeling.graphs import KerasNetwork
+    from pneumo_core.serving.film_files import load_canonical_films
+    from pneumo_core.store.model_dir import read_metadata, save_model_dir
 
     candidate, _ = smoke_run
     smoke_metadata = read_metadata(candidate)
@@ -178,7 +178,7 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
     refused = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{stranger}")
     with pytest.raises(ValueError, match="trained on another split"):
         run_training(refused)
-    from pneumo_core.preprocess import EQUALIZE, preprocessing_spec
+    from pneumo_core.serving.preprocess import EQUALIZE, preprocessing_spec
 
     equalizing = save_model_dir(other, tmp_path / "eq", {**smoke_metadata, "preprocessing": preprocessing_spec(EQUALIZE)})
     mixed = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{equalizing}")

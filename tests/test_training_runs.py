@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from pneumo_core.progress import job_status, read_progress
-from pneumo_core.registry import load_model_dir
-from pneumo_core.train_config import TrainConfig
-from pneumo_core.training import run_training
+from pneumo_core.jobs.progress import job_status, read_progress
+from pneumo_core.jobs.request import TrainConfig
+from pneumo_core.store.model_dir import load_model_dir
+from pneumo_core.training.trainer import run_training
 
 from .conftest import PROJECT_ROOT
 

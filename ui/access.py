@@ -1,6 +1,6 @@
 """The operator gate in the app: which sessions may train, promote, roll back or recalibrate.
 
-The rule lives in :mod:`pneumo_core.access`; this module feeds it the server's bind
+The rule lives in :mod:`pneumo_core.operations.access`; this module feeds it the server's bind
 address and the request's proxy headers, asks for the password when one is
 configured, and names who acted in the operator-action log.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pneumo_core.access import OperatorMode, Throttle, operator_mode
 from pneumo_core.config import OPERATOR_PASSWORD_ENV, marked_public, operator_password
+from pneumo_core.operations.access import OperatorMode, Throttle, operator_mode
 
 SESSION_KEY = "operator_unlocked"
 PROXY_HEADERS = ("X-Forwarded-For", "X-Real-Ip", "Forwarded")

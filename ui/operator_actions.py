@@ -10,13 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core.audit import record_action
 from pneumo_core.config import served_model_dir
-from pneumo_core.jobs import Job, cancel_job, start_job
-from pneumo_core.predict import Predictor
-from pneumo_core.scoring import score_labelled_folder
-from pneumo_core.serving_changes import promote_candidate, roll_back_served
-from pneumo_core.site import Rule, SiteProfile, activate, calibrate, save_profile
+from pneumo_core.evaluation.scoring import score_labelled_folder
+from pneumo_core.jobs.launcher import Job, cancel_job, start_job
+from pneumo_core.operations.audit import record_action
+from pneumo_core.operations.calibration import calibrate
+from pneumo_core.operations.rules import Rule
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.profiles import SiteProfile, activate, save_profile
+from pneumo_core.store.promotion import promote_candidate, roll_back_served
 from ui.access import require_operator
 
 

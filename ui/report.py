@@ -16,7 +16,7 @@ from fpdf import FPDF
 from PIL import Image
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.predict import Case
+from pneumo_core.serving.answers import Case
 
 PAGE_MARGIN = 40  # points
 IMAGE_POINTS = 224  # one canonical pixel per point: the film as the model saw it, not blown up

@@ -13,11 +13,11 @@ from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
 from pneumo_core.config import challenger_spec, serving_runtime
-from pneumo_core.model_registry import serving_directory
-from pneumo_core.predict import Predictor
-from pneumo_core.registry import ModelLoadError, read_metadata
-from pneumo_core.shadow import Shadow, load_shadow
-from pneumo_core.site import active_profile
+from pneumo_core.operations.shadow import Shadow, load_shadow
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.mlflow_registry import serving_directory
+from pneumo_core.store.model_dir import ModelLoadError, read_metadata
+from pneumo_core.store.profiles import active_profile
 
 log = get_logger(__name__)  # Streamlit's handler: the server log shows load times (never anything about uploads)
 

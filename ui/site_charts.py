@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from pneumo_core.logits import sigmoid
-from pneumo_core.metrics import classification_metrics
-from pneumo_core.site import SiteProfile
+from pneumo_core.common.logits import sigmoid
+from pneumo_core.evaluation.metrics import classification_metrics
+from pneumo_core.store.profiles import SiteProfile
 
 HEADLINE = ("accuracy", "sensitivity", "specificity", "roc_auc")
 PLAIN_NAMES = {

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.predict import Prediction
+from pneumo_core.serving.answers import Prediction
 
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 

@@ -1,0 +1,7 @@
+"""``python -m pneumo_core``: the command-line contract other tools rely on.
+
+:mod:`~pneumo_core.cli.main` parses and dispatches; each command group lives in its own module and imports what it
+needs when it runs: :mod:`~pneumo_core.cli.answer` (predict, explain), :mod:`~pneumo_core.cli.measure` (evaluate,
+calibrate, sanity, quantize), :mod:`~pneumo_core.cli.operate` (monitor, promote, rollback, challenger, export-tflite).
+``predict`` imports nothing heavier than :mod:`pneumo_core.serving`.
+"""

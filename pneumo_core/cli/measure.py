@@ -1,0 +1,140 @@
+"""``evaluate``, ``calibrate``, ``sanity`` and ``quantize``: measure a model on labelled films."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_paths, folder_progress, read_file
+from pneumo_core.config import default_data_dir, served_model_dir
+from pneumo_core.evaluation.reports import format_metrics_table, predictions_frame, write_evaluation
+from pneumo_core.evaluation.scoring import FolderScores, internal_test_films, labelled_folder_films, score_labelled_folder
+from pneumo_core.operations.calibration import calibrate, describe_cross_validated
+from pneumo_core.operations.rules import Rule
+from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.profiles import SiteProfile, activate, check_name, save_profile
+
+
+def _report_unreadable(scores: FolderScores) -> None:
+    for name, reason in scores.errors.items():
+        print(json.dumps({"file": name, "error": reason}), file=sys.stderr)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    predictor = Predictor.load(args.model, args.threshold, args.runtime, args.operating_point)
+    with folder_progress(args.quiet) as progress:
+        scores = score_labelled_folder(predictor, args.data_dir, progress)
+    _report_unreadable(scores)
+    if not len(scores):
+        print("error: none of the images could be read", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    frame = predictions_frame(scores.files, scores.labels, scores.logits, predictor.temperature, predictor.threshold)
+    metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation")
+    print(
+        f"model: {predictor.metadata.get('name')}  operating point: {predictor.operating_point}  "
+        f"threshold: {predictor.threshold:.4f}  data: {args.data_dir}"
+    )
+    print(format_metrics_table({"evaluation": metrics}))
+    print(f"written: {args.out}/evaluation_predictions.csv, _metrics.json, _confusion.html, _roc.html, _pr.html")
+    if scores.errors:
+        print(f"{len(scores.errors)} unreadable file(s) skipped (listed on stderr)")
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    model_dir = args.model or served_model_dir()
+    rule = Rule.parse(args.rule)
+    check_name(args.site)
+    predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
+    with folder_progress(args.quiet) as progress:
+        scores = score_labelled_folder(predictor, args.data_dir, progress)
+    reference = predictor.density.reference if predictor.density else None
+    profile = calibrate(scores, predictor.metadata, args.site, rule, reference, predictor.runtime)
+    path = save_profile(profile, model_dir)
+    if args.activate:
+        activate(model_dir, profile.name)
+    _report_unreadable(scores)
+    print(
+        f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
+        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}"
+    )
+    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
+    print(profile_table(profile))
+    print(profile.note)
+    if profile.cross_validated:
+        print(describe_cross_validated(profile.cross_validated))
+    print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
+    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+
+
+def profile_table(profile: SiteProfile) -> str:
+    """The profile's metrics with their intervals beside the validation operating point's, as a text table."""
+    validation = profile.validation_operating_point
+    lines = [f"{'metric':<12}{'site profile':>16}{'95% interval':>18}{'validation point':>18}"]
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        low, high = profile.intervals[key]
+        lines.append(f"{key:<12}{profile.metrics[key]:>16.4f}{f'{low:.3f}-{high:.3f}':>18}{validation[key]:>18.4f}")
+    for key in ("tp", "fp", "tn", "fn"):
+        lines.append(f"{key:<12}{profile.metrics[key]:>16d}{'':>18}{validation[key]:>18d}")
+    return "\n".join(lines)
+
+
+def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
+    """The files the sanity check explains: the given paths, or the model's internal-test split from its manifest."""
+    if args.paths:
+        files = expand_paths(args.paths)
+    else:
+        files = [Path(path) for path in internal_test_films(model_dir, args.data_dir or default_data_dir())["path"]]
+    if len(files) > args.images:
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.images)]
+    return files
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    from pneumo_core.modeling.sanity import cascading_randomization, results_json, results_table  # TensorFlow
+    from pneumo_core.serving.film_files import decode_canonical
+    from pneumo_core.serving.preprocess import intensity_mode, model_view
+    from pneumo_core.store.model_dir import load_model_dir
+
+    model_dir = args.model or served_model_dir()
+    model, metadata = load_model_dir(model_dir)
+    images = []
+    for path in sanity_files(args, model_dir):
+        payload = read_file(path)
+        image = decode_canonical(payload) if isinstance(payload, bytes) else payload
+        if isinstance(image, np.ndarray):
+            images.append(image)
+    if not images:
+        raise UsageError("none of the images could be read (is --data-dir right?)")
+    viewed = model_view(np.stack(images), intensity_mode(metadata))  # as the model sees them
+    results = cascading_randomization(model, int(metadata["input_size"]), viewed)
+    print(f"model: {metadata.get('name')}  images: {len(images)}  Grad-CAM vs the trained model's maps")
+    print(results_table(results))
+    if args.out:
+        args.out.write_text(
+            json.dumps({"model": metadata.get("name"), "images": len(images), "stages": results_json(results)}, indent=2)
+        )
+    return EXIT_OK
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from pneumo_core.evaluation.int8_check import RULE, check_int8
+
+    model_dir = args.model or served_model_dir()
+    sets = {"internal test": internal_test_films(model_dir, args.data_dir or default_data_dir())}
+    sets.update({f"site {folder.name}": labelled_folder_films(folder) for folder in args.site})
+    with folder_progress(args.quiet) as progress:
+        check = check_int8(model_dir, sets, progress)
+    print(f"operating point {check['operating_point']} (threshold {check['threshold']:.4f}); rule: {RULE}")
+    for name, values in check["sets"].items():
+        print(
+            f"{name}: {values['films']} films, verdicts agree {values['verdict_agreement']:.2%}, ROC AUC "
+            f"{values['auc_float32']:.4f} -> {values['auc_int8']:.4f} ({values['auc_change']:+.4f}), max change in "
+            f"probability {values['max_probability_change']:.4f}, warnings agree {values['warning_agreement']:.2%}"
+        )
+    print("the int8 copy serves (runtime auto)" if check["serves"] else "the rule does not hold: float32 keeps serving")
+    return EXIT_OK

@@ -1,0 +1,124 @@
+"""Evaluate a model on labelled images: per-image predictions, metrics, confusion matrix, ROC/PR plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from sklearn import metrics as skm
+
+from pneumo_core import CLASS_NAMES
+from pneumo_core.common.logits import sigmoid
+from pneumo_core.evaluation.metrics import classification_metrics
+
+
+def predictions_frame(
+    files: list[str], labels: np.ndarray, logits: np.ndarray, temperature: float, threshold: float
+) -> pd.DataFrame:
+    """One row per image: file, true label, calibrated P(PNEUMONIA), predicted label, correct."""
+    probability = sigmoid(np.asarray(logits) / temperature)
+    predicted = (probability >= threshold).astype(int)
+    return pd.DataFrame(
+        {
+            "file": files,
+            "label": [CLASS_NAMES[i] for i in labels],
+            "logit": logits,
+            "probability": probability,  # unrounded: metrics recomputed from the CSV must match the threshold exactly
+            "predicted": [CLASS_NAMES[i] for i in predicted],
+            "correct": predicted == np.asarray(labels),
+        }
+    )
+
+
+def metrics_of(frame: pd.DataFrame, threshold: float) -> dict[str, float]:
+    return classification_metrics((frame["label"] == CLASS_NAMES[1]).to_numpy(), frame["probability"].to_numpy(), threshold)
+
+
+def confusion_figure(frame: pd.DataFrame, threshold: float, title: str = "Confusion matrix") -> go.Figure:
+    labels = (frame["label"] == CLASS_NAMES[1]).astype(int)
+    predicted = (frame["probability"] >= threshold).astype(int)
+    matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
+    return go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=[f"predicted {c}" for c in CLASS_NAMES],
+            y=[f"true {c}" for c in CLASS_NAMES],
+            text=matrix,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+        ),
+        layout={"title": f"{title} (threshold {threshold:.3f})", "yaxis": {"autorange": "reversed"}},
+    )
+
+
+def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go.Figure]:
+    """ROC and precision-recall curves with the operating point marked."""
+    labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
+    scores = frame["probability"].to_numpy()
+    point = classification_metrics(labels, scores, threshold)
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    precision, recall, _ = skm.precision_recall_curve(labels, scores)
+    roc = go.Figure(
+        layout={"title": f"ROC (AUC {point['roc_auc']:.3f})", "xaxis_title": "1 − specificity", "yaxis_title": "sensitivity"}
+    )
+    roc.add_scatter(x=fpr, y=tpr, mode="lines", name="ROC")
+    roc.add_scatter(
+        x=[1 - point["specificity"]], y=[point["sensitivity"]], mode="markers", marker_size=12, name="operating point"
+    )
+    pr = go.Figure(
+        layout={
+            "title": f"Precision-recall (AP {point['pr_auc']:.3f})",
+            "xaxis_title": "recall (sensitivity)",
+            "yaxis_title": "precision (PPV)",
+        }
+    )
+    pr.add_scatter(x=recall, y=precision, mode="lines", name="PR")
+    pr.add_scatter(x=[point["sensitivity"]], y=[point["precision"]], mode="markers", marker_size=12, name="operating point")
+    return roc, pr
+
+
+def write_evaluation(frame: pd.DataFrame, threshold: float, out_dir: Path, name: str) -> dict[str, float]:
+    """Write ``{name}_predictions.csv``, ``{name}_metrics.json`` and the plots; return the metrics."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = metrics_of(frame, threshold)
+    frame.to_csv(out_dir / f"{name}_predictions.csv", index=False)
+    (out_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    roc, pr = roc_pr_figures(frame, threshold)
+    for figure, suffix in ((confusion_figure(frame, threshold), "confusion"), (roc, "roc"), (pr, "pr")):
+        figure.write_html(out_dir / f"{name}_{suffix}.html", include_plotlyjs="cdn")
+    return metrics
+
+
+def format_metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one column per split name, one row per metric."""
+    keys = [
+        "n",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "npv",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+    ]
+    names = list(rows)
+    lines = [f"{'metric':<12}" + "".join(f"{n:>12}" for n in names)]
+    for key in keys:
+        cells = []
+        for n in names:
+            value = rows[n][key]
+            cells.append(f"{value:>12d}" if isinstance(value, int) else f"{value:>12.4f}")
+        lines.append(f"{key:<12}" + "".join(cells))
+    return "\n".join(lines)

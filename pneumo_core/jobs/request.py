@@ -1,0 +1,171 @@
+"""What a training run is asked to do: :class:`TrainConfig` and its :class:`Augmentation`.
+
+Plain dataclasses without TensorFlow, so the Training page and ``train.py --help``
+can build and check a configuration without loading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+
+from pneumo_core.config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
+from pneumo_core.serving.preprocess import STRETCH
+
+ARCHITECTURE_NAMES = ("densenet121", "efficientnetv2b0")
+"""The bases a run can train (the keys of :data:`pneumo_core.modeling.architectures.ARCHITECTURES`, named here without
+TensorFlow)."""
+
+SMOKE_OVERRIDES = {
+    "img_size": 64,
+    "batch_size": 8,
+    "epochs": 1,
+    "feature_views": 1,
+    "fine_tune_epochs": 1,
+    "scratch_schedule": "64:1:8",
+    "head_units": 8,
+}
+SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
+"""What ``--smoke`` (the Training page's quick check) changes, where the caller kept the default."""
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transforms applied to canonical images (values 0..255) during training.
+
+    Defaults are the seed recipe: rotation ±15°, shifts ±10%, zoom ±10%,
+    horizontal flip, brightness ×0.8–1.2. The rest (0 = off) imitate acquisition
+    differences between sites: ``contrast`` is Keras's random contrast factor,
+    ``gamma`` draws a per-image gamma exp(U(-gamma, gamma)), ``sharpness`` an
+    unsharp-mask amount in U(-sharpness, sharpness) (negative = blur), and
+    ``noise`` a per-image Gaussian noise standard deviation in U(0, noise) grey levels,
+    ``crop`` zooms in by up to that fraction on each axis independently (a random
+    resized crop: area down to (1 - crop)², aspect ratio changed), and ``equalize``
+    blends each film with its histogram-equalised self by a weight in U(0, equalize).
+    ``local_contrast`` blends each film with a CLAHE view of itself (contrast-limited adaptive histogram
+    equalisation on 8 × 8 tiles, the local contrast processing some devices apply), clip limit U(1, local_contrast),
+    weight U(0, 1); it must be 0 (off) or above 1. ``coarse_sharpness`` is an unsharp mask at a coarse scale
+    (Gaussian σ log-uniform in 2-16 px) with an amount in U(-coarse_sharpness, coarse_sharpness), at most 1
+    (-1: the blurred film): the large-scale enhancement or smoothing of a device's processing.
+    ``spectrum_match`` filters each film so that its Fourier amplitude, band by radial-frequency band, moves towards
+    another training film's of the batch, by a power in U(0, spectrum_match), at most 1 (1: the other's amplitude in
+    every band; the phase, where the structures are, is the film's own): the sharpening or smoothing at every scale
+    and the noise level a device's processing leaves, borrowed from the training films, the device-marked ones among
+    them (in the spirit of Fourier-based domain generalisation, Xu et al. 2021, without its mottled textures).
+    ``mixup`` (Zhang et al. 2018) is the Beta(mixup, mixup) concentration: each film is blended with another of its
+    batch, labels alike, the film's own weight being the larger of the two.
+    """
+
+    rotation_deg: float = 15.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    horizontal_flip: bool = True
+    brightness: tuple[float, float] = (0.8, 1.2)
+    contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
+    crop: float = 0.0
+    equalize: float = 0.0
+    local_contrast: float = 0.0
+    coarse_sharpness: float = 0.0
+    spectrum_match: float = 0.0
+    mixup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.local_contrast and self.local_contrast <= 1.0:
+            raise ValueError(f"local_contrast is a CLAHE clip limit above 1 (or 0: off), not {self.local_contrast:g}")
+        if not 0.0 <= self.coarse_sharpness <= 1.0:
+            raise ValueError(f"coarse_sharpness is an unsharp-mask amount in 0..1 (0: off), not {self.coarse_sharpness:g}")
+        if not 0.0 <= self.spectrum_match <= 1.0:
+            raise ValueError(
+                f"spectrum_match is the largest power of the spectral filter, in 0..1 (0: off), not {self.spectrum_match:g}"
+            )
+
+    def as_params(self) -> dict[str, object]:
+        return {f"aug_{key}": value for key, value in asdict(self).items()}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; defaults are the seed recipe (224 px, batch 16, 15 epochs, Adam 1e-4)."""
+
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    architecture: str = ARCHITECTURE_NAMES[0]
+    ensemble_of: str = ""  # comma-separated trained model directories: combine them instead of training
+    img_size: int = 224
+    batch_size: int = 16
+    epochs: int = 15
+    lr: float = 1e-4
+    base_weights: str = field(default_factory=default_base_weights)
+    dropout: float = 0.3
+    head_units: int = 256
+    # Transfer recipe (pretrained base available)
+    feature_views: int = 3
+    fine_tune_layers: int = 52  # DenseNet121's conv5 block 13-16 and final bn: the top ~10% of layers
+    fine_tune_epochs: int = 5
+    # From-scratch recipe (no pretrained base): "size:epochs:batch" phases, the last at img_size
+    scratch_schedule: str = "128:15:32,224:3:16"
+    scratch_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    augment: bool = True
+    horizontal_flip: bool = True
+    zoom: float = 0.1  # the seed's; wider ranges teach the model that framing is no evidence
+    contrast: float = 0.0
+    gamma: float = 0.0
+    sharpness: float = 0.0
+    noise: float = 0.0
+    crop: float = 0.0
+    equalize: float = 0.0
+    local_contrast: float = 0.0
+    coarse_sharpness: float = 0.0
+    spectrum_match: float = 0.0
+    mixup: float = 0.0
+    intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.serving.preprocess.INTENSITY_MODES
+    balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.training.acquisition)
+    acquisition_offset: bool = (
+        False  # train on logit + the group's log-odds (pneumo_core.modeling.architectures.with_logit_offset)
+    )
+    target_sensitivity: float = 0.97
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    output_dir: str = field(default_factory=lambda: str(runs_dir()))
+    run_name: str = field(default_factory=lambda: datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
+    progress_file: str | None = None
+    experiment: str = MLFLOW_EXPERIMENT
+    smoke: bool = False
+
+    def __post_init__(self) -> None:
+        if self.balance_acquisition and self.acquisition_offset:
+            raise ValueError(
+                "Choose one way to keep the acquisition style from telling the class: balance_acquisition reweights "
+                "the films, acquisition_offset explains the style's class ratio with a logit offset."
+            )
+
+    def effective(self) -> TrainConfig:
+        """The configuration that will actually run: with ``smoke``, :data:`SMOKE_OVERRIDES` replace the defaults."""
+        if not self.smoke:
+            return self
+        defaults = TrainConfig(data_dir=self.data_dir)
+        return replace(self, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(self, k) == getattr(defaults, k)})
+
+    def augmentation(self) -> Augmentation | None:
+        if not self.augment:
+            return None
+        shared = {f.name for f in fields(Augmentation)} & {f.name for f in fields(self)}  # the rest: the seed's
+        return Augmentation(**{name: getattr(self, name) for name in shared})
+
+    def scratch_phases(self) -> list[tuple[int, int, int]]:
+        problem = ValueError(
+            f"--scratch-schedule must be size:epochs:batch items (positive whole numbers) ending at "
+            f"--img-size {self.img_size}, e.g. 128:15:32,{self.img_size}:3:16"
+        )
+        try:
+            phases = [tuple(int(part) for part in item.split(":")) for item in self.scratch_schedule.split(",")]
+        except ValueError:
+            raise problem from None
+        if any(len(phase) != 3 or min(phase) < 1 for phase in phases) or phases[-1][0] != self.img_size:
+            raise problem
+        return phases  # type: ignore[return-value]

@@ -1,0 +1,189 @@
+"""A shadow challenger: a second model scores every answered film beside the served one, never shown as the answer.
+
+The app and the API hand each batch they answered to :meth:`Shadow.submit` after the answer is made; one background
+thread runs the challenger on the films' canonical images (already decoded, held in memory only until scored) and
+writes one row per film to the monitoring store's ``shadow`` table: both verdicts and probabilities, at each model's
+own operating point, and both latencies. No image, file name or anything identifying is stored. If the challenger
+falls behind, batches are dropped (and counted) rather than queued without bound, so a busy demo cannot run up the
+machine through it.
+
+:func:`shadow_report` summarises the rows (agreement, the verdict pairs, the probability pairs where they disagree,
+latencies) and :func:`promotion_check` applies the rule under which the challenger may replace the champion.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumo_core.config import challenger_spec
+from pneumo_core.operations.monitor import answers, insert
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 4
+"""Batches waiting for the challenger at most; more are dropped, never queued without bound."""
+MIN_SHADOW_ANSWERS = 50
+"""Films the challenger must have scored in the shadow before the promotion rule is applied."""
+MAX_TEST_AUC_LOSS = 0.005
+"""How much internal-test ROC AUC a challenger may give up (sampling noise on ~780 films) when it wins at the site."""
+
+
+class Shadow:
+    """Scores answered films with ``challenger`` off the answer's critical path (see the module docstring)."""
+
+    def __init__(self, challenger: Any, directory: Path, path: Path | None = None):
+        self.challenger = challenger  # a pneumo_core.serving.predictor.Predictor
+        self.directory = directory  # its model directory
+        self.path = path  # the monitoring store (default $PNEUMO_MONITOR_DB)
+        self.dropped = 0
+        self._slots = threading.BoundedSemaphore(MAX_PENDING)  # one per batch queued or being scored
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-challenger")
+
+    @property
+    def name(self) -> str:
+        return str(self.challenger.metadata.get("name", "unnamed"))
+
+    def submit(self, cases: Iterable[Any], champion: Any, seconds: float, source: str) -> Future | None:
+        """Queue the classified films of ``cases`` (answered by ``champion`` in ``seconds``) for the challenger;
+        returns the pending work, or None when nothing was queued (no film, or the challenger is behind)."""
+        answered = [case for case in cases if case.prediction is not None and case.canonical is not None]
+        if not answered:
+            return None
+        if not self._slots.acquire(blocking=False):
+            self.dropped += 1
+            return None
+        canonical = np.stack([case.canonical for case in answered])
+        champion_side = [(case.verdict.label if case.verdict else "withheld", case.prediction.probability) for case in answered]
+        champion_ms = 1000.0 * seconds / len(answered)
+        sha256 = str(champion.metadata.get("model_sha256", ""))
+        return self._worker.submit(self._score, canonical, champion_side, champion_ms, sha256, source)
+
+    def _score(self, canonical: np.ndarray, champion_side, champion_ms: float, champion_sha256: str, source: str) -> int:
+        try:
+            started = time.perf_counter()
+            predictions = self.challenger.predict_canonical(canonical)
+            challenger_ms = 1000.0 * (time.perf_counter() - started) / len(canonical)
+            now, sha256 = time.time(), str(self.challenger.metadata.get("model_sha256", ""))
+            rows = [
+                (now, source, champion_sha256, self.name, sha256, verdict, prediction.label, probability,
+                 prediction.probability, champion_ms, challenger_ms)
+                for (verdict, probability), prediction in zip(champion_side, predictions)
+            ]  # fmt: skip
+            return insert("shadow", rows, self.path)
+        except Exception as error:  # noqa: BLE001 - the shadow must never disturb serving: log and go on
+            log.warning("shadow challenger failed (%s)", type(error).__name__)
+            return 0
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+
+def load_shadow(runtime: str = "auto", path: Path | None = None) -> Shadow | None:
+    """The challenger ``$PNEUMO_CHALLENGER`` names, loaded and warmed, or None when none is set or it cannot load
+    (logged: serving goes on without a shadow)."""
+    from pneumo_core.serving.predictor import Predictor
+    from pneumo_core.store.mlflow_registry import resolve_model_uri
+    from pneumo_core.store.model_dir import ModelLoadError
+
+    spec = challenger_spec()
+    if not spec:
+        return None
+    try:
+        directory = resolve_model_uri(spec) if spec.startswith("models:/") else Path(spec)
+        challenger = Predictor.load(directory, runtime=runtime)
+        challenger.warm_up()
+    except (ModelLoadError, ValueError, OSError) as error:
+        log.warning("no shadow challenger: %s", error)
+        return None
+    return Shadow(challenger, directory, path)
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    answers: int
+    agreement: float | None
+    pairs: dict[str, int]  # "champion → challenger" verdicts → films
+    disagreements: list[tuple[float, float]]  # (champion, challenger) probabilities where the verdicts differ
+    champion_latency_ms: float | None
+    challenger_latency_ms: float | None
+    challengers: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shadow_report(since: float | None = None, champion_sha256: str | None = None, path: Path | None = None) -> ShadowReport:
+    """What the shadow recorded since a Unix time, for one champion (its SHA-256) or all."""
+    rows = answers(since, path, table="shadow")
+    keep = np.ones(len(rows["time"]), bool) if champion_sha256 is None else rows["champion_sha256"] == champion_sha256
+    rows = {key: values[keep] for key, values in rows.items()}
+    n = int(keep.sum())
+    if not n:
+        return ShadowReport(0, None, {}, [], None, None, [])
+    champion, challenger = rows["champion_verdict"], rows["challenger_verdict"]
+    differ = champion != challenger
+    pairs = Counter(f"{a} → {b}" for a, b in zip(champion, challenger))
+    return ShadowReport(
+        answers=n,
+        agreement=float(np.mean(~differ)),
+        pairs=dict(sorted(pairs.items())),
+        disagreements=[
+            (float(a), float(b)) for a, b in zip(rows["champion_probability"][differ], rows["challenger_probability"][differ])
+        ],
+        champion_latency_ms=float(np.median(rows["champion_latency_ms"].astype(float))),
+        challenger_latency_ms=float(np.median(rows["challenger_latency_ms"].astype(float))),
+        challengers=sorted(set(rows["challenger"])),
+    )
+
+
+def promotion_check(champion_dir: Path, challenger_dir: Path, report: ShadowReport) -> tuple[bool, list[str]]:
+    """The rule under which the challenger may replace the champion: the verdict and each condition's outcome.
+
+    The challenger must (1) have scored at least :data:`MIN_SHADOW_ANSWERS` films in the shadow; (2) have a profile
+    for the site of the champion's active profile whose ROC AUC, sensitivity and specificity are all at least the
+    champion's there, one of them higher; and (3) lose at most :data:`MAX_TEST_AUC_LOSS` internal-test ROC AUC.
+    Site numbers are measured on the sample each profile was fitted on: optimistic for both models alike.
+    """
+    from pneumo_core.store.model_dir import read_metadata
+    from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
+
+    outcomes: list[tuple[bool, str]] = []
+    outcomes.append(
+        (report.answers >= MIN_SHADOW_ANSWERS, f"{report.answers} films scored in the shadow (≥ {MIN_SHADOW_ANSWERS} needed)")
+    )
+    site = active_profile(champion_dir)
+    if site is None:
+        outcomes.append((False, "the champion has no active site profile to compare at"))
+    else:
+        try:
+            theirs = load_profile(challenger_dir, site.name).metrics
+        except ProfileError:
+            outcomes.append((False, f"the challenger has no profile for site {site.name!r} (calibrate it there first)"))
+        else:
+            keys = ("roc_auc", "sensitivity", "specificity")
+            wins = all(theirs[k] >= site.metrics[k] for k in keys) and any(theirs[k] > site.metrics[k] for k in keys)
+            summary = ", ".join(f"{k} {theirs[k]:.3f} vs {site.metrics[k]:.3f}" for k in keys)
+            outcomes.append((wins, f"at site {site.name!r}: {summary} (challenger vs champion)"))
+    aucs = [read_metadata(d).get("metrics", {}).get("test", {}).get("roc_auc") for d in (challenger_dir, champion_dir)]
+    if None in aucs:
+        outcomes.append((False, "internal-test ROC AUC missing from a model's metadata"))
+    else:
+        outcomes.append(
+            (
+                aucs[0] >= aucs[1] - MAX_TEST_AUC_LOSS,
+                f"internal-test ROC AUC {aucs[0]:.3f} vs {aucs[1]:.3f} (at most {MAX_TEST_AUC_LOSS} lower)",
+            )
+        )
+    return all(ok for ok, _ in outcomes), [f"{'✓' if ok else '✗'} {text}" for ok, text in outcomes]

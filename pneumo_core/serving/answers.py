@@ -1,0 +1,79 @@
+"""What an answer is: a film's prediction at an operating point, a file's outcome, and the one record format
+every entry point prints or returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pneumo_core import CLASS_NAMES
+from pneumo_core.common.logits import log_odds, sigmoid
+from pneumo_core.serving import cams
+
+UNCERTAIN_LOG_ODDS = 1.0
+"""A probability whose log-odds lie within this distance of the threshold's is reported as uncertain: odds within a
+factor e of the threshold's (what that band holds for the served model: the model card, "Operating point")."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probability: float  # calibrated P(PNEUMONIA)
+    threshold: float
+    logit: float
+
+    @property
+    def label(self) -> str:
+        return CLASS_NAMES[int(self.probability >= self.threshold)]
+
+    @property
+    def uncertain_band(self) -> tuple[float, float]:
+        """The probabilities around the threshold reported as uncertain (see :data:`UNCERTAIN_LOG_ODDS`)."""
+        centre = log_odds(min(max(self.threshold, 1e-6), 1 - 1e-6))
+        low, high = sigmoid(centre + np.array([-UNCERTAIN_LOG_ODDS, UNCERTAIN_LOG_ODDS]))
+        return float(low), float(high)
+
+    @property
+    def uncertain(self) -> bool:
+        low, high = self.uncertain_band
+        return low < self.probability < high
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input file's outcome: its canonical image and prediction, or the reason it has none."""
+
+    name: str
+    canonical: np.ndarray | None = None
+    prediction: Prediction | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    dicom_fields: dict[str, str] = field(default_factory=dict)
+    block: cams.LastBlock | None = None  # what the heat maps are computed from, when classified with_maps
+    distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.serving.ood), when known
+    withheld: str | None = None  # why no verdict is given: clearly not a chest X-ray (see pneumo_core.serving.ood)
+
+    @property
+    def verdict(self) -> Prediction | None:
+        """The prediction a person may be shown: None for an unreadable file or a withheld verdict."""
+        return None if self.withheld else self.prediction
+
+
+def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
+    """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label``, ``probability``,
+    ``threshold``, ``operating_point`` and ``warnings`` when any; ``label`` and ``probability`` are null when the
+    film is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
+    if case.error or case.prediction is None:
+        return {"file": name, "error": case.error or "The file could not be classified."}
+    verdict = case.verdict
+    record: dict[str, Any] = {
+        "file": name,
+        "label": verdict.label if verdict else None,
+        "probability": round(verdict.probability, 6) if verdict else None,
+        "threshold": round(case.prediction.threshold, 6),
+        "operating_point": operating_point,
+    }
+    if case.warnings:
+        record["warnings"] = list(case.warnings)
+    return record

@@ -1,0 +1,176 @@
+"""Decode any uploaded or stored image file into one grayscale uint8 array.
+
+This is the only decoding path: training, the CLI and the app all call
+:func:`decode_image`. It either returns an ``(H, W)`` uint8 array or raises
+:class:`ImageDecodeError` whose message is one plain sentence a clinician can
+read. It never writes the bytes anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_FILE_BYTES = 30 * 1024 * 1024
+"""Largest file accepted (30 MB): big enough for a 16-bit DICOM chest film."""
+
+MAX_PIXELS = 50_000_000
+"""Largest image accepted (e.g. 7000 × 7000), checked from the header before decoding."""
+
+MIN_SIDE = 32
+"""Smallest side accepted: anything smaller carries no diagnostic detail."""
+
+_DICOM_MAGIC_OFFSET = 128
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
+
+
+class ImageDecodeError(ValueError):
+    """A file that cannot be turned into an X-ray image; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded upload: the grayscale pixels plus what was seen on the way (kept in memory only)."""
+
+    gray: np.ndarray
+    colourfulness: float = 0.0  # Hasler & Süsstrunk 2003; 0 for grayscale, > 15 for visibly coloured pictures
+    dicom_fields: dict[str, str] = field(default_factory=dict)  # patient fields: shown on request, never logged
+
+
+def is_dicom(data: bytes) -> bool:
+    """True when the bytes carry the DICOM Part 10 preamble (``DICM`` at byte 128)."""
+    return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode image file bytes (JPEG, PNG, BMP, TIFF, DICOM, ...) to a 2-D uint8 grayscale array."""
+    return decode_upload(data).gray
+
+
+def decode_upload(data: bytes) -> DecodedImage:
+    """Like :func:`decode_image`, keeping the colourfulness and DICOM patient fields for the checks and the app."""
+    if not data:
+        raise ImageDecodeError("The file is empty.")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageDecodeError(
+            f"The file is too large ({len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB)."
+        )
+    decoded = _decode_dicom(data) if is_dicom(data) else _decode_raster(data)
+    height, width = decoded.gray.shape
+    if min(height, width) < MIN_SIDE:
+        raise ImageDecodeError(f"The image is too small ({width} × {height} pixels; at least {MIN_SIDE} per side).")
+    return decoded
+
+
+def _check_pixel_count(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"The image is too large ({width} × {height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels)."
+        )
+
+
+def _decode_raster(data: bytes) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                _check_pixel_count(*image.size)  # header only: nothing allocated yet
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return DecodedImage(_to_gray_uint8(image), _colourfulness(image))
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError(
+            f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused."
+        ) from None
+    except UnidentifiedImageError:
+        if data.startswith(_IMAGE_SIGNATURES):
+            raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
+        if data.startswith(b"%PDF"):
+            raise ImageDecodeError(
+                "This is a PDF document, not an image: export the X-ray itself as JPEG, PNG, TIFF or DICOM."
+            ) from None
+        raise ImageDecodeError("This file is not an image format that can be read (JPEG, PNG, BMP, TIFF or DICOM).") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
+
+
+def _to_gray_uint8(image: Image.Image) -> np.ndarray:
+    """Any PIL mode to 8-bit grayscale; high bit depths are stretched to their own range."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return _stretch_to_uint8(np.asarray(image, dtype=np.float64))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # X-ray film background is black
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _colourfulness(image: Image.Image) -> float:
+    """Hasler & Süsstrunk's colourfulness of a small RGB thumbnail (0 for a gray picture)."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return 0.0
+    thumbnail = image.convert("RGB")
+    thumbnail.thumbnail((128, 128))
+    rgb = np.asarray(thumbnail, dtype=np.float64)
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Map an array's own min..max to 0..255 (for 16-bit PNG/TIFF and DICOM)."""
+    low, high = float(pixels.min()), float(pixels.max())
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+DICOM_PATIENT_FIELDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+)
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        raise ImageDecodeError("The DICOM file is damaged and cannot be read.") from None
+    if "PixelData" not in dataset:
+        raise ImageDecodeError("The DICOM file holds no image (no pixel data).")
+    if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+        raise ImageDecodeError("The DICOM file holds several frames; a single radiograph is expected.")
+    if int(getattr(dataset, "SamplesPerPixel", 1)) not in (1, 3):
+        raise ImageDecodeError("The DICOM image has an unsupported colour layout.")
+    _check_pixel_count(int(dataset.Columns), int(dataset.Rows))
+    try:
+        pixels = dataset.pixel_array
+    except (NotImplementedError, RuntimeError):
+        raise ImageDecodeError("The DICOM image uses a compression this app cannot decode.") from None
+    except (ValueError, AttributeError):
+        raise ImageDecodeError("The DICOM pixel data is damaged or incomplete.") from None
+    if pixels.ndim == 3:  # colour DICOM: a plain luminance is the best we can do
+        pixels = pixels.astype(np.float64).mean(axis=-1)
+    else:
+        pixels = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset)
+    gray = _stretch_to_uint8(np.asarray(pixels, dtype=np.float64))
+    if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+        gray = 255 - gray  # MONOCHROME1 stores bone dark: invert to the usual look
+    fields = {name: str(dataset.get(name, "")) for name in DICOM_PATIENT_FIELDS if dataset.get(name, "") not in ("", None)}
+    return DecodedImage(gray, 0.0, fields)

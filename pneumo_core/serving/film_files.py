@@ -1,0 +1,49 @@
+"""Image files on disk to canonical images, through the one decoding and preprocessing path."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pneumo_core.serving.decode import ImageDecodeError, decode_image
+from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
+
+
+def load_canonical(path: str) -> np.ndarray:
+    """One file → its ``(224, 224)`` uint8 canonical image."""
+    return canonicalize(decode_image(Path(path).read_bytes()))
+
+
+def load_canonical_images(paths: list[str], workers: int = 4) -> np.ndarray:
+    """Decode and canonicalize files in parallel → ``(N, 224, 224)`` uint8, in the given order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(load_canonical, paths)))
+
+
+def decoded_bytes(count: int) -> int:
+    """Memory that ``count`` canonical images take once decoded."""
+    return count * CANONICAL_SIZE * CANONICAL_SIZE
+
+
+def load_canonical_films(root: Path, files: list[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """(readable file names, their canonical images ``(N, 224, 224)``, unreadable file names) for files under ``root``."""
+    readable, images, unreadable = [], [], []
+    for name in files:
+        path = Path(root) / name
+        canonical = decode_canonical(path.read_bytes()) if path.is_file() else None
+        if isinstance(canonical, np.ndarray):
+            readable.append(name)
+            images.append(canonical)
+        else:
+            unreadable.append(name)
+    stacked = np.stack(images) if images else np.zeros((0, CANONICAL_SIZE, CANONICAL_SIZE), np.uint8)
+    return readable, stacked, unreadable
+
+
+def decode_canonical(payload: bytes) -> np.ndarray | ImageDecodeError:
+    try:
+        return canonicalize(decode_image(payload))
+    except ImageDecodeError as error:
+        return error

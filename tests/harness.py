@@ -1,0 +1,113 @@
+"""Servers and a browser for the tests and the benchmarks: one way to start them.
+
+:func:`streamlit_server` runs ``streamlit run streamlit_app.py`` and :func:`api_server` ``uvicorn pneumo_api:app``
+on a free loopback port and wait, up to a deadline, for their health check; :func:`launch_chromium` opens Debian's
+Chromium through Playwright (which cannot download browsers here) with the flags this closed network needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # without these, Chromium keeps dialling hosts this machine cannot reach
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+HEALTH_DEADLINE_S = 90.0
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or was not healthy before the deadline; its log says why."""
+
+
+class RunningServer(NamedTuple):
+    url: str
+    process: subprocess.Popen
+    log: Path
+    healthy_after_s: float  # from the process start to its first healthy answer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists()
+
+
+@contextmanager
+def running_server(
+    command: list[str], health_url: str, log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: str
+) -> Iterator[tuple[subprocess.Popen, float]]:
+    """``command`` started in the project root with extra environment variables, its output in ``log``: (the process,
+    seconds to health) once ``health_url`` answers 200 (``ServerStartError`` if it exits or the deadline passes
+    first); stopped on exit."""
+    with open(log, "w") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            while not _answers(health_url):
+                if process.poll() is not None or time.perf_counter() - started > deadline_s:
+                    raise ServerStartError(f"{command[2]} was not healthy within {deadline_s:.0f} s; see {log}")
+                time.sleep(0.1)
+            yield process, time.perf_counter() - started
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def streamlit_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: str) -> Iterator[RunningServer]:
+    """``streamlit run`` on a free loopback port with extra environment variables; stopped on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1"]
+    with running_server(command, f"{url}/_stcore/health", log, deadline_s, **env) as (process, healthy_after_s):
+        yield RunningServer(url, process, log, healthy_after_s)
+
+
+@contextmanager
+def api_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: str) -> Iterator[RunningServer]:
+    """``uvicorn pneumo_api:app`` on a free loopback port, yielded once ``/readyz`` answers; stopped on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(command, f"{url}/readyz", log, deadline_s, **env) as (process, healthy_after_s):
+        yield RunningServer(url, process, log, healthy_after_s)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+def launch_chromium(playwright):
+    """A headless Debian Chromium through a started ``sync_playwright()``."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
