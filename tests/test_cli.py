@@ -68,14 +68,14 @@ def test_bad_threshold_exits_two(capsys, tiny_model_dir, upload_folder):
     assert code == 2 and records == [] and "between 0 and 1" in err
 
 
-def test_missing_model_exits_two_with_a_message(capsys, tmp_path, upload_folder):
+def test_missing_model_exits_three_with_a_message(capsys, tmp_path, upload_folder):
     code, records, err = run_cli(capsys, "predict", "--model", tmp_path / "no-model", upload_folder)
-    assert code == 2 and records == [] and "No model found" in err
+    assert code == 3 and records == [] and "No model found" in err
 
 
-def test_tflite_runtime_or_export_on_a_model_without_one_exits_two(capsys, tiny_model_dir, upload_folder):
+def test_tflite_runtime_or_export_on_a_model_without_one_is_refused(capsys, tiny_model_dir, upload_folder):
     code, records, err = run_cli(capsys, "predict", "--model", tiny_model_dir, "--runtime", "tflite", upload_folder)
-    assert code == 2 and records == [] and "no TFLite copy" in err
+    assert code == 3 and records == [] and "no TFLite copy" in err  # the model cannot be loaded so
     code, _, err = run_cli(capsys, "export-tflite", "--model", tiny_model_dir)  # 64 px: area resizing has no TFLite kernel
     assert code == 2 and "Only 224-px models" in err
 

@@ -172,7 +172,7 @@ def test_a_profile_for_another_model_is_refused(capsys, model_dir, site_folder, 
     with pytest.raises(ModelLoadError, match="active site profile cannot be used"):
         Predictor.load(other)  # never served at an operating point nobody chose for it
     code, _, err = run_cli(capsys, "predict", "--model", other, site_folder / "NORMAL" / "normal_0.png")
-    assert code == 2 and "fitted for another model" in err
+    assert code == 3 and "fitted for another model" in err  # the model cannot be loaded at that operating point
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "x" * 65])

@@ -118,7 +118,7 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     assert main(["rollback"]) == 0 and json.loads(capsys.readouterr().out)["details"]["registry_version"] == first
     assert read_metadata(served)["registry_version"] == first
     assert (registry_aliases.alias_version("champion"), registry_aliases.alias_version("previous")) == (first, second)
-    assert main(["promote", "999"]) == 2 and "could not be fetched" in capsys.readouterr().err
+    assert main(["promote", "999"]) == 3 and "could not be fetched" in capsys.readouterr().err
 
     assert main(["challenger", second]) == 0 and registry_aliases.alias_version("challenger") == second
     assert main(["challenger", "--clear"]) == 0 and registry_aliases.alias_version("challenger") is None
