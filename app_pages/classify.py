@@ -21,7 +21,14 @@ from pneumo_core.serving.cams import METHODS, SCORECAM
 from pneumo_core.serving.overlay import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import served_model, shadow_challenger, start_loading
-from ui.widgets import operating_point_label, probability_scale, verdict_text
+from ui.widgets import (
+    decision_words,
+    expected_range_words,
+    operating_point_label,
+    probability_scale,
+    probability_words,
+    verdict_text,
+)
 
 ANSWER = "the answer"
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
@@ -96,9 +103,11 @@ if served is None:
     st.error(f"No model is available, so nothing can be classified. {problem}")
     st.stop()
 
-# Results live in this session only, keyed by the files' content (sliders re-render without re-running the model).
+# Results live in this session only, keyed by the files' content and the model and operating point that answered
+# (sliders re-render without re-running the model; a promotion or a new site profile answers again).
 cache: dict[str, Case] = st.session_state.setdefault("cases", {})
-digests = [hashlib.sha256(payload).hexdigest() for _, payload in named_payloads]
+answering = f"{served.metadata.get('model_sha256')}|{served.predictor.operating_point}|{served.predictor.threshold}".encode()
+digests = [hashlib.sha256(answering + payload).hexdigest() for _, payload in named_payloads]
 missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
 if missing:
     with st.spinner("Classifying…"):
@@ -139,13 +148,15 @@ def results_table(cases: list[Case]) -> pd.DataFrame:
     rows = []
     for c in cases:
         verdict = c.verdict
+        low, high = c.prediction.band if c.prediction else (None, None)
         rows.append(
             {
                 "file": c.name,
+                "decision": decision_words(verdict) if verdict else "",
+                "P(pneumonia)": f"{verdict.probability:.4f}" if verdict else "",
+                "threshold": f"{c.prediction.threshold:.4f}" if c.prediction else "",
                 "label": verdict.label if verdict else "",
-                "P(pneumonia)": round(verdict.probability, 4) if verdict else None,
-                "uncertain": verdict.uncertain if verdict else None,
-                "threshold": round(c.prediction.threshold, 4) if c.prediction else None,
+                "referral band": f"{low:.4f}-{high:.4f}" if c.prediction else "",
                 "operating point": served.predictor.operating_point,
                 "model": served.metadata.get("name", "unnamed"),
                 "reason no label": c.error or c.withheld or "",
@@ -159,7 +170,11 @@ def results_table(cases: list[Case]) -> pd.DataFrame:
 def report_button(case: Case, heat, digest: str) -> None:
     """The one-page PDF report of this film, drawn only when clicked."""
     context = ReportContext(
-        served.metadata.get("name", "unnamed"), served.metadata.get("model_sha256", "?"), served.predictor.operating_point, method
+        served.metadata.get("name", "unnamed"),
+        served.metadata.get("model_sha256", "?"),
+        served.predictor.operating_point,
+        method,
+        expected_range_words(served.predictor.profile),
     )
     st.download_button(
         "Download case report (PDF)",
@@ -196,13 +211,18 @@ for digest, case in zip(digests, cases):
     right.image(heat, caption=f"{method}: evidence for {explained_class(case)}", width="stretch")
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
-        st.metric("Probability of pneumonia", f"{prediction.probability:.1%}")
+        st.markdown(f"Probability of pneumonia: **{probability_words(prediction)}**")
         st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
+        low, high = prediction.band
+        expected = expected_range_words(served.predictor.profile)
         st.caption(
             f"Operating point: {operating_point_label(served.predictor.operating_point)} "
-            f"(threshold {prediction.threshold:.3f}). Shaded: the uncertain band around it. "
-            f"The heat map shows where the model found evidence for {explained_class(case)}: for NORMAL that is "
-            "normal-looking anatomy, not disease. It shows where the model looked, not where disease is."
+            f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
+            "is referred, since the model cannot tell it apart reliably."
+            + (f" {expected}" if expected else "")
+            + f" The heat map shows where the model found evidence for {explained_class(case)}"
+            + (": for NORMAL that is normal-looking anatomy, not disease." if explained_class(case) == "NORMAL" else ".")
+            + " It shows where the model looked, not where disease is."
         )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):

@@ -14,6 +14,8 @@ from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_d
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.evaluation.reports import roc_pr_figures
 from pneumo_core.jobs.history import recent_runs
+from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
+from pneumo_core.operations.simulation import describe_next_films
 from pneumo_core.serving.film_files import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
@@ -27,6 +29,7 @@ from ui.site_charts import (
     confusion,
     distance_histograms,
     probability_histograms,
+    referral_table,
     reliability_comparison,
     roc_comparison,
 )
@@ -59,11 +62,15 @@ def external_validity(metadata: dict, labels: np.ndarray, scores: np.ndarray, ac
             st.warning(str(error))
     st.subheader("Internal test and external sites")
     st.dataframe(comparison_table(metadata, profiles, active, frame), hide_index=True, width="stretch")
+    referrals = referral_table(profiles)
+    if len(referrals):
+        st.markdown("**Referral bands**: films between the edges are referred to a radiologist instead of answered.")
+        st.dataframe(referrals, hide_index=True, width="stretch")
     st.caption(
         "Brackets: 95% bootstrap intervals (resampling films). A site profile's temperature and threshold are fitted on "
         "that site's films, so its numbers there are optimistic for the site's future films; the validation rows show "
-        "the same films at the threshold chosen on the training collection. The cross-validated row refits the site's rule "
-        "without each film's patient and calls the film with it (brackets there: the range over 20 random partitions): "
+        "the same films at the threshold chosen on the training collection. The simulated row refits the site's rule on "
+        "part of its patients and calls the others' films, 200 times (brackets there: the range that held 90% of them): "
         "what to expect of the site's next films. A profile is for its site: the last rows "
         "show what it does to films of the training collection (fewer false alarms, more missed pneumonia)."
         + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder below.")
@@ -118,10 +125,16 @@ def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> N
 
 
 RULES = {
-    "sensitivity:0.97": "best specificity with sensitivity ≥ 0.97 (recommended)",
-    "sensitivity:0.95": "best specificity with sensitivity ≥ 0.95",
+    DEFAULT_RULE: "best specificity whose 95% lower bound of sensitivity (over patients) is ≥ 0.97 (recommended)",
+    "sensitivity-bound:0.95": "best specificity whose 95% lower bound of sensitivity is ≥ 0.95",
+    "sensitivity:0.97": "best specificity with the sample's own sensitivity ≥ 0.97 (optimistic)",
     "cost:10": "a missed pneumonia costs 10 false alarms",
     "youden": "maximise sensitivity + specificity",
+}
+BANDS = {
+    DEFAULT_BAND: "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.97 (recommended)",
+    "band:0.99/0.95": "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.95",
+    "band:none": "no referral: every film gets the binary call",
 }
 
 
@@ -146,12 +159,18 @@ def validate_on_your_data() -> None:
         folder = st.selectbox("Labelled folder", folders, format_func=lambda p: f"{p.parent.name}/{p.name}")
         name = st.text_input("Site name", "site-sample", max_chars=64)
         rule = st.selectbox("Threshold rule", list(RULES), format_func=lambda r: f"{r}: {RULES[r]}")
+        band = st.selectbox("Referral band", list(BANDS), format_func=lambda b: f"{b}: {BANDS[b]}")
         submitted = st.form_submit_button("Validate", type="primary")
     if submitted:
         bar = st.progress(0.0, text="Scoring films…")
         try:
             st.session_state["site_result"] = validate_site(
-                served.predictor, folder, name, rule, lambda done, total: bar.progress(done / total, f"{done}/{total} films")
+                served.predictor,
+                folder,
+                name,
+                rule,
+                band,
+                lambda done, total: bar.progress(done / total, f"{done}/{total} films"),
             )
         except (ProfileError, FileNotFoundError) as error:
             st.error(str(error))
@@ -170,6 +189,9 @@ def site_result(profile) -> None:
     )
     st.dataframe(comparison_table(metadata, [profile], ""), hide_index=True, width="stretch")
     st.caption(profile.note)
+    if profile.next_films:
+        st.markdown(describe_next_films(profile.next_films))
+    st.dataframe(referral_table([profile]), hide_index=True, width="stretch")
     left, right = st.columns(2)
     left.plotly_chart(probability_histograms(profile), width="stretch", key="site_probabilities")
     limit = served.predictor.density.limit if served.predictor.density else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -9,9 +11,17 @@ class Answer(BaseModel):
     """Exactly the ``predict`` command line's record for one file."""
 
     file: str
-    label: str | None = Field(None, description="NORMAL or PNEUMONIA; null when the film is clearly not a chest X-ray")
+    label: str | None = Field(
+        None,
+        description="NORMAL or PNEUMONIA, the binary verdict at the threshold; null when the film is clearly not a chest X-ray",
+    )
+    decision: Literal["NORMAL", "PNEUMONIA", "REFER"] | None = Field(
+        None,
+        description="the answer to act on: REFER inside the referral band (needs a radiologist); null without a verdict",
+    )
     probability: float | None = Field(None, description="calibrated P(PNEUMONIA); null when no verdict is given")
     threshold: float | None = None
+    referral_band: list[float] | None = Field(None, description="[low, high): probabilities referred")
     operating_point: str | None = Field(None, description="validation, site:NAME or manual")
     warnings: list[str] | None = None
     error: str | None = Field(None, description="why the file could not be read (then no other field but file)")

@@ -63,7 +63,7 @@ def page_with_answer(url: str, upload: Path):
             page.goto(url, wait_until="domcontentloaded")
             expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
             page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
-            expect(page.get_by_text("Probability of pneumonia", exact=True)).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("Probability of pneumonia:")).to_be_visible(timeout=90_000)
             yield page
         finally:
             browser.close()

@@ -94,6 +94,30 @@ def test_concurrent_writers_and_a_killed_writer_leave_a_sound_store(tmp_path):
     assert len(monitor.answers(path=store)["time"]) > 300  # every committed row is there
 
 
+def test_each_row_keeps_the_decision_and_a_store_written_before_decisions_gains_the_column(tmp_path):
+    from types import SimpleNamespace
+
+    from pneumo_core.serving.answers import Case, Prediction
+
+    store = tmp_path / "old.db"
+    old_columns = {name: kind for name, kind in monitor.COLUMNS.items() if name != "decision"}
+    with sqlite3.connect(store) as connection:  # the schema of a store created before decisions were recorded
+        connection.execute(f"CREATE TABLE answers ({', '.join(f'{n} {k}' for n, k in old_columns.items())})")
+        connection.execute(
+            f"INSERT INTO answers VALUES ({', '.join('?' * len(old_columns))})",
+            (time.time(), "app", "m", "s", "v", "NORMAL", 0.1, -2.0, 0, None, None, None, 5.0),
+        )
+    predictor = SimpleNamespace(metadata={"name": "m", "model_sha256": "s"}, operating_point="site:x")
+    image = np.zeros((224, 224), np.uint8)
+    cases = [Case(str(p), image, Prediction(p, 0.5, 0.0, (0.3, 0.8))) for p in (0.1, 0.6, 0.9)]
+    cases.append(Case("photo", image, Prediction(0.9, 0.5, 0.0), withheld="not an X-ray"))
+    monitor.record(cases, predictor, "api", 0.1, store)
+    rows = monitor.answers(path=store)
+    assert list(rows["decision"]) == [None, "NORMAL", "REFER", "PNEUMONIA", None]  # the old row: null, withheld: null
+    window = {name: values[1:] for name, values in rows.items()}
+    assert monitor.drift_report(window, None, None)["decisions"] == {"NORMAL": 1, "PNEUMONIA": 1, "REFER": 1}
+
+
 def test_population_stability_index():
     rng = np.random.default_rng(0)
     reference = rng.normal(0, 1, 2000)

@@ -42,23 +42,26 @@ def test_pipelined_classify_keeps_order_and_answers_across_batches(tiny_predicto
 
 
 @pytest.mark.parametrize("threshold", [0.082, 0.5, 0.9])
-def test_uncertain_band_is_symmetric_in_log_odds_around_the_threshold(threshold):
+def test_the_default_referral_band_is_symmetric_in_log_odds_around_the_threshold(threshold):
     from pneumo_core.common.logits import log_odds
-    from pneumo_core.serving.answers import UNCERTAIN_LOG_ODDS, Prediction
+    from pneumo_core.serving.answers import DEFAULT_REFERRAL_LOG_ODDS, Prediction
 
-    low, high = Prediction(0.5, threshold, 0.0).uncertain_band
+    low, high = Prediction(0.5, threshold, 0.0).band
     assert low < threshold < high
-    assert log_odds(high) - log_odds(threshold) == pytest.approx(UNCERTAIN_LOG_ODDS)
-    assert log_odds(threshold) - log_odds(low) == pytest.approx(UNCERTAIN_LOG_ODDS)
-    assert Prediction(threshold, threshold, 0.0).uncertain
-    assert not Prediction(low / 2, threshold, 0.0).uncertain and not Prediction((1 + high) / 2, threshold, 0.0).uncertain
+    assert log_odds(high) - log_odds(threshold) == pytest.approx(DEFAULT_REFERRAL_LOG_ODDS)
+    assert log_odds(threshold) - log_odds(low) == pytest.approx(DEFAULT_REFERRAL_LOG_ODDS)
+    assert Prediction(threshold, threshold, 0.0).decision == "REFER"
+    assert (
+        Prediction(low / 2, threshold, 0.0).decision == "NORMAL"
+        and Prediction((1 + high) / 2, threshold, 0.0).decision == "PNEUMONIA"
+    )
 
 
-def test_a_confident_normal_call_is_not_uncertain_at_a_low_threshold():
-    """At served-v2's threshold (0.082) a film with P = 0.003 is a clear NORMAL, not 'uncertain'."""
+def test_a_confident_normal_call_is_not_referred_at_a_low_threshold():
+    """At a low threshold (0.082) a film with P = 0.003 is a clear NORMAL, not referred."""
     from pneumo_core.serving.answers import Prediction
 
-    assert Prediction(0.0031, 0.0816, -5.8).label == "NORMAL" and not Prediction(0.0031, 0.0816, -5.8).uncertain
+    assert Prediction(0.0031, 0.0816, -5.8).label == "NORMAL" == Prediction(0.0031, 0.0816, -5.8).decision
 
 
 def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_path):

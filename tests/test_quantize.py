@@ -26,6 +26,7 @@ def _scores(logits, labels) -> FolderScores:
         np.asarray(logits, np.float32),
         np.zeros(count),
         np.zeros(count, bool),
+        np.zeros(count, bool),
         {},
         "digest",
     )

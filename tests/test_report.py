@@ -31,7 +31,7 @@ def test_report_of_an_answered_film():
         "93.0%",
         "69.0%",
         "site:north",
-        "Uncertain band",
+        "Referral band",
         "Warning: unusual film",
         "not for clinical use",
         "film–ä.png",

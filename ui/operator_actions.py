@@ -15,7 +15,7 @@ from pneumo_core.evaluation.scoring import score_labelled_folder
 from pneumo_core.jobs.launcher import Job, cancel_job, start_job
 from pneumo_core.operations.audit import record_action
 from pneumo_core.operations.calibration import calibrate
-from pneumo_core.operations.rules import Rule
+from pneumo_core.operations.rules import ReferralRule, Rule
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.profiles import SiteProfile, activate, save_profile
 from pneumo_core.store.promotion import promote_candidate, roll_back_served
@@ -51,12 +51,12 @@ def roll_back_model() -> None:
     st.cache_resource.clear()
 
 
-def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, progress) -> SiteProfile:
+def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, band: str, progress) -> SiteProfile:
     """Score a labelled folder and fit a site profile (not saved): minutes of CPU, so operators only."""
     require_operator()
     scores = score_labelled_folder(predictor, folder, progress)
     reference = predictor.density.reference if predictor.density else None
-    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), reference, predictor.runtime)
+    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), ReferralRule.parse(band), reference, predictor.runtime)
 
 
 def save_site_profile(profile: SiteProfile, make_active: bool) -> None:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.serving.answers import Case
+from ui.widgets import decision_words, probability_words
 
 PAGE_MARGIN = 40  # points
 IMAGE_POINTS = 224  # one canonical pixel per point: the film as the model saw it, not blown up
@@ -36,6 +37,7 @@ class ReportContext:
     model_sha256: str
     operating_point: str
     method: str
+    expected: str | None = None  # what the operating point should give on the site's next films (a site profile's)
 
 
 def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext, explained: str | None = None) -> bytes:
@@ -100,23 +102,21 @@ def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportCont
 def _headline(case: Case) -> str:
     if case.withheld:
         return "Not assessed: this does not look like a frontal chest X-ray"
-    prediction = case.prediction
-    if prediction.uncertain:
-        return f"Uncertain — leaning {prediction.label}"
-    return prediction.label
+    return decision_words(case.prediction)
 
 
 def _facts(case: Case, context: ReportContext) -> list[str]:
     prediction = case.prediction
-    low, high = prediction.uncertain_band
+    low, high = prediction.band
     lines = []
     if case.withheld:
         lines.append(f"Why: {case.withheld}")
     else:
-        lines.append(f"Probability of pneumonia: {prediction.probability:.1%} (calibrated)")
+        lines.append(f"Probability of pneumonia: {probability_words(prediction)} (calibrated)")
     lines += [
         f"Operating threshold: {prediction.threshold:.1%} · operating point: {context.operating_point}",
-        f"Uncertain band: {low:.1%} – {high:.1%} (results inside it mean the model cannot tell)",
+        *([context.expected] if context.expected else []),
+        f"Referral band: {low:.1%} – {high:.1%} (a result inside it is referred: the model cannot tell)",
         f"Model: {context.model_name} · model file SHA-256 {context.model_sha256[:16]}…",
     ]
     return lines

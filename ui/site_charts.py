@@ -54,13 +54,13 @@ def comparison_table(
                 **{PLAIN_NAMES[k]: _cell(profile.metrics[k], profile.intervals.get(k)) for k in HEADLINE},
             }
         )
-        estimate = profile.cross_validated
-        if estimate:
+        expected = profile.next_films
+        if expected:
             rows.append(
                 {
-                    "data": f"site {profile.name} ({profile.n} films)",
-                    "operating point": f"site rule, cross-validated ({estimate['folds']} patient folds)",
-                    **{PLAIN_NAMES[k]: _cell(estimate[k], estimate["range"][k]) for k in HEADLINE if k in estimate},
+                    "data": f"site {profile.name}: its next films, simulated",
+                    "operating point": f"site rule refitted on {1 - expected['next_share']:.0%} of the patients",
+                    **{PLAIN_NAMES[k]: _cell(expected[k]["mean"], expected[k]["range"]) for k in HEADLINE if k in expected},
                     PLAIN_NAMES["roc_auc"]: "—",
                 }
             )
@@ -82,6 +82,34 @@ def comparison_table(
                     **{PLAIN_NAMES[k]: f"{at_site[k]:.3f}" for k in HEADLINE},
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
+    """Per site profile: its referral band, the share referred and the decided films' sensitivity and specificity, on
+    the sample and on its next films as simulated (mean, and the 90% range in brackets)."""
+    rows = []
+    for profile in profiles:
+        if not profile.referral:
+            continue
+        low, high = profile.band_edges
+        sample, expected = profile.referral, (profile.next_films or {}).get("referral")
+        rows.append(
+            {
+                "site": profile.name,
+                "referral band": f"{low:.3f} – {high:.3f}",
+                "referred (sample)": f"{sample['referred']:.1%}",
+                "decided sensitivity (sample)": f"{sample['decided_sensitivity']:.3f}",
+                "decided specificity (sample)": f"{sample['decided_specificity']:.3f}",
+                "referred (next films)": _cell(expected["referred"]["mean"], expected["referred"]["range"]) if expected else "—",
+                "decided sensitivity (next films)": (
+                    _cell(expected["decided_sensitivity"]["mean"], expected["decided_sensitivity"]["range"]) if expected else "—"
+                ),
+                "decided specificity (next films)": (
+                    _cell(expected["decided_specificity"]["mean"], expected["decided_specificity"]["range"]) if expected else "—"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.serving.answers import Prediction
+from pneumo_core.store.profiles import SiteProfile
 
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
@@ -23,16 +24,16 @@ def disclaimer_banner() -> None:
 
 
 def probability_scale(prediction: Prediction) -> go.Figure:
-    """A 0–1 scale with P(pneumonia), the operating threshold and the uncertain band around it."""
+    """A 0–1 scale with P(pneumonia), the operating threshold and the referral band around it."""
     t, p = prediction.threshold, prediction.probability
     figure = go.Figure()
     # Shapes are drawn below the marker (Plotly draws shapes above traces unless told otherwise).
     figure.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, fillcolor="#eef2f5", line_width=0, layer="below")
-    low, high = prediction.uncertain_band
+    low, high = prediction.band
     band = "rgba(183,121,31,0.25)"
     figure.add_shape(type="rect", x0=low, x1=high, y0=0, y1=1, fillcolor=band, line_width=0, layer="below")
     figure.add_shape(type="line", x0=t, x1=t, y0=-0.2, y1=1.2, line={"color": GREY, "dash": "dash", "width": 2}, layer="below")
-    colour = CALM_AMBER if prediction.uncertain else CALM_BLUE
+    colour = CALM_AMBER if prediction.referred else CALM_BLUE
     figure.add_scatter(
         x=[p],
         y=[0.5],
@@ -55,10 +56,37 @@ def probability_scale(prediction: Prediction) -> go.Figure:
     return figure
 
 
+def decision_words(prediction: Prediction) -> str:
+    """The decision in the words every surface uses (page, table, CSV, PDF): the class, or the referral and why."""
+    if prediction.referred:
+        return f"REFER: uncertain, needs a radiologist (leaning {prediction.label})"
+    return prediction.decision
+
+
+def probability_words(prediction: Prediction) -> str:
+    """P(pneumonia) beside the threshold it is judged against, e.g. "86.4%, below the threshold of 86.5%"."""
+    side = "at or above" if prediction.probability >= prediction.threshold else "below"
+    return f"{prediction.probability:.1%}, {side} the threshold of {prediction.threshold:.1%}"
+
+
+def expected_range_words(profile: SiteProfile | None) -> str | None:
+    """What a site profile expects on the site's next films (its simulation's 90% ranges), in one sentence; None at the
+    validation operating point or for a profile fitted without the simulation."""
+    expected = profile.next_films if profile else None
+    if not expected:
+        return None
+    (sens_low, sens_high), (spec_low, spec_high) = expected["sensitivity"]["range"], expected["specificity"]["range"]
+    return (
+        f"Expected on this site's next films: sensitivity {sens_low:.0%}–{sens_high:.0%}, specificity "
+        f"{spec_low:.0%}–{spec_high:.0%} (90% of {expected['splits']} simulated splits of its sample)."
+    )
+
+
 def verdict_text(prediction: Prediction) -> str:
-    if prediction.uncertain:
-        return f"**Uncertain** · leaning {prediction.label}"
-    return f"**{prediction.label}**"
+    """The decision as the page's headline (Markdown)."""
+    if prediction.referred:
+        return f"**Refer** · uncertain, needs a radiologist (leaning {prediction.label})"
+    return f"**{prediction.decision}**"
 
 
 def clickable_confusion(tn: int, fp: int, fn: int, tp: int, threshold: float) -> go.Figure:

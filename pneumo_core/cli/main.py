@@ -24,7 +24,7 @@ from pathlib import Path
 from pneumo_core import CLASS_NAMES, DISCLAIMER
 from pneumo_core.common.films import IMAGE_SUFFIXES
 from pneumo_core.config import SERVING_RUNTIMES as RUNTIMES
-from pneumo_core.operations.rules import DEFAULT_RULE
+from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
 from pneumo_core.serving.decode import ImageDecodeError
 from pneumo_core.store.model_dir import ModelLoadError
@@ -98,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/")
     calibrate.add_argument("--site", required=True, help="the profile's name (letters, digits, . _ -)")
     calibrate.add_argument("--model", type=Path, default=None)
-    calibrate.add_argument("--rule", default=DEFAULT_RULE, help=f"sensitivity:S | cost:R | youden (default {DEFAULT_RULE})")
+    calibrate.add_argument(
+        "--rule", default=DEFAULT_RULE, help=f"sensitivity-bound:S | sensitivity:S | cost:R | youden (default {DEFAULT_RULE})"
+    )
+    calibrate.add_argument(
+        "--band", default=DEFAULT_BAND, help=f"the referral band: band:S/P | band:none (default {DEFAULT_BAND})"
+    )
     calibrate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     calibrate.add_argument("--activate", action="store_true", help="make it the default operating point of every entry point")
     for command in (evaluate, calibrate):

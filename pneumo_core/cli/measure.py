@@ -13,8 +13,9 @@ from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_p
 from pneumo_core.config import default_data_dir, served_model_dir
 from pneumo_core.evaluation.reports import format_metrics_table, predictions_frame, write_evaluation
 from pneumo_core.evaluation.scoring import FolderScores, internal_test_films, labelled_folder_films, score_labelled_folder
-from pneumo_core.operations.calibration import calibrate, describe_cross_validated
-from pneumo_core.operations.rules import Rule
+from pneumo_core.operations.calibration import calibrate
+from pneumo_core.operations.rules import ReferralRule, Rule
+from pneumo_core.operations.simulation import describe_next_films
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.profiles import SiteProfile, activate, check_name, save_profile
 
@@ -47,26 +48,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     model_dir = args.model or served_model_dir()
-    rule = Rule.parse(args.rule)
+    rule, band = Rule.parse(args.rule), ReferralRule.parse(args.band)
     check_name(args.site)
     predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
     with folder_progress(args.quiet) as progress:
         scores = score_labelled_folder(predictor, args.data_dir, progress)
     reference = predictor.density.reference if predictor.density else None
-    profile = calibrate(scores, predictor.metadata, args.site, rule, reference, predictor.runtime)
+    profile = calibrate(scores, predictor.metadata, args.site, rule, band, reference, predictor.runtime)
     path = save_profile(profile, model_dir)
     if args.activate:
         activate(model_dir, profile.name)
     _report_unreadable(scores)
     print(
         f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
-        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}"
+        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}  band: {profile.band}"
+        + (f"  withheld as not an X-ray: {profile.withheld}" if profile.withheld else "")
     )
-    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
+    low, high = profile.band_edges
+    print(
+        f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  referral band {low:.4f}-{high:.4f}  "
+        f"(scores of the {profile.runtime} runtime)"
+    )
     print(profile_table(profile))
+    print(referral_line(profile.referral, "on the sample"))
     print(profile.note)
-    if profile.cross_validated:
-        print(describe_cross_validated(profile.cross_validated))
+    if profile.next_films:
+        print(describe_next_films(profile.next_films))
     print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
     return EXIT_SOME_FAILED if scores.errors else EXIT_OK
 
@@ -78,9 +85,20 @@ def profile_table(profile: SiteProfile) -> str:
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
         low, high = profile.intervals[key]
         lines.append(f"{key:<12}{profile.metrics[key]:>16.4f}{f'{low:.3f}-{high:.3f}':>18}{validation[key]:>18.4f}")
+        if key == "sensitivity":
+            bound = profile.metrics["sensitivity_lower_bound"]
+            lines.append(f"{'  bound':<12}{bound:>16.4f}   (one-sided 95% lower bound over patients)")
     for key in ("tp", "fp", "tn", "fn"):
         lines.append(f"{key:<12}{profile.metrics[key]:>16d}{'':>18}{validation[key]:>18d}")
     return "\n".join(lines)
+
+
+def referral_line(referral: dict, where: str) -> str:
+    """The referral band's share referred and decided films' sensitivity and specificity, in one line."""
+    return (
+        f"referral band {where}: {referral['referred']:.1%} referred ({referral['refer']} films), decided films' "
+        f"sensitivity {referral['decided_sensitivity']:.3f}, specificity {referral['decided_specificity']:.3f}"
+    )
 
 
 def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:

@@ -30,6 +30,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         return EXIT_OK
     drift = report["drift"]
     print(f"model: {report['model']}  answers: {report['answers']}  verdicts: {report['verdicts']}")
+    print(f"decisions: {report['decisions']}")
     for signal in drift["signals"]:
         values = "not enough data" if signal["psi"] is None else f"PSI {signal['psi']:.3f}, KS p {signal['ks_pvalue']:.2g}"
         print(f"  {signal['name']:<17} n={signal['n']:<6} {values}{'  ← drift' if signal['alert'] else ''}")

@@ -31,6 +31,7 @@ class FolderScores:
     logits: np.ndarray  # raw model logits (float32), before any temperature
     distances: np.ndarray  # feature distance to the training reference (NaN without one)
     warned: np.ndarray  # bool: the film got a not-an-X-ray warning
+    withheld: np.ndarray  # bool: the film got no verdict (clearly not a chest X-ray), as predict answers it
     errors: dict[str, str]  # file → reason, for films that could not be read
     data_sha256: str  # over every file's relative name, label and bytes (sorted by name)
 
@@ -69,7 +70,7 @@ def manifest_films(model_dir: Path, data_dir: Path, split: str) -> pd.DataFrame:
 def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> FolderScores:
     """Score labelled films given as rows of ``path``, ``file`` (the name kept) and ``label``, in batches."""
     digest = hashlib.sha256()
-    files, labels, logits, distances, warned, errors = [], [], [], [], [], {}
+    files, labels, logits, distances, warned, withheld, errors = [], [], [], [], [], [], {}
     rows = list(films[["path", "file", "label"]].itertuples(index=False))
     for start in range(0, len(rows), predictor.batch_size):
         chunk = rows[start : start + predictor.batch_size]
@@ -87,6 +88,7 @@ def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[i
             logits.append(case.prediction.logit)
             distances.append(np.nan if case.distance is None else case.distance)
             warned.append(bool(case.warnings))
+            withheld.append(case.withheld is not None)
         if progress:
             progress(min(start + len(chunk), len(rows)), len(rows))
     return FolderScores(
@@ -95,6 +97,7 @@ def score_films(predictor: Predictor, films: pd.DataFrame, progress: Callable[[i
         np.asarray(logits, dtype=np.float32),
         np.asarray(distances, dtype=float),
         np.asarray(warned, dtype=bool),
+        np.asarray(withheld, dtype=bool),
         errors,
         digest.hexdigest(),
     )

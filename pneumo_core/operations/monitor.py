@@ -55,8 +55,10 @@ COLUMNS = {
     "image_mean": "REAL",
     "image_std": "REAL",
     "latency_ms": "REAL",
+    "decision": "TEXT",
 }
-"""The store's ``answers`` table: column → SQLite type."""
+"""The store's ``answers`` table: column → SQLite type (``decision``: NORMAL, PNEUMONIA, REFER, or null when withheld;
+last, so that a store written before it existed gains it as a new column)."""
 SHADOW_COLUMNS = {
     "time": "REAL NOT NULL",
     "source": "TEXT NOT NULL",
@@ -89,8 +91,19 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     if fresh:
         connection.execute("PRAGMA journal_mode=WAL")  # persistent: it stays set in the database file
         connection.executescript(SCHEMA)
+        _add_missing_columns(connection)
         _READY.add(path)
     return connection
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Columns added to :data:`TABLES` since a store was created, appended to its tables (earlier rows: null)."""
+    for table, columns in TABLES.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    connection.commit()
 
 
 def record(cases: Iterable[Any], predictor: Any, source: str, seconds: float, path: Path | None = None) -> int:
@@ -121,6 +134,7 @@ def record(cases: Iterable[Any], predictor: Any, source: str, seconds: float, pa
                 float(case.canonical.mean()) if case.canonical is not None else None,
                 float(case.canonical.std()) if case.canonical is not None else None,
                 latency,
+                verdict.decision if verdict else None,
             )
         )
     return insert("answers", rows, path)
@@ -235,8 +249,10 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 
 
 def drift_report(window: dict[str, np.ndarray], reference_distances: np.ndarray, reference_logits: np.ndarray) -> dict:
-    """``{"answers", "verdicts", "drift": {"alert", "signals": [...], "rule"}}`` for a window of stored rows."""
+    """``{"answers", "verdicts", "decisions", "drift": {"alert", "signals": [...], "rule"}}`` for a window of stored
+    rows (``decisions``: NORMAL, PNEUMONIA, REFER; rows stored before decisions were recorded are not counted)."""
     verdicts = {name: int(np.sum(window["verdict"] == name)) for name in ("NORMAL", "PNEUMONIA", "withheld")}
+    decisions = {name: int(np.sum(window["decision"] == name)) for name in ("NORMAL", "PNEUMONIA", "REFER")}
     signals = [
         compare("feature distance", reference_distances, window["distance"]),
         compare("logit", reference_logits, window["logit"]),
@@ -244,6 +260,7 @@ def drift_report(window: dict[str, np.ndarray], reference_distances: np.ndarray,
     return {
         "answers": int(len(window["time"])),
         "verdicts": verdicts,
+        "decisions": decisions,
         "drift": {
             "alert": any(signal.alert for signal in signals),
             "signals": [signal.as_json() for signal in signals],

@@ -12,9 +12,11 @@ from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import log_odds, sigmoid
 from pneumo_core.serving import cams
 
-UNCERTAIN_LOG_ODDS = 1.0
-"""A probability whose log-odds lie within this distance of the threshold's is reported as uncertain: odds within a
-factor e of the threshold's (what that band holds for the served model: the model card, "Operating point")."""
+DECISIONS = ("NORMAL", "PNEUMONIA", "REFER")
+"""What a film's answer says: one of the classes, or refer (uncertain, needs a radiologist)."""
+DEFAULT_REFERRAL_LOG_ODDS = 1.0
+"""Without a site profile's fitted band, films whose log-odds lie within this distance of the threshold's (odds within
+a factor e of it) are referred."""
 
 
 @dataclass(frozen=True)
@@ -22,22 +24,33 @@ class Prediction:
     probability: float  # calibrated P(PNEUMONIA)
     threshold: float
     logit: float
+    referral_band: tuple[float, float] | None = None  # [low, high): a site profile's fitted band, else the default
 
     @property
     def label(self) -> str:
+        """The binary verdict at the threshold."""
         return CLASS_NAMES[int(self.probability >= self.threshold)]
 
     @property
-    def uncertain_band(self) -> tuple[float, float]:
-        """The probabilities around the threshold reported as uncertain (see :data:`UNCERTAIN_LOG_ODDS`)."""
+    def band(self) -> tuple[float, float]:
+        """The probabilities ``[low, high)`` referred: the site profile's band (see
+        :class:`~pneumo_core.operations.rules.ReferralRule`), else :data:`DEFAULT_REFERRAL_LOG_ODDS` around the
+        threshold."""
+        if self.referral_band is not None:
+            return self.referral_band
         centre = log_odds(min(max(self.threshold, 1e-6), 1 - 1e-6))
-        low, high = sigmoid(centre + np.array([-UNCERTAIN_LOG_ODDS, UNCERTAIN_LOG_ODDS]))
+        low, high = sigmoid(centre + np.array([-DEFAULT_REFERRAL_LOG_ODDS, DEFAULT_REFERRAL_LOG_ODDS]))
         return float(low), float(high)
 
     @property
-    def uncertain(self) -> bool:
-        low, high = self.uncertain_band
-        return low < self.probability < high
+    def decision(self) -> str:
+        """NORMAL below the band, PNEUMONIA from its upper edge, REFER inside it."""
+        low, high = self.band
+        return "NORMAL" if self.probability < low else "PNEUMONIA" if self.probability >= high else "REFER"
+
+    @property
+    def referred(self) -> bool:
+        return self.decision == "REFER"
 
 
 @dataclass(frozen=True)
@@ -61,17 +74,20 @@ class Case:
 
 
 def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
-    """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label``, ``probability``,
-    ``threshold``, ``operating_point`` and ``warnings`` when any; ``label`` and ``probability`` are null when the
-    film is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
+    """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label`` (the binary verdict
+    at the threshold), ``decision`` (NORMAL, PNEUMONIA or REFER), ``probability``, ``threshold``, ``referral_band``,
+    ``operating_point`` and ``warnings`` when any; ``label``, ``decision`` and ``probability`` are null when the film
+    is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
     if case.error or case.prediction is None:
         return {"file": name, "error": case.error or "The file could not be classified."}
     verdict = case.verdict
     record: dict[str, Any] = {
         "file": name,
         "label": verdict.label if verdict else None,
+        "decision": verdict.decision if verdict else None,
         "probability": round(verdict.probability, 6) if verdict else None,
         "threshold": round(case.prediction.threshold, 6),
+        "referral_band": [round(edge, 6) for edge in case.prediction.band],
         "operating_point": operating_point,
     }
     if case.warnings:

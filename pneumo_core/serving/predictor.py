@@ -34,7 +34,7 @@ starts again, up to this many times; a damaged model fails every time and its er
 class Predictor:
     """The served model, ready to answer: ``Predictor.load()`` then ``classify`` / ``predict_canonical``.
 
-    Its operating point (temperature and threshold) is the model's validation one, or a site profile's
+    Its operating point (temperature, threshold and referral band) is the model's validation one, or a site profile's
     (:mod:`pneumo_core.store.profiles`), or a threshold given by hand; :attr:`operating_point` names it:
     ``"validation"``, ``"site:NAME"`` or ``"manual"``.
     """
@@ -54,10 +54,12 @@ class Predictor:
         self.input_size = int(metadata["input_size"])
         self.profile = profile
         self.temperature = profile.temperature if profile else float(metadata.get("temperature", 1.0))
+        self.referral_band: tuple[float, float] | None = None  # None: the default band around the threshold
         if threshold is not None:
             self.threshold, self.operating_point = float(threshold), "manual"
         elif profile:
             self.threshold, self.operating_point = profile.threshold, profile.operating_point
+            self.referral_band = profile.band_edges
         else:
             self.threshold, self.operating_point = float(metadata["threshold"]), "validation"
         self.density = density
@@ -143,7 +145,7 @@ class Predictor:
 
     def _predictions(self, logits: np.ndarray) -> list[Prediction]:
         probabilities = sigmoid(logits / self.temperature)
-        return [Prediction(float(p), self.threshold, float(z)) for p, z in zip(probabilities, logits)]
+        return [Prediction(float(p), self.threshold, float(z), self.referral_band) for p, z in zip(probabilities, logits)]
 
     def classify(self, named_payloads: list[tuple[str, bytes]], with_maps: bool = False) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.

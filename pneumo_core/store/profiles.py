@@ -48,11 +48,21 @@ class SiteProfile:
     unreadable: int = 0
     note: str = OPTIMISM_NOTE
     runtime: str = "not recorded"  # the serving runtime whose scores were fitted (int8 and float32 differ slightly)
-    cross_validated: dict[str, Any] | None = None  # the rule refitted without each film's patient: see cross_validated
+    referral_band: list[float] = field(default_factory=list)  # [low, high): referred between (ReferralRule)
+    band: str = "band:none"
+    band_description: str = ""
+    referral: dict[str, Any] = field(default_factory=dict)  # on the sample: share referred, decided films' metrics
+    next_films: dict[str, Any] | None = None  # the site's next films, simulated on the sample (operations.simulation)
+    withheld: int = 0  # films withheld as not an X-ray: no verdict, as predict answers them; not scored
 
     @property
     def operating_point(self) -> str:
         return f"site:{self.name}"
+
+    @property
+    def band_edges(self) -> tuple[float, float]:
+        """The referral band ``(low, high)``; the threshold on both sides for a profile fitted without one."""
+        return (self.referral_band[0], self.referral_band[1]) if self.referral_band else (self.threshold, self.threshold)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=float) + "\n"
@@ -88,7 +98,9 @@ def load_profile(model_dir: Path, name: str) -> SiteProfile:
     try:
         profile = SiteProfile(**json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
-        raise ProfileError(f"The site profile {path.name} cannot be read ({error}).") from None
+        raise ProfileError(
+            f"The site profile {path.name} cannot be read ({error}): recalibrate it (python -m pneumo_core calibrate)."
+        ) from None
     _check_binding(profile, read_metadata(model_dir), model_dir)
     return profile
 
