@@ -99,6 +99,14 @@ def test_evaluate_writes_metrics_and_predictions(capsys, tiny_model_dir, tmp_pat
     assert len(predictions) == 8 and predictions[0].startswith("file,label")
     metrics = json.loads((tmp_path / "out" / "evaluation_metrics.json").read_text())
     assert metrics["n"] == 7 and metrics["tp"] + metrics["fn"] == 4
+    assert predictions[0].endswith(",decision") and "referral band" in printed
+    decisions = [line.rsplit(",", 1)[1] for line in predictions[1:]]
+    assert [decisions.count(name) for name in ("NORMAL", "REFER", "PNEUMONIA")] == [
+        metrics["normal"],
+        metrics["refer"],
+        metrics["pneumonia"],
+    ]
+    assert (tmp_path / "out" / "evaluation_risk_coverage.html").is_file() and 0 <= metrics["referred"] <= 1
 
 
 def test_real_process_exit_codes_and_clean_stderr(tiny_model_dir, upload_folder):

@@ -34,13 +34,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("error: none of the images could be read", file=sys.stderr)
         return EXIT_SOME_FAILED
     frame = predictions_frame(scores.files, scores.labels, scores.logits, predictor.temperature, predictor.threshold)
-    metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation")
+    metrics = write_evaluation(frame, predictor.threshold, args.out, "evaluation", predictor.band)
     print(
         f"model: {predictor.metadata.get('name')}  operating point: {predictor.operating_point}  "
         f"threshold: {predictor.threshold:.4f}  data: {args.data_dir}"
     )
     print(format_metrics_table({"evaluation": metrics}))
-    print(f"written: {args.out}/evaluation_predictions.csv, _metrics.json, _confusion.html, _roc.html, _pr.html")
+    low, high = predictor.band
+    print(referral_line(metrics, f"{low:.4f}-{high:.4f}"))
+    print(
+        f"written: {args.out}/evaluation_predictions.csv, _metrics.json, _confusion.html, _roc.html, _pr.html, "
+        "_risk_coverage.html"
+    )
     if scores.errors:
         print(f"{len(scores.errors)} unreadable file(s) skipped (listed on stderr)")
     return EXIT_SOME_FAILED if scores.errors else EXIT_OK
@@ -64,13 +69,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}  band: {profile.band}"
         + (f"  withheld as not an X-ray: {profile.withheld}" if profile.withheld else "")
     )
-    low, high = profile.band_edges
-    print(
-        f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  referral band {low:.4f}-{high:.4f}  "
-        f"(scores of the {profile.runtime} runtime)"
-    )
+    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
     print(profile_table(profile))
-    print(referral_line(profile.referral, "on the sample"))
+    low, high = profile.band_edges
+    print(referral_line(profile.referral, f"{low:.4f}-{high:.4f} on the sample"))
     print(profile.note)
     if profile.next_films:
         print(describe_next_films(profile.next_films))
@@ -93,10 +95,10 @@ def profile_table(profile: SiteProfile) -> str:
     return "\n".join(lines)
 
 
-def referral_line(referral: dict, where: str) -> str:
+def referral_line(referral: dict, band: str) -> str:
     """The referral band's share referred and decided films' sensitivity and specificity, in one line."""
     return (
-        f"referral band {where}: {referral['referred']:.1%} referred ({referral['refer']} films), decided films' "
+        f"referral band {band}: {referral['referred']:.1%} referred ({referral['refer']} films), decided films' "
         f"sensitivity {referral['decided_sensitivity']:.3f}, specificity {referral['decided_specificity']:.3f}"
     )
 

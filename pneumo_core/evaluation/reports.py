@@ -1,4 +1,5 @@
-"""Evaluate a model on labelled images: per-image predictions, metrics, confusion matrix, ROC/PR plots."""
+"""Evaluate a model on labelled images: per-image predictions and decisions, metrics, confusion matrix, ROC/PR and
+risk–coverage plots."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import plotly.graph_objects as go
 from sklearn import metrics as skm
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.decisions import decide, decided_metrics, risk_coverage
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.evaluation.metrics import classification_metrics
+from pneumo_core.serving.answers import default_band
 
 
 def predictions_frame(
@@ -81,15 +84,48 @@ def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go
     return roc, pr
 
 
-def write_evaluation(frame: pd.DataFrame, threshold: float, out_dir: Path, name: str) -> dict[str, float]:
-    """Write ``{name}_predictions.csv``, ``{name}_metrics.json`` and the plots; return the metrics."""
+def risk_coverage_figure(frame: pd.DataFrame, threshold: float, band: tuple[float, float]) -> go.Figure:
+    """Error rate of the decided films against the share decided, for bands widening around the threshold, with the
+    operating point's own band marked."""
+    labels = (frame["label"] == CLASS_NAMES[1]).to_numpy()
+    probabilities = frame["probability"].to_numpy()
+    curve = risk_coverage(labels, probabilities, threshold)
+    at_band = decided_metrics(labels, probabilities, *band)
+    figure = go.Figure(
+        layout={
+            "title": "Risk–coverage: error among decided films as the referral band widens",
+            "xaxis_title": "coverage (share of films decided)",
+            "yaxis_title": "error rate of decided films",
+            "xaxis": {"range": [0, 1.02], "tickformat": ".0%"},
+        }
+    )
+    figure.add_scatter(x=curve["coverage"], y=curve["risk"], mode="lines+markers", name="bands around the threshold")
+    figure.add_scatter(
+        x=[1 - at_band["referred"]], y=[1 - at_band["decided_accuracy"]], mode="markers", marker_size=12, name="this band"
+    )
+    return figure
+
+
+def write_evaluation(
+    frame: pd.DataFrame, threshold: float, out_dir: Path, name: str, band: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """Write ``{name}_predictions.csv`` (with each film's decision), ``{name}_metrics.json`` (the binary metrics and
+    the referral band's: by default the one around the threshold) and the plots; return the metrics."""
+    band = band or default_band(threshold)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = metrics_of(frame, threshold)
+    labels = (frame["label"] == CLASS_NAMES[1]).to_numpy()
+    frame = frame.assign(decision=[decide(p, *band) for p in frame["probability"]])
+    metrics = {
+        **metrics_of(frame, threshold),
+        "referral_band": list(band),
+        **decided_metrics(labels, frame["probability"], *band),
+    }
     frame.to_csv(out_dir / f"{name}_predictions.csv", index=False)
     (out_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     roc, pr = roc_pr_figures(frame, threshold)
-    for figure, suffix in ((confusion_figure(frame, threshold), "confusion"), (roc, "roc"), (pr, "pr")):
+    figures = ((confusion_figure(frame, threshold), "confusion"), (roc, "roc"), (pr, "pr"))
+    for figure, suffix in (*figures, (risk_coverage_figure(frame, threshold, band), "risk_coverage")):
         figure.write_html(out_dir / f"{name}_{suffix}.html", include_plotlyjs="cdn")
     return metrics
 

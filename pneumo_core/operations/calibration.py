@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from pneumo_core.common.decisions import decided_metrics
 from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.operations.diagnostics import diagnostics
 from pneumo_core.operations.rules import ReferralRule, Rule, sensitivity_lower_bound
-from pneumo_core.operations.simulation import next_film_metrics, simulate_next_films
+from pneumo_core.operations.simulation import simulate_next_films
 from pneumo_core.store.profiles import ProfileError, SiteProfile, check_name
 
 
@@ -80,23 +81,10 @@ def calibrate(
         referral_band=[low, high],
         band=str(band),
         band_description=band.describe(),
-        referral=referral_metrics(labels, probabilities, threshold, low, high),
+        referral=decided_metrics(labels, probabilities, low, high),
         next_films=simulate_next_films(labels, logits, patients, rule, band),
         diagnostics=diagnostics(labels, probabilities, scores.distances[kept], scores.warned[kept], reference_distances),
         unreadable=len(scores.errors),
         withheld=int(scores.withheld.sum()),
         runtime=runtime,
     )
-
-
-def referral_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float, low: float, high: float) -> dict:
-    """On the sample: the share referred by the band, the decided films' sensitivity and specificity, and the counts."""
-    metrics = next_film_metrics(labels, probabilities, threshold, low, high)
-    return {
-        "referred": metrics["referred"],
-        "decided_sensitivity": metrics["decided_sensitivity"],
-        "decided_specificity": metrics["decided_specificity"],
-        "normal": int(np.sum(probabilities < low)),
-        "refer": int(np.sum((probabilities >= low) & (probabilities < high))),
-        "pneumonia": int(np.sum(probabilities >= high)),
-    }

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pneumo_core.common.decisions import decided_metrics
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.operations.rules import ReferralRule, Rule
 
@@ -73,20 +74,13 @@ def next_film_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: 
     ``[low, high)`` with the decided films' sensitivity and specificity (NaN when a class has no decided film)."""
     called = probabilities >= threshold
     pneumonia, normal = labels == 1, labels == 0
-    decided_pneumonia, decided_normal = probabilities >= high, probabilities < low
-    decided = decided_pneumonia | decided_normal
+    decided = decided_metrics(labels, probabilities, low, high)
     return {
         "accuracy": float(np.mean(called == pneumonia)),
         "sensitivity": float(called[pneumonia].mean()),
         "specificity": float((~called[normal]).mean()),
-        "referred": float(1 - decided.mean()),
-        "decided_sensitivity": _share(decided_pneumonia[pneumonia & decided]),
-        "decided_specificity": _share(decided_normal[normal & decided]),
+        **{key: decided[key] for key in ("referred", "decided_sensitivity", "decided_specificity")},
     }
-
-
-def _share(values: np.ndarray) -> float:
-    return float(values.mean()) if values.size else float("nan")
 
 
 def summarise(rows: list[dict], rule: Rule, band: ReferralRule) -> dict[str, Any]:

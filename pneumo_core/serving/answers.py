@@ -9,14 +9,20 @@ from typing import Any
 import numpy as np
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.decisions import REFER, decide
 from pneumo_core.common.logits import log_odds, sigmoid
 from pneumo_core.serving import cams
 
-DECISIONS = ("NORMAL", "PNEUMONIA", "REFER")
-"""What a film's answer says: one of the classes, or refer (uncertain, needs a radiologist)."""
 DEFAULT_REFERRAL_LOG_ODDS = 1.0
 """Without a site profile's fitted band, films whose log-odds lie within this distance of the threshold's (odds within
 a factor e of it) are referred."""
+
+
+def default_band(threshold: float) -> tuple[float, float]:
+    """The referral band without a fitted one: :data:`DEFAULT_REFERRAL_LOG_ODDS` either side of the threshold."""
+    centre = log_odds(min(max(threshold, 1e-6), 1 - 1e-6))
+    low, high = sigmoid(centre + np.array([-DEFAULT_REFERRAL_LOG_ODDS, DEFAULT_REFERRAL_LOG_ODDS]))
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -36,21 +42,16 @@ class Prediction:
         """The probabilities ``[low, high)`` referred: the site profile's band (see
         :class:`~pneumo_core.operations.rules.ReferralRule`), else :data:`DEFAULT_REFERRAL_LOG_ODDS` around the
         threshold."""
-        if self.referral_band is not None:
-            return self.referral_band
-        centre = log_odds(min(max(self.threshold, 1e-6), 1 - 1e-6))
-        low, high = sigmoid(centre + np.array([-DEFAULT_REFERRAL_LOG_ODDS, DEFAULT_REFERRAL_LOG_ODDS]))
-        return float(low), float(high)
+        return self.referral_band if self.referral_band is not None else default_band(self.threshold)
 
     @property
     def decision(self) -> str:
         """NORMAL below the band, PNEUMONIA from its upper edge, REFER inside it."""
-        low, high = self.band
-        return "NORMAL" if self.probability < low else "PNEUMONIA" if self.probability >= high else "REFER"
+        return decide(self.probability, *self.band)
 
     @property
     def referred(self) -> bool:
-        return self.decision == "REFER"
+        return self.decision == REFER
 
 
 @dataclass(frozen=True)

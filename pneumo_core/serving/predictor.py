@@ -17,7 +17,7 @@ import numpy as np
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.serving import cams
-from pneumo_core.serving.answers import Case, Prediction
+from pneumo_core.serving.answers import Case, Prediction, default_band
 from pneumo_core.serving.decode import DecodedImage, ImageDecodeError, decode_upload
 from pneumo_core.serving.ood import FeatureDensity, ood_assessment
 from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
@@ -96,6 +96,12 @@ class Predictor:
     @property
     def runtime(self) -> str:
         return self.network.runtime
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The referral band ``[low, high)`` of the operating point (a site profile's, else the default around the
+        threshold)."""
+        return self.referral_band if self.referral_band is not None else default_band(self.threshold)
 
     def warm_up(self) -> None:
         """Run both serving graphs once, so the first visitor does not wait for their compilation."""
