@@ -10,19 +10,20 @@ from sklearn.metrics import roc_curve
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.films import class_root, labelled_folders
+from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_data_roots
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.evaluation.reports import roc_pr_figures
+from pneumo_core.evaluation.reports import pr_figure
 from pneumo_core.jobs.history import recent_runs
 from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.operations.simulation import describe_next_films
 from pneumo_core.serving.film_files import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
-from pneumo_core.store.profiles import ProfileError, list_profiles, load_profile
+from pneumo_core.store.profiles import ProfileError, SiteProfile, list_profiles, load_profile
 from ui.access import is_operator
 from ui.operator_actions import deactivate_site_profiles, save_site_profile, validate_site
-from ui.resources import served_model
+from ui.resources import Served, served_model
 from ui.site_charts import (
     PLAIN_NAMES,
     comparison_table,
@@ -52,8 +53,11 @@ CELLS = {
 }
 
 
-def external_validity(metadata: dict, labels: np.ndarray, scores: np.ndarray, active: str) -> None:
+def external_validity(
+    served: Served, frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, roc: tuple[np.ndarray, np.ndarray]
+) -> None:
     """Internal test and every site profile side by side: metrics with intervals, confusion, ROC, reliability."""
+    metadata, active = served.metadata, served.predictor.operating_point
     profiles = []
     for name in list_profiles(served.directory):
         try:
@@ -89,9 +93,9 @@ def external_validity(metadata: dict, labels: np.ndarray, scores: np.ndarray, ac
             width="stretch",
             key=f"confusion_{profile.name}",
         )
-    fpr, tpr, _ = roc_curve(labels, scores)
     predicted, observed, _ = reliability_curve(labels, scores)
-    roc_curves = [("internal test", fpr.tolist(), tpr.tolist(), (1 - internal["specificity"], internal["sensitivity"]))]
+    internal_point = (1 - internal["specificity"], internal["sensitivity"])
+    roc_curves = [("internal test", *(curve.tolist() for curve in roc), internal_point)]
     reliability_curves = [("internal test", predicted.tolist(), observed.tolist())]
     for profile in profiles:
         diagnostics = profile.diagnostics
@@ -138,7 +142,7 @@ BANDS = {
 }
 
 
-def validate_on_your_data() -> None:
+def validate_on_your_data(served: Served) -> None:
     """Operators: score a labelled folder from the data roots, see its shift diagnostics, save or activate a profile."""
     st.subheader("Validate on your data")
     st.markdown(
@@ -178,16 +182,16 @@ def validate_on_your_data() -> None:
     profile = st.session_state.get("site_result")
     if profile is None:
         return
-    site_result(profile)
+    site_result(served, profile)
 
 
-def site_result(profile) -> None:
+def site_result(served: Served, profile: SiteProfile) -> None:
     st.markdown(
         f"**Site {profile.name}**: {profile.n} films ({profile.n_normal} NORMAL, {profile.n_pneumonia} PNEUMONIA), "
         f"rule *{profile.rule_description}* → threshold **{profile.threshold:.3f}**, temperature {profile.temperature:.2f}."
         + (f" {profile.unreadable} file(s) could not be read." if profile.unreadable else "")
     )
-    st.dataframe(comparison_table(metadata, [profile], ""), hide_index=True, width="stretch")
+    st.dataframe(comparison_table(served.metadata, [profile], ""), hide_index=True, width="stretch")
     st.caption(profile.note)
     if profile.next_films:
         st.markdown(describe_next_films(profile.next_films))
@@ -207,27 +211,44 @@ def site_result(profile) -> None:
         st.success(f"Every answer now uses site profile {profile.name} (threshold {profile.threshold:.3f}).")
 
 
-def explore_threshold(frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, point: dict, served_threshold: float):
-    """The threshold explorer: metrics, a clickable confusion matrix, ROC, PR and reliability at any threshold.
-    Returns the explored threshold and the confusion matrix's click."""
+def operating_points(served: Served) -> dict[str, tuple[float, float]]:
+    """The operating points the explorer can start from, the serving one first: name → (temperature, threshold)."""
+    predictor, metadata = served.predictor, served.metadata
+    points = {f"serving: {operating_point_label(predictor.operating_point)}": (predictor.temperature, predictor.threshold)}
+    if predictor.operating_point != "validation":
+        points["validation threshold"] = (float(metadata.get("temperature", 1.0)), float(metadata["threshold"]))
+    return points
+
+
+def explore_threshold(served: Served, frame: pd.DataFrame, labels: np.ndarray, roc: tuple[np.ndarray, np.ndarray]):
+    """The threshold explorer on the internal test: metrics, a clickable confusion matrix, ROC, PR and reliability at
+    any threshold, starting at the serving operating point. Returns the explored threshold, the films' probabilities
+    at the chosen point's temperature and the confusion matrix's click."""
     st.subheader("Explore the threshold")
     st.info(
         "Exploration only: moving this slider does not change the served model. "
-        "Thresholds are chosen on validation data, never on test data.",
+        "Thresholds are chosen on validation data or a site's sample, never on test data.",
         icon=":material/search:",
     )
-    st.session_state.setdefault("explore_threshold", served_threshold)
-    slider, reset = st.columns([4, 1], vertical_alignment="bottom")
+    points = operating_points(served)
+    chosen = st.radio("Operating point", list(points), horizontal=True, key="explore_point")
+    temperature, point_threshold = points[chosen]
+    if st.session_state.get("explore_point_applied") != chosen:  # a new point moves the slider to its threshold
+        st.session_state["explore_point_applied"] = chosen
+        st.session_state["explore_threshold"] = point_threshold
+    scores = sigmoid(frame["logit"].to_numpy(np.float64) / temperature)
+    slider, reset = st.columns([3, 2], vertical_alignment="bottom")
     threshold = slider.slider("Threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key="explore_threshold")
     reset.button(
-        "Back to the validation threshold",
-        on_click=lambda: st.session_state.update(explore_threshold=served_threshold),
+        "Back to this operating point",
+        on_click=lambda: st.session_state.update(explore_threshold=point_threshold),
         key="reset_threshold",
     )
+    point = classification_metrics(labels, scores, point_threshold)
     explored = classification_metrics(labels, scores, threshold)
     columns = st.columns(4)
     for column, key in zip(columns, ("sensitivity", "specificity", "precision", "npv")):
-        column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs validation threshold")
+        column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs the operating point")
     left, right = st.columns(2)
     with left:
         clicked = st.plotly_chart(
@@ -237,20 +258,19 @@ def explore_threshold(frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarra
             selection_mode="points",
             key="confusion",
         )
-    _, pr = roc_pr_figures(frame, threshold)
-    fpr, tpr, _ = roc_curve(labels, scores)
     explored_point = (1 - explored["specificity"], explored["sensitivity"])
-    right.plotly_chart(roc_comparison([("internal test", fpr.tolist(), tpr.tolist(), explored_point)]), width="stretch")
-    left.plotly_chart(pr, width="stretch")
-    right.plotly_chart(reliability_figure(labels, scores, point["ece"]), width="stretch")
-    return threshold, clicked
+    right.plotly_chart(roc_comparison([("internal test", *(curve.tolist() for curve in roc), explored_point)]), width="stretch")
+    left.plotly_chart(pr_figure(frame.assign(probability=scores), threshold), width="stretch")
+    right.plotly_chart(reliability_figure(labels, scores, explored["ece"]), width="stretch")
+    return threshold, scores, clicked
 
 
 def reliability_figure(labels: np.ndarray, scores: np.ndarray, ece: float) -> go.Figure:
+    """Predicted against observed frequency: the probabilities are calibrated where the curve follows the diagonal."""
     predicted_mean, observed, counts = reliability_curve(labels, scores)
     figure = go.Figure(
         layout={
-            "title": f"Reliability (ECE {ece:.3f})",
+            "title": f"Reliability at this operating point's temperature (ECE {ece:.3f})",
             "xaxis_title": "predicted P(pneumonia)",
             "yaxis_title": "observed frequency",
             "xaxis_range": [0, 1],
@@ -268,7 +288,9 @@ def published_results() -> None:
     st.caption("These numbers are on the official Kaggle test split, a different population from this internal split.")
 
 
-def misclassified_films(frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, threshold: float, clicked) -> None:
+def misclassified_films(
+    served: Served, frame: pd.DataFrame, labels: np.ndarray, scores: np.ndarray, threshold: float, clicked
+) -> None:
     """The films of a confusion-matrix cell (a click on the matrix picks it) with the heat map of either class."""
     st.subheader("What the model gets wrong")
     points = (clicked or {}).get("selection", {}).get("points", []) if clicked else []
@@ -330,32 +352,36 @@ def training_runs(metadata: dict) -> None:
         st.caption("No training runs recorded in this MLflow store yet.")
 
 
-st.title("Metrics of the served model")
-served, problem = served_model()
-if served is None:
-    st.error(f"No model is available. {problem}")
-    st.stop()
-metadata = served.metadata
-predictions_path = served.directory / EVALUATION_DIR / "test_predictions.csv"
-if not predictions_path.is_file():
-    st.error("This model has no evaluation artifacts (test_predictions.csv); re-run its evaluation.")
-    st.stop()
+def main() -> None:
+    st.title("Metrics of the served model")
+    served, problem = served_model()
+    if served is None:
+        st.error(f"No model is available. {problem}")
+        st.stop()
+    metadata = served.metadata
+    predictions_path = served.directory / EVALUATION_DIR / "test_predictions.csv"
+    if not predictions_path.is_file():
+        st.error("This model has no evaluation artifacts (test_predictions.csv); re-run its evaluation.")
+        st.stop()
+    frame = pd.read_csv(predictions_path)
+    labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
+    scores = frame["probability"].to_numpy()  # at the validation temperature
+    validation_threshold = float(metadata["threshold"])
+    st.markdown(
+        f"Serving at **{operating_point_label(served.predictor.operating_point)}** (threshold "
+        f"{served.predictor.threshold:.3f}). Internal test split: **{len(frame)} images** of patients held out from "
+        f"training, validation and threshold choice (split by patient; data manifest "
+        f"`{metadata.get('data_manifest_sha256', '?')}`), at the validation threshold **{validation_threshold:.3f}**: "
+        f"{metadata.get('threshold_rule', '')}."
+    )
+    roc = roc_curve(labels, scores)[:2]  # the same curve at every temperature: computed once
+    external_validity(served, frame, labels, scores, roc)
+    stored_intervals_table(metadata, classification_metrics(labels, scores, validation_threshold), labels)
+    threshold, explored_scores, clicked = explore_threshold(served, frame, labels, roc)
+    published_results()
+    misclassified_films(served, frame, labels, explored_scores, threshold, clicked)
+    validate_on_your_data(served)
+    training_runs(metadata)
 
-frame = pd.read_csv(predictions_path)
-labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
-scores = frame["probability"].to_numpy()
-served_threshold = float(metadata["threshold"])
-st.markdown(
-    f"Serving at **{operating_point_label(served.predictor.operating_point)}** (threshold "
-    f"{served.predictor.threshold:.3f}). Internal test split: **{len(frame)} images** of patients held out from training, "
-    f"validation and threshold choice (split by patient; data manifest `{metadata.get('data_manifest_sha256', '?')}`), "
-    f"at the validation threshold **{served_threshold:.3f}**: {metadata.get('threshold_rule', '')}."
-)
-external_validity(metadata, labels, scores, served.predictor.operating_point)
-point = classification_metrics(labels, scores, served_threshold)
-stored_intervals_table(metadata, point, labels)
-threshold, clicked = explore_threshold(frame, labels, scores, point, served_threshold)
-published_results()
-misclassified_films(frame, labels, scores, threshold, clicked)
-validate_on_your_data()
-training_runs(metadata)
+
+main()

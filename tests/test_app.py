@@ -473,6 +473,16 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
         at = run_page("app_pages/metrics.py")
         assert "site profile north" in texts(at) and "Serving at **site profile north**" in texts(at)
         assert any("site north" in str(row) for row in at.dataframe[0].value["data"])
+        # the explorer starts at the serving operating point, can switch to validation and return
+        profile, metadata = active_profile(app_model_dir), json.loads((app_model_dir / "metadata.json").read_text())
+        slider = next(s for s in at.slider if s.key == "explore_threshold")
+        assert slider.value == pytest.approx(profile.threshold)
+        assert "Referral bands" in texts(at) and "Expected" not in "".join(b.label for b in at.button)
+        next(r for r in at.radio if r.key == "explore_point").set_value("validation threshold").run()
+        assert next(s for s in at.slider if s.key == "explore_threshold").value == pytest.approx(metadata["threshold"])
+        next(s for s in at.slider if s.key == "explore_threshold").set_value(0.9).run()
+        next(b for b in at.button if b.key == "reset_threshold").click().run()
+        assert next(s for s in at.slider if s.key == "explore_threshold").value == pytest.approx(metadata["threshold"])
         next(b for b in at.button if b.label == "Serve at the validation threshold again").click().run()
         assert active_profile(app_model_dir) is None
         from pneumo_core.operations.audit import recent_actions

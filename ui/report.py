@@ -112,7 +112,7 @@ def _facts(case: Case, context: ReportContext) -> list[str]:
     if case.withheld:
         lines.append(f"Why: {case.withheld}")
     else:
-        lines.append(f"Probability of pneumonia: {probability_words(prediction)} (calibrated)")
+        lines.append(f"Probability of pneumonia: {probability_words(prediction)} (at this operating point's temperature)")
     lines += [
         f"Operating threshold: {prediction.threshold:.1%} · operating point: {context.operating_point}",
         *([context.expected] if context.expected else []),

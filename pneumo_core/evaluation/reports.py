@@ -58,13 +58,10 @@ def confusion_figure(frame: pd.DataFrame, threshold: float, title: str = "Confus
     )
 
 
-def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go.Figure]:
-    """ROC and precision-recall curves with the operating point marked."""
-    labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
-    scores = frame["probability"].to_numpy()
-    point = classification_metrics(labels, scores, threshold)
+def roc_figure(frame: pd.DataFrame, threshold: float) -> go.Figure:
+    """The ROC curve with the operating point marked."""
+    labels, scores, point = _scored(frame, threshold)
     fpr, tpr, _ = skm.roc_curve(labels, scores)
-    precision, recall, _ = skm.precision_recall_curve(labels, scores)
     roc = go.Figure(
         layout={"title": f"ROC (AUC {point['roc_auc']:.3f})", "xaxis_title": "1 − specificity", "yaxis_title": "sensitivity"}
     )
@@ -72,6 +69,13 @@ def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go
     roc.add_scatter(
         x=[1 - point["specificity"]], y=[point["sensitivity"]], mode="markers", marker_size=12, name="operating point"
     )
+    return roc
+
+
+def pr_figure(frame: pd.DataFrame, threshold: float) -> go.Figure:
+    """The precision-recall curve with the operating point marked."""
+    labels, scores, point = _scored(frame, threshold)
+    precision, recall, _ = skm.precision_recall_curve(labels, scores)
     pr = go.Figure(
         layout={
             "title": f"Precision-recall (AP {point['pr_auc']:.3f})",
@@ -81,7 +85,13 @@ def roc_pr_figures(frame: pd.DataFrame, threshold: float) -> tuple[go.Figure, go
     )
     pr.add_scatter(x=recall, y=precision, mode="lines", name="PR")
     pr.add_scatter(x=[point["sensitivity"]], y=[point["precision"]], mode="markers", marker_size=12, name="operating point")
-    return roc, pr
+    return pr
+
+
+def _scored(frame: pd.DataFrame, threshold: float) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
+    scores = frame["probability"].to_numpy()
+    return labels, scores, classification_metrics(labels, scores, threshold)
 
 
 def risk_coverage_figure(frame: pd.DataFrame, threshold: float, band: tuple[float, float]) -> go.Figure:
@@ -123,8 +133,11 @@ def write_evaluation(
     }
     frame.to_csv(out_dir / f"{name}_predictions.csv", index=False)
     (out_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    roc, pr = roc_pr_figures(frame, threshold)
-    figures = ((confusion_figure(frame, threshold), "confusion"), (roc, "roc"), (pr, "pr"))
+    figures = (
+        (confusion_figure(frame, threshold), "confusion"),
+        (roc_figure(frame, threshold), "roc"),
+        (pr_figure(frame, threshold), "pr"),
+    )
     for figure, suffix in (*figures, (risk_coverage_figure(frame, threshold, band), "risk_coverage")):
         figure.write_html(out_dir / f"{name}_{suffix}.html", include_plotlyjs="cdn")
     return metrics
