@@ -7,9 +7,9 @@ and navigation; each page lives in ``app_pages/`` and every piece of ML in
 ``pneumo_core``.
 """
 
-import os
+from pneumo_core.config import quiet_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+quiet_tensorflow()
 
 import streamlit as st  # noqa: E402
 

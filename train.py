@@ -11,29 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from dataclasses import fields
 
+from pneumo_core.config import quiet_tensorflow
 from pneumo_core.jobs.progress import CANCELLED
-from pneumo_core.jobs.request import ARCHITECTURE_NAMES, TrainConfig
+from pneumo_core.jobs.request import ARCHITECTURE_NAMES, AUGMENTATION_FLAGS, Augmentation, TrainConfig
 from pneumo_core.serving.preprocess import INTENSITY_MODES
-
-AUGMENTATION_FLAGS = {
-    "zoom": "random zoom in or out by up to this fraction, aspect kept (the seed's 0.1; 0: off)",
-    "contrast": "random contrast factor (0: off)",
-    "gamma": "random gamma exp(U(-g, g)) (0: off)",
-    "sharpness": "random unsharp mask amount, negative blurs (0: off)",
-    "noise": "max Gaussian noise std in grey levels (0: off)",
-    "crop": "random resized crop: zoom in by up to this fraction per axis (0: off)",
-    "equalize": "blend with the equalised film, weight U(0, e) (0: off)",
-    "local-contrast": "blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)",
-    "coarse-sharpness": "unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)",
-    "spectrum-match": "filter each film towards another's amplitude per frequency band, power U(0, s) (0: off, at most 1)",
-    "mixup": "mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)",
-}
-"""The per-film augmentations with a value (``Augmentation``'s fields, 0 = off) and their help."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-flip", dest="horizontal_flip", action="store_false", help="no horizontal flips (they move the heart)"
     )
     for name, help_text in AUGMENTATION_FLAGS.items():
-        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name.replace("-", "_")), help=help_text)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=getattr(defaults.augmentation, name), help=help_text
+        )
     parser.add_argument(
         "--intensity",
         choices=INTENSITY_MODES,
@@ -110,9 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's configuration from parsed arguments (those that are not ``TrainConfig`` fields steer the command)."""
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
+    """The run's configuration from parsed arguments (those that are not ``TrainConfig`` or ``Augmentation`` fields
+    steer the command)."""
+    values = vars(args)
+    augmentation = Augmentation(horizontal_flip=args.horizontal_flip, **{name: values[name] for name in AUGMENTATION_FLAGS})
+    names = {f.name for f in fields(TrainConfig)} - {"augmentation"}
+    return TrainConfig(**{key: value for key, value in values.items() if key in names}, augmentation=augmentation)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,5 +134,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     sys.exit(main())

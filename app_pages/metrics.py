@@ -13,7 +13,7 @@ from pneumo_core.common.films import class_root, labelled_folders
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_data_roots
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.evaluation.reports import pr_figure
+from pneumo_core.evaluation.reports import confusion_figure, pr_figure
 from pneumo_core.jobs.history import recent_runs
 from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.operations.simulation import describe_next_films
@@ -27,14 +27,13 @@ from ui.resources import Served, served_model
 from ui.site_charts import (
     PLAIN_NAMES,
     comparison_table,
-    confusion,
     distance_histograms,
     probability_histograms,
     referral_table,
     reliability_comparison,
     roc_comparison,
 )
-from ui.widgets import clickable_confusion, operating_point_label
+from ui.widgets import operating_point_label
 
 PUBLISHED = pd.DataFrame(
     [
@@ -82,14 +81,14 @@ def external_validity(
     internal = classification_metrics(labels, scores, float(metadata["threshold"]))
     columns = st.columns(1 + len(profiles[:3]))
     columns[0].plotly_chart(
-        confusion(internal["tn"], internal["fp"], internal["fn"], internal["tp"], "internal test"),
+        confusion_figure(internal["tn"], internal["fp"], internal["fn"], internal["tp"], "internal test"),
         width="stretch",
         key="confusion_internal",
     )
     for column, profile in zip(columns[1:], profiles):
         m = profile.metrics
         column.plotly_chart(
-            confusion(m["tn"], m["fp"], m["fn"], m["tp"], f"site {profile.name}"),
+            confusion_figure(m["tn"], m["fp"], m["fn"], m["tp"], f"site {profile.name}"),
             width="stretch",
             key=f"confusion_{profile.name}",
         )
@@ -252,7 +251,13 @@ def explore_threshold(served: Served, frame: pd.DataFrame, labels: np.ndarray, r
     left, right = st.columns(2)
     with left:
         clicked = st.plotly_chart(
-            clickable_confusion(explored["tn"], explored["fp"], explored["fn"], explored["tp"], threshold),
+            confusion_figure(
+                explored["tn"],
+                explored["fp"],
+                explored["fn"],
+                explored["tp"],
+                f"Confusion matrix at threshold {threshold:.2f} — click a cell to see its images",
+            ),
             width="stretch",
             on_select="rerun",
             selection_mode="points",

@@ -20,7 +20,7 @@ from pneumo_core.jobs.progress import JobStatus, describe, readable_log
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.operations.audit import recent_actions
 from pneumo_core.serving.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
-from pneumo_core.store.model_dir import ModelLoadError, read_metadata
+from pneumo_core.store.model_dir import ModelLoadError, previous_dir, read_metadata
 from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
 
@@ -80,7 +80,9 @@ def training_form() -> None:
         target = c3.slider("Threshold rule: validation sensitivity ≥", 0.90, 0.99, defaults.target_sensitivity, 0.01)
         c1, c2, c3, c4 = st.columns(4)
         augment = c1.checkbox("Augmentation", defaults.augment)
-        flip = c2.checkbox("Horizontal flips", defaults.horizontal_flip, help="Flips move the heart to the right side")
+        flip = c2.checkbox(
+            "Horizontal flips", defaults.augmentation.horizontal_flip, help="Flips move the heart to the right side"
+        )
         intensity = c3.selectbox(
             "Grey levels the model sees",
             INTENSITY_MODES,
@@ -202,7 +204,7 @@ def compare_and_promote(job: Job, model_dir: Path) -> None:
 
 
 def roll_back_button() -> None:
-    previous = served_model_dir().with_name(served_model_dir().name + ".previous")
+    previous = previous_dir(served_model_dir())
     if previous.is_dir() and st.button("Roll back to the previous model"):
         try:
             roll_back_model()

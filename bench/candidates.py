@@ -1,13 +1,18 @@
-"""Judge candidate models as the recipe search does: the site sample's ROC AUC (with its interval) next to the
-internal test's, for each model and for the mean logit of each pair.
+"""Judge candidate models against the served one: each model's and each average's ROC AUC on the site sample and the
+internal test, and its paired difference from the served model with a patient-bootstrap interval, against the
+serving rule (:data:`pneumo_core.evaluation.comparison.SERVING_RULE`).
 
-    python -m bench.candidates --model DIR [--model DIR ...] [--site ../shared/data/chest_xray/site_sample]
+    python -m bench.candidates --model models/served --model DIR [--model DIR ...] [--site FOLDER]
+
+The first ``--model`` is the reference (the served model); every other model, and the mean logit of every pair and
+triple of the models given, is a candidate.
 
 Every model is scored on its float32 TensorFlow graph (the copy a candidate is judged on before any quantisation):
 the site sample, and the internal test of its own manifest (held-out patients of the training split; models trained
 on the same split share it, which the pairs need). A pair's score is the mean of its members' raw logits, what
 ``train.py --ensemble-of`` serves as one network. The site sample is where candidates are chosen, so its numbers are
-optimistic for the chosen one; the rule a candidate must pass is fixed before it is scored (the model card).
+optimistic for the chosen one; the rule a candidate must pass is fixed before it is scored, and asks for a paired
+gain beyond the sample's noise.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import append_results
+from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, site_sample_dir
+from pneumo_core.evaluation.comparison import REPLICATES, SERVING_RULE, paired_auc_difference, passes_serving_rule
 from pneumo_core.evaluation.metrics import bootstrap_intervals, classification_metrics
 from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, score_films
 from pneumo_core.serving.predictor import Predictor
@@ -43,8 +50,25 @@ def auc_with_interval(labels: np.ndarray, logits: np.ndarray) -> str:
     return f"{auc:.4f} ({low:.3f}–{high:.3f})"
 
 
-def both(cells: list[str]) -> str:
-    return f"site sample {cells[0]}; internal test {cells[1]}"
+def against_reference(
+    name: str, candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], results: dict
+) -> tuple[str, str, str, str]:
+    """One table row: the candidate's AUCs, its paired differences from the reference and the rule's verdict."""
+    differences = {}
+    for data_name in ("site", "internal"):
+        labels, _, files = results[data_name]
+        patients = np.asarray([patient_id(Path(file).name) for file in files])
+        differences[data_name] = paired_auc_difference(labels, candidate[data_name], reference[data_name], patients)
+    site, internal = differences["site"], differences["internal"]
+    cells = [auc_with_interval(results[d][0], candidate[d]) for d in ("site", "internal")]
+    verdict = "passes: serve it" if passes_serving_rule(site, internal.difference) else "does not pass"
+    return (
+        name,
+        f"AUC: site sample {cells[0]}; internal test {cells[1]}",
+        f"paired Δ site {site.difference:+.4f} (one-sided 95% bound {site.lower_bound:+.4f}; "
+        f"{site.interval[0]:+.4f} to {site.interval[1]:+.4f}), internal {internal.difference:+.4f}",
+        verdict,
+    )
 
 
 def main() -> None:
@@ -55,27 +79,33 @@ def main() -> None:
     args = parser.parse_args()
     site, data = args.site or site_sample_dir(), args.data or default_data_dir()
     models = [scored(model_dir, site, data) for model_dir in args.model]
-    rows = []
-    for name, results in models:
-        cells = [auc_with_interval(*results[data_name][:2]) for data_name in ("site", "internal")]
-        rows.append((name, both(cells), "—", "—"))
-    for (name_a, a), (name_b, b) in combinations(models, 2):
-        cells = []
+    (reference_name, reference), *others = models
+    for name, results in others:
         for data_name in ("site", "internal"):
-            labels, logits_a, files_a = a[data_name]
-            _, logits_b, files_b = b[data_name]
-            if files_a != files_b:
-                cells.append("different films (not the same split)")
-                continue
-            cells.append(auc_with_interval(labels, (logits_a + logits_b) / 2))
-        rows.append((f"mean logit of {name_a} and {name_b}", both(cells), "—", "—"))
+            if results[data_name][2] != reference[data_name][2]:
+                raise SystemExit(f"{name} was scored on other {data_name} films than {reference_name} (not the same split)")
+    logits = {name: {d: results[d][1].astype(np.float64) for d in ("site", "internal")} for name, results in models}
+    rows = [
+        (
+            f"{reference_name} (reference)",
+            "AUC: " + "; ".join(f"{d} {auc_with_interval(*reference[d][:2])}" for d in ("site", "internal")),
+            "—",
+            "—",
+        )
+    ]
+    rows += [against_reference(name, logits[name], logits[reference_name], reference) for name, _ in others]
+    for size in (2, 3):
+        for members in combinations([name for name, _ in models], size):
+            mean = {d: np.mean([logits[m][d] for m in members], axis=0) for d in ("site", "internal")}
+            rows.append(against_reference(f"mean logit of {' + '.join(members)}", mean, logits[reference_name], reference))
     print(
         append_results(
-            "Candidates: site-sample and internal-test ROC AUC",
+            "Candidates against the served model: paired ROC-AUC differences and the serving rule",
             "python -m bench.candidates " + " ".join(f"--model {path}" for path in args.model),
             rows,
-            "ROC AUC with its 95% bootstrap interval over films, float32 TensorFlow graph. "
-            "The site sample is where candidates are chosen: optimistic for the chosen one.",
+            f"Float32 TensorFlow graph. Rule: {SERVING_RULE}. Intervals: {REPLICATES} patient-bootstrap resamples, the "
+            "same patients drawn for both models. The site sample is where candidates are chosen: optimistic for the "
+            "chosen one.",
         )
     )
 

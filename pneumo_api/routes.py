@@ -16,7 +16,7 @@ from PIL import Image
 from pneumo_core.config import MAX_FILES_PER_REQUEST
 from pneumo_core.operations.monitor import record as record_answers
 from pneumo_core.serving.answers import Case, answer_record
-from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
+from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.serving.predictor import Predictor
 
@@ -24,7 +24,7 @@ from .problems import Problem, documented
 from .schemas import ExplainResponse, Health, ModelInfo, PredictResponse
 from .security import require_key
 
-METHODS = {"gradcam": GRADCAM, "gradcam++": GRADCAM_PLUS_PLUS, "scorecam": SCORECAM}
+MethodName = Literal[tuple(METHOD_NAMES)]  # the names of pneumo_core.serving.cams.METHOD_NAMES, as the schema's enum
 MAP_SIDE = 28
 
 
@@ -123,7 +123,7 @@ async def explain(
     request: Request,
     file: Annotated[UploadFile, File(description="one chest X-ray")],
     served: Annotated[Predictor, Depends(predictor)],
-    method: Annotated[Literal["gradcam", "gradcam++", "scorecam"], Form()] = "gradcam",
+    method: Annotated[MethodName, Form()] = "gradcam",
     explained_class: Annotated[Literal["predicted", "PNEUMONIA", "NORMAL"], Form(alias="class")] = "predicted",
 ) -> dict:
     """The answer for one film plus a heat map (overlay PNG and a 28 × 28 map) of the evidence for a class."""
@@ -141,7 +141,7 @@ async def explain(
     if case.verdict is None:  # unreadable, or not a chest X-ray: nothing to explain
         return body
     target = case.prediction.label if explained_class == "predicted" else explained_class
-    heat = (await run_in_threadpool(served.explain, case.canonical[None], [target], METHODS[method], [case.block]))[0]
+    heat = (await run_in_threadpool(served.explain, case.canonical[None], [target], METHOD_NAMES[method], [case.block]))[0]
     png = io.BytesIO()
     Image.fromarray(overlay(case.canonical, heat, 0.4)).save(png, format="PNG")
     size = heat.shape[0] // MAP_SIDE

@@ -37,6 +37,15 @@ CHALLENGER_ENV = "PNEUMO_CHALLENGER"
 TRAIN_MEMORY_ENV = "PNEUMO_TRAIN_MEMORY_MB"
 MONITOR_DB_ENV = "PNEUMO_MONITOR_DB"
 MONITOR_RETENTION_ENV = "PNEUMO_MONITOR_RETENTION_DAYS"
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+
+TENSORFLOW_LOG_LEVEL = "2"
+"""TensorFlow's C++ log level at every entry point unless ``$TF_CPP_MIN_LOG_LEVEL`` is set: info and warnings
+hidden, errors kept."""
+DECODE_THREADS = 2
+"""Threads decoding the next batch of uploads while the model answers the current one (this machine's 2 cores)."""
+FILE_LOADING_THREADS = 4
+"""Threads decoding files from disk for training and the Metrics page (reading waits on the disk as much as the CPU)."""
 
 MAX_FILES_PER_REQUEST = 12
 """Films answered at once by the app's Classify page and by one REST API request."""
@@ -52,6 +61,11 @@ _ON = ("on", "1", "true", "yes", "enabled")
 # Tried in order when PNEUMO_DATA_DIR is not set: the project's own data folder,
 # then the shared copy used in development and CI.
 _DEFAULT_DATA_DIRS = (PROJECT_ROOT / "data" / "chest_xray", PROJECT_ROOT.parent / "shared" / "data" / "chest_xray")
+
+
+def quiet_tensorflow() -> None:
+    """Set TensorFlow's log level (:data:`TENSORFLOW_LOG_LEVEL`) before it is imported, unless the environment chose."""
+    os.environ.setdefault(TF_LOG_LEVEL_ENV, TENSORFLOW_LOG_LEVEL)
 
 
 def portable_path(path: str | Path | None) -> str | None:

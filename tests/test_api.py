@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pneumo_api import create_app
-from pneumo_api.routes import METHODS
 from pneumo_core.cli.main import main
+from pneumo_core.serving.cams import METHOD_NAMES
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 from .imaging import encode, synthetic_xray
@@ -100,7 +100,7 @@ def test_explain_gives_an_overlay_and_a_small_map_for_either_class(api, method):
         assert body["method"] == method and body["explained_class"] == target
         heat = np.array(body["map"])
         assert heat.shape == (28, 28) and 0 <= heat.min() and heat.max() <= 1
-        full = served.explain(case.canonical[None], [target], METHODS[method])[0]  # the map the API summarises
+        full = served.explain(case.canonical[None], [target], METHOD_NAMES[method])[0]  # the map the API summarises
         side = full.shape[0] // 28
         np.testing.assert_allclose(heat, full[: side * 28, : side * 28].reshape(28, side, 28, side).mean(axis=(1, 3)), atol=1e-4)
         assert Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).size == (224, 224)

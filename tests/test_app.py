@@ -389,11 +389,18 @@ def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monke
 
 
 def test_train_py_keeps_the_seeds_zoom_unless_asked_and_passes_every_augmentation_flag_to_the_run():
-    assert train_py.config_from_args(train_py.parse_args([])).augmentation().zoom == 0.1  # the seed's ±10%
-    flags = {name: 0.5 for name in train_py.AUGMENTATION_FLAGS} | {"local-contrast": 3.0, "mixup": 0.2}
-    args = [part for name, value in flags.items() for part in (f"--{name}", str(value))]
-    augmentation = train_py.config_from_args(train_py.parse_args(args)).augmentation()
-    assert {name: getattr(augmentation, name.replace("-", "_")) for name in flags} == flags
+    assert train_py.config_from_args(train_py.parse_args([])).applied_augmentation().zoom == 0.1  # the seed's ±10%
+    flags = {name: 0.5 for name in train_py.AUGMENTATION_FLAGS} | {"local_contrast": 3.0, "mixup": 0.2}
+    args = [part for name, value in flags.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+    augmentation = train_py.config_from_args(train_py.parse_args([*args, "--no-flip"])).applied_augmentation()
+    assert {name: getattr(augmentation, name) for name in flags} == flags and not augmentation.horizontal_flip
+    # declared once: every Augmentation field with a value is a train.py flag, and a saved configuration reads back
+    from dataclasses import asdict
+
+    from pneumo_core.jobs.request import TrainConfig
+
+    config = train_py.config_from_args(train_py.parse_args(args))
+    assert TrainConfig(**json.loads(json.dumps(asdict(config)))) == config
 
 
 class _NoJob:

@@ -113,33 +113,6 @@ def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def confusion(tn: int, fp: int, fn: int, tp: int, title: str) -> go.Figure:
-    """A 2×2 matrix whose counts stay readable on every cell (dark text on light cells, light on dark)."""
-    matrix = np.array([[tn, fp], [fn, tp]])
-    shade = matrix / max(1, matrix.max())
-    figure = go.Figure(
-        go.Heatmap(
-            z=shade,
-            x=["called NORMAL", "called PNEUMONIA"],
-            y=["NORMAL", "PNEUMONIA"],
-            colorscale=[[0, "#eef2f5"], [1, "#1f5f8b"]],
-            showscale=False,
-            hoverinfo="skip",
-        ),
-        layout={"title": title, "yaxis": {"autorange": "reversed"}, "height": 300, "margin": {"t": 50, "b": 20}},
-    )
-    for i in range(2):
-        for j in range(2):
-            figure.add_annotation(
-                x=j,
-                y=i,
-                text=f"<b>{matrix[i, j]}</b>",
-                showarrow=False,
-                font={"size": 20, "color": "white" if shade[i, j] > 0.5 else "#1d2730"},
-            )
-    return figure
-
-
 def roc_comparison(curves: list[tuple[str, list[float], list[float], tuple[float, float]]]) -> go.Figure:
     """ROC curves, each with its operating point (1 − specificity, sensitivity); the top-left corner in an inset."""
     figure = go.Figure(

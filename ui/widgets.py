@@ -87,39 +87,3 @@ def verdict_text(prediction: Prediction) -> str:
     if prediction.referred:
         return f"**Refer** · uncertain, needs a radiologist (leaning {prediction.label})"
     return f"**{prediction.decision}**"
-
-
-def clickable_confusion(tn: int, fp: int, fn: int, tp: int, threshold: float) -> go.Figure:
-    """The confusion matrix as four large square markers, so a click selects a cell (heatmaps do not report clicks)."""
-    cells = [("NORMAL", "NORMAL", tn), ("NORMAL", "PNEUMONIA", fp), ("PNEUMONIA", "NORMAL", fn), ("PNEUMONIA", "PNEUMONIA", tp)]
-    largest = max(1, tn, fp, fn, tp)
-    shades = [n / largest for *_, n in cells]  # the fullest cell is darkest
-    figure = go.Figure(
-        go.Scatter(
-            x=[f"called {called}" for _, called, _ in cells],
-            y=[f"truly {truth}" for truth, _, _ in cells],
-            mode="markers+text",
-            text=[str(n) for *_, n in cells],
-            # dark text on light cells, white on dark ones: every count readable
-            textfont={"size": 22, "color": ["white" if shade > 0.5 else "#1d2730" for shade in shades]},
-            marker={
-                "symbol": "square",
-                "size": 110,
-                "color": shades,
-                "colorscale": [[0, "#eef2f5"], [1, CALM_BLUE]],
-                "cmin": 0,
-                "cmax": 1,
-            },
-            customdata=[[truth, called] for truth, called, _ in cells],
-            hovertemplate="%{y}, %{x}: %{text} images<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        title=f"Confusion matrix at threshold {threshold:.2f} — click a cell to see its images",
-        height=380,
-        xaxis={"type": "category", "categoryorder": "array", "categoryarray": ["called NORMAL", "called PNEUMONIA"]},
-        yaxis={"type": "category", "categoryorder": "array", "categoryarray": ["truly PNEUMONIA", "truly NORMAL"]},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        plot_bgcolor="rgba(0,0,0,0)",
-    )
-    return figure

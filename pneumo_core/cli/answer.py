@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pneumo_core.cli.main import CLI_METHODS, EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_paths, read_file
+from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_paths, read_file
 from pneumo_core.serving.answers import Case, answer_record
+from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.decode import ImageDecodeError
 from pneumo_core.serving.predictor import Predictor
 
@@ -70,7 +71,7 @@ def run_explain(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create {args.out} ({error.strerror or error})") from None
-    method, failed, taken = CLI_METHODS[args.method], False, set()
+    method, failed, taken = METHOD_NAMES[args.method], False, set()
     for path, record, case in answers(predictor, files, with_maps=True):
         failed = failed or "error" in record
         if case is not None and case.verdict is not None:  # no map without a verdict (unreadable, not an X-ray)

@@ -25,13 +25,11 @@ from pneumo_core import CLASS_NAMES, DISCLAIMER
 from pneumo_core.common.films import IMAGE_SUFFIXES
 from pneumo_core.config import SERVING_RUNTIMES as RUNTIMES
 from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
-from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM
+from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.decode import ImageDecodeError
 from pneumo_core.store.model_dir import ModelLoadError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
-CLI_METHODS = {"gradcam": GRADCAM, "gradcam++": GRADCAM_PLUS_PLUS, "scorecam": SCORECAM}
-"""The ``--method`` names (as the REST API's) and the methods they run."""
 OPERATING_POINT_HELP = "validation | site:NAME (default: the model's active site profile, else validation)"
 COMMANDS = {
     "predict": "answer",
@@ -79,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _answering_options(commands.add_parser("predict", help="classify image files or folders (recursed)"))
     explain = commands.add_parser("explain", help="classify and write a heat-map overlay per film")
     _answering_options(explain)
-    explain.add_argument("--method", choices=sorted(CLI_METHODS), default="gradcam", help="default gradcam")
+    explain.add_argument("--method", choices=sorted(METHOD_NAMES), default="gradcam", help="default gradcam")
     explain.add_argument(
         "--class", dest="explained_class", choices=("predicted", *CLASS_NAMES), default="predicted", help="default predicted"
     )

@@ -40,22 +40,43 @@ def metrics_of(frame: pd.DataFrame, threshold: float) -> dict[str, float]:
     return classification_metrics((frame["label"] == CLASS_NAMES[1]).to_numpy(), frame["probability"].to_numpy(), threshold)
 
 
-def confusion_figure(frame: pd.DataFrame, threshold: float, title: str = "Confusion matrix") -> go.Figure:
-    labels = (frame["label"] == CLASS_NAMES[1]).astype(int)
-    predicted = (frame["probability"] >= threshold).astype(int)
-    matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
-    return go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=[f"predicted {c}" for c in CLASS_NAMES],
-            y=[f"true {c}" for c in CLASS_NAMES],
-            text=matrix,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            showscale=False,
-        ),
-        layout={"title": f"{title} (threshold {threshold:.3f})", "yaxis": {"autorange": "reversed"}},
+CONFUSION_BLUE = "#1f5f8b"
+
+
+def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str) -> go.Figure:
+    """The confusion matrix as four large squares, the count on each readable (dark text on light cells, light on
+    dark); each square carries ``customdata`` [truth, call], so a page can let a click pick a cell."""
+    cells = [("NORMAL", "NORMAL", tn), ("NORMAL", "PNEUMONIA", fp), ("PNEUMONIA", "NORMAL", fn), ("PNEUMONIA", "PNEUMONIA", tp)]
+    largest = max(1, tn, fp, fn, tp)
+    shades = [n / largest for *_, n in cells]  # the fullest cell is darkest
+    figure = go.Figure(
+        go.Scatter(
+            x=[f"called {called}" for _, called, _ in cells],
+            y=[f"truly {truth}" for truth, _, _ in cells],
+            mode="markers+text",
+            text=[str(n) for *_, n in cells],
+            textfont={"size": 22, "color": ["white" if shade > 0.5 else "#1d2730" for shade in shades]},
+            marker={
+                "symbol": "square",
+                "size": 110,
+                "color": shades,
+                "colorscale": [[0, "#eef2f5"], [1, CONFUSION_BLUE]],
+                "cmin": 0,
+                "cmax": 1,
+            },
+            customdata=[[truth, called] for truth, called, _ in cells],
+            hovertemplate="%{y}, %{x}: %{text} images<extra></extra>",
+        )
     )
+    figure.update_layout(
+        title=title,
+        height=380,
+        xaxis={"type": "category", "categoryorder": "array", "categoryarray": ["called NORMAL", "called PNEUMONIA"]},
+        yaxis={"type": "category", "categoryorder": "array", "categoryarray": ["truly PNEUMONIA", "truly NORMAL"]},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        plot_bgcolor="rgba(0,0,0,0)",
+    )
+    return figure
 
 
 def roc_figure(frame: pd.DataFrame, threshold: float) -> go.Figure:
@@ -134,7 +155,10 @@ def write_evaluation(
     frame.to_csv(out_dir / f"{name}_predictions.csv", index=False)
     (out_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     figures = (
-        (confusion_figure(frame, threshold), "confusion"),
+        (
+            confusion_figure(*(metrics[k] for k in ("tn", "fp", "fn", "tp")), f"Confusion matrix (threshold {threshold:.3f})"),
+            "confusion",
+        ),
         (roc_figure(frame, threshold), "roc"),
         (pr_figure(frame, threshold), "pr"),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from pneumo_core.config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
 from pneumo_core.serving.preprocess import STRETCH
@@ -27,6 +28,11 @@ SMOKE_OVERRIDES = {
 }
 SMOKE_IMAGES_PER_CLASS = {"train": 8, "val": 4, "test": 4}
 """What ``--smoke`` (the Training page's quick check) changes, where the caller kept the default."""
+
+
+def _flag(default: float, help_text: str) -> Any:
+    """A per-film augmentation with a value (0: off), which ``train.py`` offers as ``--NAME`` with this help."""
+    return field(default=default, metadata={"flag": help_text})
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,23 @@ class Augmentation:
 
     rotation_deg: float = 15.0
     shift: float = 0.1
-    zoom: float = 0.1
+    zoom: float = _flag(0.1, "random zoom in or out by up to this fraction, aspect kept (the seed's 0.1; 0: off)")
     horizontal_flip: bool = True
     brightness: tuple[float, float] = (0.8, 1.2)
-    contrast: float = 0.0
-    gamma: float = 0.0
-    sharpness: float = 0.0
-    noise: float = 0.0
-    crop: float = 0.0
-    equalize: float = 0.0
-    local_contrast: float = 0.0
-    coarse_sharpness: float = 0.0
-    spectrum_match: float = 0.0
-    mixup: float = 0.0
+    contrast: float = _flag(0.0, "random contrast factor (0: off)")
+    gamma: float = _flag(0.0, "random gamma exp(U(-g, g)) (0: off)")
+    sharpness: float = _flag(0.0, "random unsharp mask amount, negative blurs (0: off)")
+    noise: float = _flag(0.0, "max Gaussian noise std in grey levels (0: off)")
+    crop: float = _flag(0.0, "random resized crop: zoom in by up to this fraction per axis (0: off)")
+    equalize: float = _flag(0.0, "blend with the equalised film, weight U(0, e) (0: off)")
+    local_contrast: float = _flag(0.0, "blend with a CLAHE view, clip limit U(1, c), weight U(0, 1) (0: off, else above 1)")
+    coarse_sharpness: float = _flag(0.0, "unsharp mask at sigma 2-16 px, amount U(-s, s), negative smooths (0: off, at most 1)")
+    spectrum_match: float = _flag(
+        0.0, "filter each film towards another's amplitude per frequency band, power U(0, s) (0: off, at most 1)"
+    )
+    mixup: float = _flag(
+        0.0, "mixup: blend films and labels, Beta(a, a) weights (0: off; training accuracy then counts blended labels)"
+    )
 
     def __post_init__(self) -> None:
         if self.local_contrast and self.local_contrast <= 1.0:
@@ -84,6 +94,10 @@ class Augmentation:
 
     def as_params(self) -> dict[str, object]:
         return {f"aug_{key}": value for key, value in asdict(self).items()}
+
+
+AUGMENTATION_FLAGS = {f.name: f.metadata["flag"] for f in fields(Augmentation) if "flag" in f.metadata}
+"""The per-film augmentations with a value (0 = off) that a run can set, and their help."""
 
 
 @dataclass
@@ -110,18 +124,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     augment: bool = True
-    horizontal_flip: bool = True
-    zoom: float = 0.1  # the seed's; wider ranges teach the model that framing is no evidence
-    contrast: float = 0.0
-    gamma: float = 0.0
-    sharpness: float = 0.0
-    noise: float = 0.0
-    crop: float = 0.0
-    equalize: float = 0.0
-    local_contrast: float = 0.0
-    coarse_sharpness: float = 0.0
-    spectrum_match: float = 0.0
-    mixup: float = 0.0
+    augmentation: Augmentation = field(default_factory=Augmentation)  # what augment applies (a dict when read from JSON)
     intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.serving.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.training.acquisition)
     acquisition_offset: bool = (
@@ -138,6 +141,10 @@ class TrainConfig:
     smoke: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.augmentation, dict):  # a configuration read back from its JSON
+            values = dict(self.augmentation)
+            values["brightness"] = tuple(values.get("brightness", Augmentation.brightness))
+            self.augmentation = Augmentation(**values)
         if self.balance_acquisition and self.acquisition_offset:
             raise ValueError(
                 "Choose one way to keep the acquisition style from telling the class: balance_acquisition reweights "
@@ -151,11 +158,9 @@ class TrainConfig:
         defaults = TrainConfig(data_dir=self.data_dir)
         return replace(self, **{k: v for k, v in SMOKE_OVERRIDES.items() if getattr(self, k) == getattr(defaults, k)})
 
-    def augmentation(self) -> Augmentation | None:
-        if not self.augment:
-            return None
-        shared = {f.name for f in fields(Augmentation)} & {f.name for f in fields(self)}  # the rest: the seed's
-        return Augmentation(**{name: getattr(self, name) for name in shared})
+    def applied_augmentation(self) -> Augmentation | None:
+        """The augmentation the run applies: None with ``augment`` off."""
+        return self.augmentation if self.augment else None
 
     def scratch_phases(self) -> list[tuple[int, int, int]]:
         problem = ValueError(

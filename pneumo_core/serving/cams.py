@@ -35,6 +35,8 @@ GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
 SCORECAM = "ScoreCAM"
 METHODS = (GRADCAM, GRADCAM_PLUS_PLUS, SCORECAM)
+METHOD_NAMES = {"gradcam": GRADCAM, "gradcam++": GRADCAM_PLUS_PLUS, "scorecam": SCORECAM}
+"""The names the command line (``--method``) and the REST API (``method``) take, and the methods they run."""
 """Every method runs on the serving graph; Grad-CAM and Grad-CAM++ need nothing beyond the answer's own pass."""
 SCORECAM_CHANNELS = 32
 """ScoreCAM masks with the 32 most varied channels of 1024 (Faster-ScoreCAM): 32 extra passes, in one batch."""

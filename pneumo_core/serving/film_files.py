@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pneumo_core.config import FILE_LOADING_THREADS
 from pneumo_core.serving.decode import ImageDecodeError, decode_image
 from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
 
@@ -16,7 +17,7 @@ def load_canonical(path: str) -> np.ndarray:
     return canonicalize(decode_image(Path(path).read_bytes()))
 
 
-def load_canonical_images(paths: list[str], workers: int = 4) -> np.ndarray:
+def load_canonical_images(paths: list[str], workers: int = FILE_LOADING_THREADS) -> np.ndarray:
     """Decode and canonicalize files in parallel → ``(N, 224, 224)`` uint8, in the given order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return np.stack(list(pool.map(load_canonical, paths)))

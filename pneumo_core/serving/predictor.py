@@ -16,6 +16,7 @@ import numpy as np
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import sigmoid
+from pneumo_core.config import DECODE_THREADS
 from pneumo_core.serving import cams
 from pneumo_core.serving.answers import Case, Prediction, default_band
 from pneumo_core.serving.decode import DecodedImage, ImageDecodeError, decode_upload
@@ -156,13 +157,13 @@ class Predictor:
     def classify(self, named_payloads: list[tuple[str, bytes]], with_maps: bool = False) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.
 
-        The next batch is decoded (two threads) while the current one runs through the model. With
-        ``with_maps``, each case also keeps, from the same forward pass, what its heat maps are computed from
-        (:meth:`explain`).
+        The next batch is decoded (:data:`~pneumo_core.config.DECODE_THREADS` threads) while the current one runs
+        through the model. With ``with_maps``, each case also keeps, from the same forward pass, what its heat maps are
+        computed from (:meth:`explain`).
         """
         batches = [named_payloads[start : start + self.batch_size] for start in range(0, len(named_payloads), self.batch_size)]
         cases: list[Case] = []
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
             pending = [pool.submit(_decode_upload, payload) for _, payload in batches[0]] if batches else []
             for index, batch in enumerate(batches):
                 decoded = [future.result() for future in pending]

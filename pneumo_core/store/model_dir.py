@@ -176,6 +176,11 @@ def add_int8_copy(directory: Path, flatbuffer: bytes, **fields: Any) -> Path:
     return path
 
 
+def previous_dir(served: Path) -> Path:
+    """Where the model a promotion replaced is kept, beside the served one: ``<served>.previous``."""
+    return Path(served).with_name(Path(served).name + ".previous")
+
+
 def promote(candidate: Path, served: Path) -> Path | None:
     """Make ``candidate`` the served model; the old one moves to ``<served>.previous``.
 
@@ -190,7 +195,7 @@ def promote(candidate: Path, served: Path) -> Path | None:
     read_metadata(candidate)  # refuse to promote something that is not a model directory
     staging = served.with_name(f".{served.name}.staging-{uuid.uuid4().hex[:8]}")
     shutil.copytree(candidate, staging)
-    previous = served.with_name(served.name + ".previous")
+    previous = previous_dir(served)
     if previous.exists():
         shutil.rmtree(previous)
     had_served = served.exists()
@@ -203,7 +208,7 @@ def promote(candidate: Path, served: Path) -> Path | None:
 def roll_back(served: Path) -> None:
     """Swap the served model with the one it replaced."""
     served = Path(served)
-    previous = served.with_name(served.name + ".previous")
+    previous = previous_dir(served)
     if not previous.exists():
         raise ModelLoadError("There is no previous model to roll back to.")
     swap = served.with_name(f".{served.name}.swap-{uuid.uuid4().hex[:8]}")

@@ -14,15 +14,11 @@ from typing import Any
 from pneumo_core.config import served_model_dir
 from pneumo_core.operations.audit import record_action
 from pneumo_core.store.mlflow_registry import download_version, move_serving_aliases, tag_serving_change, version_directory
-from pneumo_core.store.model_dir import ModelLoadError, promote, read_metadata, record_in_metadata, roll_back
+from pneumo_core.store.model_dir import ModelLoadError, previous_dir, promote, read_metadata, record_in_metadata, roll_back
 
 
 def _metadata_or_none(directory: Path) -> dict[str, Any] | None:
     return read_metadata(directory) if (directory / "metadata.json").is_file() else None
-
-
-def _previous_dir(served: Path) -> Path:
-    return served.with_name(served.name + ".previous")
 
 
 def _name(metadata: dict[str, Any] | None, directory: Path) -> str:
@@ -49,7 +45,7 @@ def _recorded(action: str, event: str, actor: str, served: Path, replaced: dict[
     """Tag the run, move the aliases and audit a change that has happened."""
     metadata = read_metadata(served)
     tagged = tag_serving_change(metadata, event, actor)
-    aliased = move_serving_aliases(metadata, _metadata_or_none(_previous_dir(served)))
+    aliased = move_serving_aliases(metadata, _metadata_or_none(previous_dir(served)))
     return record_action(
         action,
         _name(metadata, served),

@@ -250,7 +250,7 @@ class Trainer:
 
         def train_head(model: keras.Model) -> None:
             features = keras.Model(model.input, model.get_layer(POOLED_LAYER).output)
-            views = [None] + [cfg.augmentation()] * (cfg.feature_views - 1) if cfg.augment else [None]
+            views = [None] + [cfg.applied_augmentation()] * (cfg.feature_views - 1) if cfg.augment else [None]
             train_x = np.concatenate(
                 [
                     features.predict(
@@ -373,7 +373,7 @@ class Trainer:
             splits["train"].labels,
             size,
             batch,
-            cfg.augmentation(),
+            cfg.applied_augmentation(),
             shuffle=True,
             seed=cfg.seed,
             intensity=cfg.intensity,
@@ -459,8 +459,8 @@ class Trainer:
             self._save_state()
             tracked.log_params(
                 {
-                    **{k: v for k, v in asdict(cfg).items() if k not in ("progress_file", "output_dir")},
-                    **(cfg.augmentation().as_params() if cfg.augment else {"aug": "off"}),
+                    **{k: v for k, v in asdict(cfg).items() if k not in ("progress_file", "output_dir", "augmentation")},
+                    **(cfg.augmentation.as_params() if cfg.augment else {"aug": "off"}),
                     "recipe": recipe,
                     "base_weights_used": weights_used,
                     "data_manifest_sha256": data_hash,
