@@ -7,7 +7,7 @@ recognised by :mod:`pneumo_core.training.acquisition` (from a training film's ma
 The script counts the style per class in the training split and in the site sample, and asks where the served
 configuration's false alarms on the site sample (normal films called pneumonia, at its operating point) come from.
 Last, it removes the training split's prior for the style after the fact: each styled film's logit less the style's
-log-odds of pneumonia against all training films' (:func:`pneumo_core.training.trainer.group_log_odds`; post-hoc logit
+log-odds of pneumonia against all training films' (:func:`pneumo_core.training.acquisition.group_log_odds`; post-hoc logit
 adjustment, Menon et al. 2021), which is what ``train.py --acquisition-offset`` builds into training.
 """
 
@@ -25,8 +25,7 @@ from pneumo_core.config import default_data_dir, served_model_dir, site_sample_d
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.training.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, marker_template
-from pneumo_core.training.trainer import group_log_odds
+from pneumo_core.training.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, group_log_odds, marker_template
 
 
 def main() -> None:

@@ -10,8 +10,16 @@ from pneumo_core.modeling.architectures import LOGIT_LAYER, build_head, with_log
 from pneumo_core.serving.film_files import load_canonical
 from pneumo_core.serving.preprocess import CANONICAL_SIZE
 from pneumo_core.store.model_dir import load_model_dir
-from pneumo_core.training.acquisition import CORNER, MARKER_FILM, acquisition_groups, carries_marker, marker_template
-from pneumo_core.training.trainer import Trainer, balanced_weights, group_log_odds
+from pneumo_core.training.acquisition import (
+    CORNER,
+    MARKER_FILM,
+    acquisition_groups,
+    balanced_weights,
+    carries_marker,
+    group_log_odds,
+    marker_template,
+)
+from pneumo_core.training.trainer import Trainer
 
 from .imaging import synthetic_xray
 

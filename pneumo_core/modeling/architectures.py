@@ -164,11 +164,12 @@ def with_logit_offset(model: keras.Model) -> keras.Model:
     """A training view of a classifier: inputs (its input, a per-film offset), output sigmoid(logit + offset).
 
     Every layer is the classifier's own, so training the view trains the classifier, which is what is saved and
-    served, its logit alone. Fed each film's acquisition group's log-odds (:func:`pneumo_core.training.trainer.group_log_odds`)
-    it is a product of experts with a model that sees only the group (Clark et al. 2019; logit adjustment, Menon et
-    al. 2021): the offset already accounts for how often the group is pneumonia, so the classifier gains nothing by
-    learning to recognise the group's look. Reweighting (``balanced_weights`` with groups) asks the same, but a network
-    that fits its training films barely feels it (Byrd & Lipton 2019); an offset moves the optimum itself.
+    served, its logit alone. Fed each film's acquisition group's log-odds
+    (:func:`pneumo_core.training.acquisition.group_log_odds`) it is a product of experts with a model that sees only
+    the group (Clark et al. 2019; logit adjustment, Menon et al. 2021): the offset already accounts for how often the
+    group is pneumonia, so the classifier gains nothing by learning to recognise the group's look. Reweighting
+    (``balanced_weights`` with groups) asks the same, but a network that fits its training films barely feels it (Byrd
+    & Lipton 2019); an offset moves the optimum itself.
     """
     offset = keras.Input(shape=(1,), name="logit_offset")
     shifted = layers.Add(name="offset_logit")([model.get_layer(LOGIT_LAYER).output, offset])

@@ -45,3 +45,43 @@ def acquisition_groups(batches: Iterable[np.ndarray], template: np.ndarray) -> n
     """Each film's acquisition group (1: carries the marker, 0: not) over an iterable of canonical batches."""
     groups = [carries_marker(batch, template).astype(int) for batch in batches]
     return np.concatenate(groups) if groups else np.zeros(0, dtype=int)
+
+
+def balanced_weights(labels: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Per-film weights n_g / (k_g · n_gc), so that within each group g both classes count alike.
+
+    n_g films are in group g, n_gc of them of class c, k_g classes occur in it: each group keeps its share of the
+    total weight. Without ``groups`` (one group) these are the balanced class weights n / (2 · n_class), NORMAL (the
+    minority) counting as much as PNEUMONIA. With acquisition groups a style seen nearly only with one class no
+    longer tells the class.
+    """
+    labels = np.asarray(labels).astype(int)
+    groups = np.zeros_like(labels) if groups is None else np.asarray(groups).astype(int)
+    weights = np.empty(len(labels))
+    for group in np.unique(groups):
+        members = groups == group
+        counts = np.bincount(labels[members], minlength=2)
+        classes = np.count_nonzero(counts)
+        for c in np.flatnonzero(counts):
+            weights[members & (labels == c)] = members.sum() / (classes * counts[c])
+    return weights
+
+
+def group_log_odds(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-film logit offsets: the log-odds of PNEUMONIA in the film's group minus that over all films.
+
+    Half a film is added to each class of each group, so a group of one class gets a large finite offset. Trained
+    with balanced class weights (even odds over all films), a group that is pneumonia as often as all films gets 0.
+    """
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups).astype(int)
+
+    def log_odds(members: np.ndarray) -> float:
+        positives = labels[members].sum()
+        return float(np.log((positives + 0.5) / (members.sum() - positives + 0.5)))
+
+    overall = log_odds(np.ones(len(labels), dtype=bool))
+    offsets = np.empty(len(labels))
+    for group in np.unique(groups):
+        offsets[groups == group] = log_odds(groups == group) - overall
+    return offsets

@@ -17,7 +17,9 @@ from pneumo_core.store.model_dir import read_metadata
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION = 5000
-"""MLflow keeps a model version's description in a 5,000-character column: the model card's start."""
+"""MLflow keeps a model version's description in a 5,000-character column."""
+DESCRIPTION_SECTIONS = ("Intended use", "Out of scope", "Disclaimer")
+"""The model card's sections a registered version's description holds (the whole card is in the repository)."""
 
 FINAL_PREFIX = {"val": "final_val", "test": "internal_test"}
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc", "pr_auc", "brier", "ece")
@@ -79,7 +81,7 @@ class TrackedRun:
                 self.run_id,
                 mlflow.get_artifact_uri("model"),
                 read_metadata(directory),
-                card.read_text()[:MAX_DESCRIPTION] if card.is_file() else "",
+                card_summary(card.read_text()) if card.is_file() else "",
             )
         except MlflowException as error:
             log.warning("the model was not registered: %s", str(error).splitlines()[0])
@@ -98,3 +100,11 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         metrics = {key: value for key, value in (logs or {}).items()}
         metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.tracked.log_metrics(metrics, step=self.counter.global_epoch)
+
+
+def card_summary(card: str) -> str:
+    """The model card's :data:`DESCRIPTION_SECTIONS`, within :data:`MAX_DESCRIPTION` characters."""
+    sections = [
+        f"## {part.strip()}" for part in ("\n" + card).split("\n## ") if part.split("\n", 1)[0].strip() in DESCRIPTION_SECTIONS
+    ]
+    return "\n\n".join(sections)[:MAX_DESCRIPTION]

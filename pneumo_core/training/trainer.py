@@ -1,4 +1,5 @@
-"""Training: the transfer recipe (cached-feature head, then fine-tuning) and the from-scratch recipe.
+"""A training run: its data, phases, checkpoints and bookkeeping; the recipes themselves live in
+:mod:`pneumo_core.training.recipes`.
 
 ``run_training(TrainConfig(...))`` does one whole reproducible run: split by
 patient, load images once (or stream them when they exceed the memory budget), train in phases with per-epoch checkpoints
@@ -20,17 +21,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import train_memory_budget_bytes
 from pneumo_core.jobs.progress import ProgressWriter
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.modeling.architectures import (
-    POOLED_LAYER,
-    build_classifier,
-    build_head,
-    head_layer_names,
     resolve_base_weights,
     with_logit_offset,
 )
@@ -38,91 +34,17 @@ from pneumo_core.modeling.ensemble import build_ensemble
 from pneumo_core.serving.film_files import decoded_bytes, load_canonical_images
 from pneumo_core.serving.preprocess import intensity_mode
 from pneumo_core.store.model_dir import load_model_dir, record_in_metadata
-from pneumo_core.training.acquisition import acquisition_groups, marker_template
+from pneumo_core.training.acquisition import acquisition_groups, balanced_weights, group_log_odds, marker_template
 from pneumo_core.training.callbacks import ProgressCallback
-from pneumo_core.training.cluster import ClusterRole, cluster_role
+from pneumo_core.training.cluster import cluster_role
+from pneumo_core.training.distribution import distribution_strategy, fit_across_workers
 from pneumo_core.training.packaging import package_candidate
 from pneumo_core.training.pipeline import Split, make_dataset
+from pneumo_core.training.recipes import train_scratch, train_transfer
 from pneumo_core.training.split import manifest_hash, split_by_patient, write_manifest
 from pneumo_core.training.tracking import MlflowEpochLogger, TrackedRun
 
 log = logging.getLogger(__name__)
-
-HEAD_PATIENCE, FINE_TUNE_PATIENCE, SCRATCH_PATIENCE = 3, 2, 4
-"""Epochs without a better validation AUC before a phase stops (and its best weights come back)."""
-PLATEAU_FACTOR, MIN_LR = 0.2, 1e-7
-"""The transfer recipe's ReduceLROnPlateau: multiply the rate by this when validation loss stalls."""
-FINE_TUNE_LR_FRACTION = 0.1
-"""Fine-tuning runs at this fraction of the head's learning rate."""
-LATER_PHASE_PEAK_FRACTION = 0.2
-"""From-scratch phases after the first start from trained weights: their peak rate is this fraction of the first's."""
-FIRST_WARMUP_FRACTION, LATER_WARMUP_FRACTION = 0.1, 0.05
-"""Share of a phase's steps spent warming up to its peak rate (the first phase starts from random weights)."""
-
-
-def distribution_strategy(role: ClusterRole) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy for a ``TF_CONFIG`` cluster, else MirroredStrategy over several GPUs when present,
-    else the default (CPU or one GPU)."""
-    if role.distributed:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
-def fit_across_workers(model: keras.Model) -> None:
-    """Let Keras 3's ``fit`` run under MultiWorkerMirroredStrategy (keras-team/keras#20585, still so in Keras 3.15).
-
-    ``fit`` fails there twice: its symbolic build reduces the first distributed batch eagerly, which a multi-worker
-    strategy cannot, and it averages each step's scalar logs over an axis 0 scalars lack. So the model forgets the
-    strategy it was built under (``fit`` then runs inside ``strategy.scope()``, where Keras finds the strategy
-    again: variables, gradients and their all-reduce are unchanged), and its steps return their logs as
-    one-element vectors, which that average turns into the mean over workers: every worker sees the same logs, so
-    early stopping and checkpoints decide alike everywhere.
-    """
-    model._distribute_strategy = None
-    train_step, test_step = model.train_step, model.test_step
-    model.train_step = lambda data: {key: tf.reshape(value, [1]) for key, value in train_step(data).items()}
-    model.test_step = lambda data: {key: tf.reshape(value, [1]) for key, value in test_step(data).items()}
-
-
-def balanced_weights(labels: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-    """Per-film weights n_g / (k_g · n_gc), so that within each group g both classes count alike.
-
-    n_g films are in group g, n_gc of them of class c, k_g classes occur in it: each group keeps its share of the
-    total weight. Without ``groups`` (one group) these are the balanced class weights n / (2 · n_class), NORMAL (the
-    minority) counting as much as PNEUMONIA. With acquisition groups a style seen nearly only with one class no
-    longer tells the class.
-    """
-    labels = np.asarray(labels).astype(int)
-    groups = np.zeros_like(labels) if groups is None else np.asarray(groups).astype(int)
-    weights = np.empty(len(labels))
-    for group in np.unique(groups):
-        members = groups == group
-        counts = np.bincount(labels[members], minlength=2)
-        classes = np.count_nonzero(counts)
-        for c in np.flatnonzero(counts):
-            weights[members & (labels == c)] = members.sum() / (classes * counts[c])
-    return weights
-
-
-def group_log_odds(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per-film logit offsets: the log-odds of PNEUMONIA in the film's group minus that over all films.
-
-    Half a film is added to each class of each group, so a group of one class gets a large finite offset. Trained
-    with balanced class weights (even odds over all films), a group that is pneumonia as often as all films gets 0.
-    """
-    labels = np.asarray(labels).astype(int)
-    groups = np.asarray(groups).astype(int)
-
-    def log_odds(members: np.ndarray) -> float:
-        positives = labels[members].sum()
-        return float(np.log((positives + 0.5) / (members.sum() - positives + 0.5)))
-
-    overall = log_odds(np.ones(len(labels), dtype=bool))
-    offsets = np.empty(len(labels))
-    for group in np.unique(groups):
-        offsets[groups == group] = log_odds(groups == group) - overall
-    return offsets
 
 
 def resumed_config(config: TrainConfig) -> TrainConfig:
@@ -156,7 +78,7 @@ class Trainer:
     def _save_state(self) -> None:
         self.state_path.write_text(json.dumps(self.state, indent=2))
 
-    def _callbacks(self, phase: str, epochs: int, steps: int, tracked: TrackedRun | None, monitor_patience: int) -> list:
+    def callbacks(self, phase: str, epochs: int, steps: int, tracked: TrackedRun | None, monitor_patience: int) -> list:
         return [
             keras.callbacks.BackupAndRestore(str(self.run_dir / f"backup_{phase}")),
             keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=monitor_patience, restore_best_weights=True),
@@ -207,23 +129,23 @@ class Trainer:
             )
         return splits, manifest_hash(manifest), manifest_path
 
-    def _train_weights(self, train: Split) -> np.ndarray:
+    def train_weights(self, train: Split) -> np.ndarray:
         """Classes weighted alike over the training films, or within each acquisition group (--balance-acquisition)."""
         return balanced_weights(train.labels, train.groups if self.config.balance_acquisition else None)
 
-    def _offsets(self, split: Split, training: bool) -> np.ndarray | None:
+    def offsets(self, split: Split, training: bool) -> np.ndarray | None:
         """With --acquisition-offset, what the fitted view adds to the logit: each training film's group's log-odds;
         0 on validation, where the classifier is judged alone, as it serves. Otherwise ``None``."""
         if not self.config.acquisition_offset:
             return None
         return group_log_odds(split.labels, split.groups) if training else np.zeros(len(split))
 
-    def _fitted_view(self, model: keras.Model) -> keras.Model:
+    def fitted_view(self, model: keras.Model) -> keras.Model:
         """What ``fit`` trains: the classifier, or with --acquisition-offset its offset view (the same layers)."""
         return with_logit_offset(model) if self.config.acquisition_offset else model
 
     # ----- phases --------------------------------------------------------------------
-    def _phase(self, name: str, build, train) -> keras.Model:
+    def phase(self, name: str, build, train) -> keras.Model:
         """Build the phase's model; skip training if a resumed run finished it already."""
         with self.strategy.scope():
             model = build()
@@ -242,131 +164,8 @@ class Trainer:
         self._save_state()
         return model
 
-    def train_transfer(self, splits: dict[str, Split], weights: str, tracked: TrackedRun | None) -> keras.Model:
-        """Seed recipe: head on cached frozen-base features (several augmented views), then fine-tune the top."""
-        cfg = self.config
-        size = cfg.img_size
-        build = lambda: build_classifier(size, weights, cfg.dropout, cfg.head_units, cfg.architecture)  # noqa: E731
-
-        def train_head(model: keras.Model) -> None:
-            features = keras.Model(model.input, model.get_layer(POOLED_LAYER).output)
-            views = [None] + [cfg.applied_augmentation()] * (cfg.feature_views - 1) if cfg.augment else [None]
-            train_x = np.concatenate(
-                [
-                    features.predict(
-                        make_dataset(
-                            splits["train"].source,
-                            splits["train"].labels,
-                            size,
-                            32,
-                            aug,
-                            seed=cfg.seed + i,
-                            intensity=cfg.intensity,
-                        ).map(lambda x, _: x),
-                        verbose=0,
-                    )
-                    for i, aug in enumerate(views)
-                ]
-            )
-            train_y = np.tile(splits["train"].labels, len(views))
-            train_w = np.tile(self._train_weights(splits["train"]), len(views))
-            val_x = features.predict(
-                make_dataset(splits["val"].source, splits["val"].labels, size, 32, intensity=cfg.intensity).map(lambda x, _: x),
-                verbose=0,
-            )
-            train_o, val_o = self._offsets(splits["train"], True), self._offsets(splits["val"], False)
-            if train_o is not None:  # the offset view takes (features, offset) pairs
-                train_x, val_x = (train_x, np.tile(train_o, len(views))[:, np.newaxis]), (val_x, val_o[:, np.newaxis])
-            with self.strategy.scope():
-                inputs = keras.Input(shape=(features.output.shape[-1],))
-                head = keras.Model(inputs, build_head(inputs, cfg.dropout, cfg.head_units))
-                fitted = self._fitted_view(head)
-                fitted.compile(keras.optimizers.Adam(cfg.lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-            steps = math.ceil(len(train_y) / cfg.batch_size)
-            callbacks = self._callbacks("head", cfg.epochs, steps, tracked, HEAD_PATIENCE) + [
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=PLATEAU_FACTOR, patience=2, min_lr=MIN_LR)
-            ]
-            fitted.fit(
-                train_x,
-                train_y,
-                batch_size=cfg.batch_size,
-                epochs=cfg.epochs,
-                validation_data=(val_x, splits["val"].labels),
-                sample_weight=train_w,
-                callbacks=callbacks,
-                shuffle=True,
-                verbose=0,
-            )
-            for name in head_layer_names(model):
-                model.get_layer(name).set_weights(head.get_layer(name).get_weights())
-
-        head_model = self._phase("head", build, train_head)
-
-        def fine_tune(model: keras.Model) -> None:
-            model.set_weights(head_model.get_weights())
-            base_layers = model.layers[: model.layers.index(model.get_layer(POOLED_LAYER))]
-            for layer in base_layers[: -cfg.fine_tune_layers] if cfg.fine_tune_layers else base_layers:
-                layer.trainable = False
-            for layer in base_layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = False  # keep ImageNet statistics (inference mode)
-            fitted = self._fitted_view(model)
-            fitted.compile(
-                keras.optimizers.Adam(cfg.lr * FINE_TUNE_LR_FRACTION),
-                "binary_crossentropy",
-                metrics=[keras.metrics.AUC(name="auc")],
-            )
-            self._fit(
-                fitted,
-                splits,
-                size,
-                cfg.batch_size,
-                cfg.fine_tune_epochs,
-                tracked,
-                "fine_tune",
-                patience=FINE_TUNE_PATIENCE,
-                extra=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=PLATEAU_FACTOR, patience=1, min_lr=MIN_LR)],
-            )
-
-        if cfg.fine_tune_layers and cfg.fine_tune_epochs:
-            return self._phase("fine_tune", build, fine_tune)
-        return head_model
-
-    def train_scratch(self, splits: dict[str, Split], tracked: TrackedRun | None) -> keras.Model:
-        """From random init: progressive resizing, AdamW, cosine decay with warm-up, label smoothing."""
-        cfg = self.config
-        previous: keras.Model | None = None
-        for index, (size, epochs, batch) in enumerate(cfg.scratch_phases()):
-            peak = cfg.scratch_lr if index == 0 else cfg.scratch_lr * LATER_PHASE_PEAK_FRACTION
-
-            def train(
-                model: keras.Model, size=size, epochs=epochs, batch=batch, peak=peak, index=index, previous=previous
-            ) -> None:
-                if previous is not None:
-                    model.set_weights(previous.get_weights())
-                steps = math.ceil(len(splits["train"]) / batch)
-                schedule = keras.optimizers.schedules.CosineDecay(
-                    0.0,
-                    decay_steps=max(1, epochs * steps),
-                    warmup_target=peak,
-                    warmup_steps=max(1, int((FIRST_WARMUP_FRACTION if index == 0 else LATER_WARMUP_FRACTION) * epochs * steps)),
-                )
-                fitted = self._fitted_view(model)
-                fitted.compile(
-                    keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-                    keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing),
-                    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-                )
-                self._fit(fitted, splits, size, batch, epochs, tracked, f"scratch_{size}px", patience=SCRATCH_PATIENCE)
-
-            previous = self._phase(
-                f"scratch_{size}px",
-                lambda size=size: build_classifier(size, None, cfg.dropout, cfg.head_units, cfg.architecture),
-                train,
-            )
-        return previous
-
-    def _fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
+    def fit(self, model, splits, size, batch, epochs, tracked, phase, patience, extra=()) -> None:
+        """``model.fit`` on the training split (augmented, weighted, offset as the run asks) against validation."""
         cfg = self.config
         train = make_dataset(
             splits["train"].source,
@@ -377,8 +176,8 @@ class Trainer:
             shuffle=True,
             seed=cfg.seed,
             intensity=cfg.intensity,
-            weights=self._train_weights(splits["train"]),
-            offsets=self._offsets(splits["train"], True),
+            weights=self.train_weights(splits["train"]),
+            offsets=self.offsets(splits["train"], True),
         )
         val = make_dataset(
             splits["val"].source,
@@ -386,7 +185,7 @@ class Trainer:
             size,
             32,
             intensity=cfg.intensity,
-            offsets=self._offsets(splits["val"], False),
+            offsets=self.offsets(splits["val"], False),
         )
         steps = math.ceil(len(splits["train"]) / batch)
         if self.role.distributed:
@@ -395,7 +194,7 @@ class Trainer:
             train,
             validation_data=val,
             epochs=epochs,
-            callbacks=self._callbacks(phase, epochs, steps, tracked, patience) + list(extra),
+            callbacks=self.callbacks(phase, epochs, steps, tracked, patience) + list(extra),
             verbose=0,
         )
 
@@ -430,7 +229,7 @@ class Trainer:
 
     def train(self, splits: dict[str, Split], weights: str | None, tracked: TrackedRun | None) -> keras.Model:
         """The recipe the base weights call for: transfer with pretrained weights, else from scratch."""
-        return self.train_transfer(splits, weights, tracked) if weights else self.train_scratch(splits, tracked)
+        return train_transfer(self, splits, weights, tracked) if weights else train_scratch(self, splits, tracked)
 
     def train_as_worker(self, splits: dict[str, Split], weights: str | None) -> Path:
         """A non-chief worker: the same phases, in step with the chief; the chief keeps the books and the model."""
