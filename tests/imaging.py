@@ -61,3 +61,33 @@ def dicom_bytes(
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def crafted_dicoms() -> dict[str, bytes]:
+    """DICOM files that real devices or an attacker produce and a decoder must survive: a header without Rows, a
+    window width of 0 or below (real films carry it), a sigmoid VOI LUT with a bad width, a frame count that is not a
+    number, and empty pixel data. Built with pydicom, edited where pydicom refuses to write the value."""
+    from pydicom import dcmread
+
+    film = synthetic_xray(128, seed=3).astype("uint16") * 16
+
+    def edited(change) -> bytes:
+        dataset = dcmread(io.BytesIO(dicom_bytes(film)))
+        change(dataset)
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    frames_tag = b"\x28\x00\x08\x00IS\x02\x00"  # (0028,0008) Number of Frames, explicit VR, 2 bytes
+    return {
+        "no_rows.dcm": edited(lambda ds: delattr(ds, "Rows")),
+        "window_width_0.dcm": dicom_bytes(film, WindowCenter=1000, WindowWidth=0),
+        "window_width_negative.dcm": dicom_bytes(film, WindowCenter=1000, WindowWidth=-5),
+        "sigmoid_bad_width.dcm": dicom_bytes(film, WindowCenter=1000, WindowWidth=0, VOILUTFunction="SIGMOID"),
+        "frames_not_a_number.dcm": dicom_bytes(film, NumberOfFrames=9).replace(frames_tag + b"9 ", frames_tag + b"ab"),
+        "empty_pixel_data.dcm": edited(lambda ds: setattr(ds, "PixelData", b"")),
+    }
+
+
+WINDOWED_BUT_READABLE = ("window_width_0.dcm", "window_width_negative.dcm", "sigmoid_bad_width.dcm")
+"""Of :func:`crafted_dicoms`, the files whose window cannot be applied but whose film can: they get an answer."""

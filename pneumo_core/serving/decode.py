@@ -131,6 +131,21 @@ def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
+def _windowed(pixels: np.ndarray, dataset) -> np.ndarray:
+    """The modality LUT (rescale) and the VOI LUT or window the file asks for; a window the file states but that
+    cannot be applied (a width of 0 or below, which real films carry) is ignored: the film's own range is used."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        pixels = apply_modality_lut(pixels, dataset)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        pass  # a broken rescale: the stored values, stretched below, still show the film
+    try:
+        return apply_voi_lut(pixels, dataset)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        return pixels
+
+
 DICOM_PATIENT_FIELDS = (
     "PatientName",
     "PatientID",
@@ -146,29 +161,36 @@ DICOM_PATIENT_FIELDS = (
 def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, OSError, ValueError, EOFError):
         raise ImageDecodeError("The DICOM file is damaged and cannot be read.") from None
-    if "PixelData" not in dataset:
+    if "PixelData" not in dataset or not dataset.get("PixelData"):
         raise ImageDecodeError("The DICOM file holds no image (no pixel data).")
-    if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+    try:
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        samples = int(dataset.get("SamplesPerPixel") or 1)
+        columns, rows = int(dataset.Columns), int(dataset.Rows)
+    except (AttributeError, TypeError, ValueError):
+        raise ImageDecodeError(
+            "The DICOM header is damaged: its image size, frame count or colour layout is missing or not a number."
+        ) from None
+    if frames > 1:
         raise ImageDecodeError("The DICOM file holds several frames; a single radiograph is expected.")
-    if int(getattr(dataset, "SamplesPerPixel", 1)) not in (1, 3):
+    if samples not in (1, 3):
         raise ImageDecodeError("The DICOM image has an unsupported colour layout.")
-    _check_pixel_count(int(dataset.Columns), int(dataset.Rows))
+    _check_pixel_count(columns, rows)
     try:
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError):
         raise ImageDecodeError("The DICOM image uses a compression this app cannot decode.") from None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError, KeyError):
         raise ImageDecodeError("The DICOM pixel data is damaged or incomplete.") from None
     if pixels.ndim == 3:  # colour DICOM: a plain luminance is the best we can do
         pixels = pixels.astype(np.float64).mean(axis=-1)
     else:
-        pixels = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset)
+        pixels = _windowed(pixels, dataset)
     gray = _stretch_to_uint8(np.asarray(pixels, dtype=np.float64))
     if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         gray = 255 - gray  # MONOCHROME1 stores bone dark: invert to the usual look

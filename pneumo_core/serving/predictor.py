@@ -7,6 +7,7 @@ and threshold of the operating point: the model's validation one or a site profi
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,8 @@ from pneumo_core.serving.runtimes import BATCH_SIZE, Network, load_network
 from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.model_dir import ModelLoadError, read_metadata
 from pneumo_core.store.profiles import ProfileError, SiteProfile, active_profile, load_profile
+
+log = logging.getLogger(__name__)
 
 LOAD_ATTEMPTS = 3
 """A load that failed (e.g. it read one model's metadata and then found the directory swapped by a promotion)
@@ -215,9 +218,17 @@ def _profile_for(directory: Path, operating_point: str | None) -> SiteProfile | 
     raise ModelLoadError(f"Unknown operating point {operating_point!r}: use validation or site:NAME.")
 
 
+UNEXPECTED_FILE = "The file could not be read: its data is malformed in a way this app does not handle."
+
+
 def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDecodeError:
+    """One file's decoded image and canonical view, or why it has none: the per-file boundary, so that no file,
+    however crafted, costs the other files of its batch their answers."""
     try:
         upload = decode_upload(payload)
+        return upload, canonicalize(upload.gray)
     except ImageDecodeError as error:
         return error
-    return upload, canonicalize(upload.gray)
+    except Exception as error:  # noqa: BLE001 - a decoder library's own failure: this file's answer, not the batch's
+        log.warning("a file could not be decoded (%s)", type(error).__name__)  # never the content: it is patient data
+        return ImageDecodeError(UNEXPECTED_FILE)
