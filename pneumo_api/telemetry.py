@@ -38,13 +38,19 @@ class Telemetry:
         @app.middleware("http")
         async def _measure(request: Request, call_next):
             started = time.perf_counter()
-            response = await call_next(request)
-            # the route's template (no file names, no query strings); an upload refused before routing counts under its path
-            route = request.scope.get("route")
-            endpoint = getattr(route, "path", None) or (request.url.path if request.url.path in self.paths else "unmatched")
-            self.requests.labels(endpoint, str(response.status_code)).inc()
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)
-            return response
+            status = 500  # an exception escaping the route becomes a 500 outside this middleware: counted as one
+            try:
+                response = await call_next(request)
+                status = response.status_code
+                return response
+            finally:
+                # the route's template (no file names, no query strings); an upload refused before routing counts
+                # under its path
+                route = request.scope.get("route")
+                path = request.url.path
+                endpoint = getattr(route, "path", None) or (path if path in self.paths else "unmatched")
+                self.requests.labels(endpoint, str(status)).inc()
+                self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

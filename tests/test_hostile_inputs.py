@@ -86,3 +86,36 @@ def test_the_api_answers_200_with_an_error_per_crafted_file(tiny_model_dir):
     assert len(results) == 6 and results[0]["label"] in ("NORMAL", "PNEUMONIA")
     assert all(("label" in r) != ("error" in r) for r in results) and sum("error" in r for r in results) == 2
     assert np.isfinite([r["probability"] for r in results if "probability" in r and r["probability"] is not None]).all()
+
+
+@pytest.fixture
+def api_client(tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from pneumo_api import create_app
+
+    app = create_app(tiny_model_dir, "1000/minute")
+    with TestClient(app, client=("127.0.0.1", 50000), raise_server_exceptions=False) as client:
+        app.state.model.wait(120)
+        yield client
+
+
+def test_a_server_error_is_counted_in_the_metrics(api_client, monkeypatch):
+    def broken(self, named_payloads, with_maps=False):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(predictor_module.Predictor, "classify", broken)
+    response = api_client.post("/v1/predict", files=[("files", ("good.jpg", GOOD, "image/jpeg"))])
+    assert response.status_code == 500
+    metrics = api_client.get("/metrics").text
+    assert 'pneumo_api_requests_total{endpoint="/v1/predict",status="500"} 1.0' in metrics
+
+
+def test_a_withheld_films_api_record_is_the_clis_nulls_included(api_client, capsys, tiny_model_dir, tmp_path):
+    colour = encode(np.random.default_rng(0).integers(0, 255, (120, 120, 3), dtype=np.uint8))
+    (tmp_path / "photo.png").write_bytes(colour)
+    main(["predict", "--model", str(tiny_model_dir), str(tmp_path / "photo.png")])
+    cli = json.loads(capsys.readouterr().out)
+    api = api_client.post("/v1/predict", files=[("files", ("photo.png", colour, "image/png"))]).json()["results"][0]
+    assert cli["label"] is None and cli["decision"] is None and cli["probability"] is None
+    assert api == {**cli, "file": "photo.png"}  # the same keys, nulls and all
