@@ -115,7 +115,7 @@ def shadow_section(served: Served, shadow: Shadow | None, since: float | None) -
             "it then scores every answered film beside the served model, in the background, and is never shown."
         )
         return
-    report = shadow_report(since, served.metadata.get("model_sha256"))
+    report = shadow_report(since, served.metadata.get("model_sha256"), challenger_sha256=shadow.sha256)
     st.markdown(f"**{shadow.name}** scores every answered film beside the served model; its answers are never shown.")
     columns = st.columns(4)
     columns[0].metric("films scored", report.answers)

@@ -70,6 +70,9 @@ def test_the_challenger_scores_every_answered_film_and_stores_nothing_identifyin
     assert sum(report.pairs.values()) == len(FILMS) and len(report.disagreements) == round((1 - agree) * len(FILMS))
     assert report.challengers == ["tiny-challenger"]
     assert shadow_report(champion_sha256="another model", path=store).answers == 0
+    # an earlier challenger's rows are not the current one's: the promotion rule counts only its own films
+    assert shadow_report(path=store, challenger_sha256=shadow.sha256).answers == len(FILMS)
+    assert shadow_report(path=store, challenger_sha256="an earlier challenger").answers == 0
     shadow.close()
 
 

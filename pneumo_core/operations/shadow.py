@@ -45,13 +45,18 @@ class Shadow:
         self.challenger = challenger  # a pneumo_core.serving.predictor.Predictor
         self.directory = directory  # its model directory
         self.path = path  # the monitoring store (default $PNEUMO_MONITOR_DB)
-        self.dropped = 0
+        self.dropped = 0  # batches not scored because the challenger was behind (counted under _lock)
+        self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_PENDING)  # one per batch queued or being scored
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-challenger")
 
     @property
     def name(self) -> str:
         return str(self.challenger.metadata.get("name", "unnamed"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self.challenger.metadata.get("model_sha256", ""))
 
     def submit(self, cases: Iterable[Any], champion: Any, seconds: float, source: str) -> Future | None:
         """Queue the classified films of ``cases`` (answered by ``champion`` in ``seconds``) for the challenger;
@@ -60,7 +65,8 @@ class Shadow:
         if not answered:
             return None
         if not self._slots.acquire(blocking=False):
-            self.dropped += 1
+            with self._lock:
+                self.dropped += 1
             return None
         canonical = np.stack([case.canonical for case in answered])
         champion_side = [(case.verdict.label if case.verdict else "withheld", case.prediction.probability) for case in answered]
@@ -73,9 +79,9 @@ class Shadow:
             started = time.perf_counter()
             predictions = self.challenger.predict_canonical(canonical)
             challenger_ms = 1000.0 * (time.perf_counter() - started) / len(canonical)
-            now, sha256 = time.time(), str(self.challenger.metadata.get("model_sha256", ""))
+            now = time.time()
             rows = [
-                (now, source, champion_sha256, self.name, sha256, verdict, prediction.label, probability,
+                (now, source, champion_sha256, self.name, self.sha256, verdict, prediction.label, probability,
                  prediction.probability, champion_ms, challenger_ms)
                 for (verdict, probability), prediction in zip(champion_side, predictions)
             ]  # fmt: skip
@@ -124,10 +130,20 @@ class ShadowReport:
         return asdict(self)
 
 
-def shadow_report(since: float | None = None, champion_sha256: str | None = None, path: Path | None = None) -> ShadowReport:
-    """What the shadow recorded since a Unix time, for one champion (its SHA-256) or all."""
+def shadow_report(
+    since: float | None = None,
+    champion_sha256: str | None = None,
+    path: Path | None = None,
+    challenger_sha256: str | None = None,
+) -> ShadowReport:
+    """What the shadow recorded since a Unix time, for one champion and one challenger (their SHA-256s) or all: the
+    promotion rule counts only the films the current challenger itself scored, never an earlier challenger's."""
     rows = answers(since, path, table="shadow")
-    keep = np.ones(len(rows["time"]), bool) if champion_sha256 is None else rows["champion_sha256"] == champion_sha256
+    keep = np.ones(len(rows["time"]), bool)
+    if champion_sha256 is not None:
+        keep &= rows["champion_sha256"] == champion_sha256
+    if challenger_sha256 is not None:
+        keep &= rows["challenger_sha256"] == challenger_sha256
     rows = {key: values[keep] for key, values in rows.items()}
     n = int(keep.sum())
     if not n:
