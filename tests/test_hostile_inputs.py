@@ -119,3 +119,19 @@ def test_a_withheld_films_api_record_is_the_clis_nulls_included(api_client, caps
     api = api_client.post("/v1/predict", files=[("files", ("photo.png", colour, "image/png"))]).json()["results"][0]
     assert cli["label"] is None and cli["decision"] is None and cli["probability"] is None
     assert api == {**cli, "file": "photo.png"}  # the same keys, nulls and all
+
+
+@pytest.mark.parametrize(("transient", "attempts"), [(False, 1), (True, predictor_module.LOAD_ATTEMPTS)])
+def test_only_a_load_failure_that_can_heal_is_retried(monkeypatch, tmp_path, transient, attempts):
+    from pneumo_core.store.model_dir import ModelLoadError
+
+    calls = []
+
+    def failing(cls, *args):
+        calls.append(args)
+        raise ModelLoadError("no", transient=transient)
+
+    monkeypatch.setattr(predictor_module.Predictor, "_load_once", classmethod(failing))
+    with pytest.raises(ModelLoadError):
+        predictor_module.Predictor.load(tmp_path)
+    assert len(calls) == attempts

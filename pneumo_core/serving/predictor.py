@@ -31,8 +31,9 @@ from pneumo_core.store.profiles import ProfileError, SiteProfile, active_profile
 log = logging.getLogger(__name__)
 
 LOAD_ATTEMPTS = 3
-"""A load that failed (e.g. it read one model's metadata and then found the directory swapped by a promotion)
-starts again, up to this many times; a damaged model fails every time and its error is raised."""
+"""A load that failed in a way a promotion can cause (it read one model's metadata and then found the directory
+swapped: a file missing or not matching its SHA-256) starts again, up to this many times; a damaged model fails
+every time and its error is raised. Lasting failures are raised at once."""
 
 
 class Predictor:
@@ -86,9 +87,11 @@ class Predictor:
         for _ in range(LOAD_ATTEMPTS - 1):
             try:
                 return cls._load_once(directory, threshold, runtime, operating_point)
-            except ModelLoadError:
+            except ModelLoadError as error:
+                if not error.transient:
+                    raise  # a lasting problem (no model, no runtime, an unknown operating point): say it at once
                 time.sleep(0.05)  # perhaps a promotion swapped the directory mid-load
-        return cls._load_once(directory, threshold, runtime, operating_point)  # a lasting problem raises here
+        return cls._load_once(directory, threshold, runtime, operating_point)  # still failing: raised here
 
     @classmethod
     def _load_once(cls, directory: Path, threshold: float | None, runtime: str, operating_point: str | None) -> Predictor:

@@ -42,7 +42,12 @@ SANITY_FILE = "saliency_sanity.json"
 
 
 class ModelLoadError(RuntimeError):
-    """The model directory is missing, incomplete or does not match its metadata."""
+    """The model directory is missing, incomplete or does not match its metadata. ``transient``: the failure may be a
+    promotion swapping the directory mid-load, and loading again can succeed; every other failure is lasting."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def file_sha256(path: Path) -> str:
@@ -131,11 +136,12 @@ def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
     try:
         content = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
-        raise ModelLoadError(f"The model file {path} is missing.") from None
+        raise ModelLoadError(f"The model file {path} is missing.", transient=True) from None
     if hashlib.sha256(content).hexdigest() != expected_sha256:
         raise ModelLoadError(
             f"The model file {path.name} in {path.parent} does not match its metadata (SHA-256 differs): "
-            "it was changed or damaged."
+            "it was changed or damaged.",
+            transient=True,
         )
     return content
 
