@@ -592,3 +592,57 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["films scored"] == "1" and metrics["agreement"] == "100.0%"
     assert "Promotion rule" in texts(at) and "✗ 1 films scored in the shadow" in texts(at)
+
+
+def test_a_site_profile_is_saved_and_activated_where_the_served_model_is(app_env, app_model_dir, tmp_path, monkeypatch):
+    """Serving a registry version (PNEUMO_MODEL_URI), a profile goes into that version's directory, not models/served."""
+    import shutil
+
+    from pneumo_core.store import mlflow_registry
+    from pneumo_core.store.profiles import active_profile, list_profiles
+
+    registry_copy = shutil.copytree(app_model_dir, tmp_path / "registry-version")
+    monkeypatch.setenv("PNEUMO_MODEL_URI", "models:/pneumo-densenet121@champion")
+    monkeypatch.setattr(mlflow_registry, "resolve_model_uri", lambda uri: registry_copy)
+
+    def script():
+        import json
+        import os
+        from pathlib import Path
+
+        from pneumo_core.store.profiles import SiteProfile
+        from ui.operator_actions import save_site_profile
+
+        sha = json.loads((Path(os.environ["REGISTRY_COPY"]) / "metadata.json").read_text())["model_sha256"]
+        empty = {"metrics": {}, "intervals": {}, "validation_operating_point": {}}
+        profile = SiteProfile("north", 0.5, 1.0, "youden", "", 2, 1, 1, "data", "now", "m", sha, **empty)
+        save_site_profile(profile, make_active=True)
+
+    monkeypatch.setenv("REGISTRY_COPY", str(registry_copy))
+    at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert list_profiles(registry_copy) == ["north"] and active_profile(registry_copy).name == "north"
+    assert list_profiles(app_model_dir) == []  # the directory not served is left alone
+
+
+def test_answers_shown_follow_a_new_operating_point_not_the_old_cache(app_env, app_model_dir):
+    """The page keeps answers per file *and* per model and operating point: after a profile activation the same
+    film is answered again at the new point, not shown with the old verdict under the new name."""
+    import json
+
+    from pneumo_core.store.profiles import SiteProfile, activate, save_profile
+
+    at = run_page()
+    at.file_uploader(key="uploads").set_value([("film.png", encode(synthetic_xray(160, seed=9)), "image/png")]).run()
+    assert set(at.dataframe[0].value["operating point"]) == {"validation"}
+    sha = json.loads((app_model_dir / "metadata.json").read_text())["model_sha256"]
+    empty = {"metrics": {}, "intervals": {}, "validation_operating_point": {}}
+    profile = SiteProfile("north", 0.123, 1.0, "youden", "", 2, 1, 1, "data", "now", "m", sha, **empty, referral_band=[0.1, 0.2])
+    save_profile(profile, app_model_dir)
+    activate(app_model_dir, "north")
+    try:
+        at.run()
+        table = at.dataframe[0].value
+        assert set(table["operating point"]) == {"site:north"} and set(table["threshold"]) == {"0.1230"}
+    finally:
+        activate(app_model_dir, None)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core.config import served_model_dir
 from pneumo_core.evaluation.scoring import score_labelled_folder
 from pneumo_core.jobs.launcher import Job, cancel_job, start_job
 from pneumo_core.operations.audit import record_action
 from pneumo_core.operations.calibration import calibrate
 from pneumo_core.operations.rules import ReferralRule, Rule
 from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.profiles import SiteProfile, activate, save_profile
 from pneumo_core.store.promotion import promote_candidate, roll_back_served
 from ui.access import require_operator
@@ -61,10 +61,10 @@ def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, band
 
 def save_site_profile(profile: SiteProfile, make_active: bool) -> None:
     actor = require_operator()
-    save_profile(profile, served_model_dir())
+    save_profile(profile, serving_directory())  # where the served model is, a registry version's copy included
     outcome = "saved"
     if make_active:
-        activate(served_model_dir(), profile.name)
+        activate(serving_directory(), profile.name)
         st.cache_resource.clear()
         outcome = "saved and activated"
     record_action("site profile", profile.name, outcome, actor, rule=profile.rule, n=profile.n, threshold=profile.threshold)
@@ -72,6 +72,6 @@ def save_site_profile(profile: SiteProfile, make_active: bool) -> None:
 
 def deactivate_site_profiles() -> None:
     actor = require_operator()
-    activate(served_model_dir(), None)
+    activate(serving_directory(), None)
     st.cache_resource.clear()
     record_action("site profile", "-", "deactivated: validation threshold", actor)
