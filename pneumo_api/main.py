@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.formparsers import MultiPartParser
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
@@ -19,7 +21,7 @@ from pneumo_core.serving.predictor import Predictor
 
 from . import problems
 from .routes import router
-from .security import RateLimit
+from .security import RateLimit, require_key
 from .telemetry import Telemetry
 
 log = logging.getLogger("pneumo_api")
@@ -93,25 +95,45 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
     app.state.rate_limit = RateLimit(rate)
     problems.install(app)
 
+    # Innermost: counts the bytes actually received and stops at the limit, whatever the headers declared (a chunked
+    # body, or a Content-Length smaller than what follows).
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
+
     @app.middleware("http")
-    async def limit_uploads(request: Request, call_next):
-        """Refuse an over-size or non-multipart upload before its body is read."""
+    async def guard_uploads(request: Request, call_next):
+        """Before an upload's body is read: its declared size and type, the API key and the rate limit."""
         if request.method == "POST" and request.url.path in UPLOAD_PATHS:
-            length = request.headers.get("content-length")
-            if length is None:
-                return problems.problem_response(411, "The request must say its length (Content-Length)")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return problems.problem_response(
-                    413, "The upload is too large", f"At most {MAX_FILES_PER_REQUEST} files of {MAX_FILE_BYTES // 2**20} MB."
-                )
-            empty = int(length) == 0  # nothing sent at all: the endpoint answers 422 (no file)
-            if not empty and not request.headers.get("content-type", "").startswith("multipart/form-data"):
-                return problems.problem_response(415, "Send the files as multipart/form-data in the field 'files'")
+            refusal = upload_refusal(request)
+            if refusal is not None:
+                return refusal
         return await call_next(request)
 
     telemetry.install(app)  # outermost: counts every answer, refusals included
     app.include_router(router)
     return app
+
+
+def upload_refusal(request: Request) -> JSONResponse | None:
+    """Why an upload is refused before its body is read, or None: a chunked body (no length to check), no or too
+    large a Content-Length, not multipart, a missing or wrong key, or over the rate limit (counted once, here)."""
+    if "transfer-encoding" in request.headers:
+        return problems.problem_response(411, "The request must say its length (Content-Length), not be chunked")
+    length = request.headers.get("content-length")
+    if length is None:
+        return problems.problem_response(411, "The request must say its length (Content-Length)")
+    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        return problems.problem_response(
+            413, "The upload is too large", f"At most {MAX_FILES_PER_REQUEST} files of {MAX_FILE_BYTES // 2**20} MB."
+        )
+    empty = int(length) == 0  # nothing sent at all: the endpoint answers 422 (no file)
+    if not empty and not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return problems.problem_response(415, "Send the files as multipart/form-data in the field 'files'")
+    try:
+        require_key(request)
+        request.app.state.rate_limit(request)
+    except problems.Problem as problem:
+        return problems.problem_response(problem.status, problem.title, problem.detail, problem.headers)
+    return None
 
 
 app = create_app()

@@ -39,8 +39,9 @@ def rate_limited(request: Request) -> None:
 guarded = [Depends(require_key), Depends(rate_limited)]
 GUARDED_PROBLEMS = documented(401, 429, 503)
 UPLOAD_PROBLEMS = documented(400, 401, 411, 413, 415, 422, 429, 503)
-ANSWERING = {"response_model_exclude_unset": True, "dependencies": guarded, "tags": ["answers"], "responses": UPLOAD_PROBLEMS}
-"""What the two endpoints that answer films share."""
+ANSWERING = {"response_model_exclude_unset": True, "tags": ["answers"], "responses": UPLOAD_PROBLEMS}
+"""What the two endpoints that answer films share; their key and rate limit are checked before the body is read
+(:func:`pneumo_api.main.upload_refusal`), not as dependencies that run after it."""
 router = APIRouter()
 
 

@@ -135,3 +135,77 @@ def test_only_a_load_failure_that_can_heal_is_retried(monkeypatch, tmp_path, tra
     with pytest.raises(ModelLoadError):
         predictor_module.Predictor.load(tmp_path)
     assert len(calls) == attempts
+
+
+def _asgi_post(app, headers: dict[str, str], chunks: list[bytes], client=("10.0.0.9", 40000)) -> tuple[int, int]:
+    """(status, how many body chunks the app pulled) for a raw ASGI POST /v1/predict."""
+    import anyio
+
+    pulled, status = [0], [0]
+    messages = [{"type": "http.request", "body": chunk, "more_body": i + 1 < len(chunks)} for i, chunk in enumerate(chunks)]
+
+    async def receive():
+        if pulled[0] < len(messages):
+            pulled[0] += 1
+            return messages[pulled[0] - 1]
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/predict",
+        "raw_path": b"/v1/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+    anyio.run(app, scope, receive, send)
+    return status[0], pulled[0]
+
+
+MULTIPART = "multipart/form-data; boundary=xyz"
+
+
+def test_uploads_are_refused_before_their_body_is_read(tiny_model_dir, monkeypatch):
+    from pneumo_api import create_app
+
+    monkeypatch.setenv("PNEUMO_API_KEYS", "a-real-key")
+    app = create_app(tiny_model_dir, "1000/minute")
+    body = [b"x" * 1024] * 4
+    # no key, or a wrong one: refused without reading a byte
+    assert _asgi_post(app, {"content-length": "4096", "content-type": MULTIPART}, body) == (401, 0)
+    wrong = {"content-length": "4096", "content-type": MULTIPART, "authorization": "Bearer guess"}
+    assert _asgi_post(app, wrong, body) == (401, 0)
+    # a chunked body has no length to check in advance: refused, with or without a Content-Length beside it
+    chunked = {"transfer-encoding": "chunked", "content-type": MULTIPART, "authorization": "Bearer a-real-key"}
+    assert _asgi_post(app, chunked, body) == (411, 0)
+    assert _asgi_post(app, {**chunked, "content-length": "100"}, body) == (411, 0)
+
+
+def test_a_body_longer_than_declared_is_cut_at_the_limit(tiny_model_dir, monkeypatch):
+    import pneumo_api.main as api_main
+
+    monkeypatch.setattr(api_main, "MAX_BODY_BYTES", 64 * 1024)
+    app = api_main.create_app(tiny_model_dir, "1000/minute")
+    part = b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    chunks = [part] + [b"x" * 16 * 1024] * 64  # a 1 MB file part behind a Content-Length of 100
+    status, pulled = _asgi_post(app, {"content-length": "100", "content-type": MULTIPART}, chunks, client=("127.0.0.1", 1))
+    assert status == 413 and pulled <= 5  # stopped once the bytes received passed the limit, not at the end
+
+
+def test_multipart_is_recognised_in_any_case(api_client):
+    import httpx
+
+    encoded = httpx.Request("POST", "http://x/v1/predict", files=[("files", ("good.jpg", GOOD, "image/jpeg"))])
+    content_type = encoded.headers["content-type"].replace("multipart/form-data", "Multipart/Form-Data")
+    response = api_client.post("/v1/predict", content=encoded.read(), headers={"content-type": content_type})
+    assert response.status_code == 200 and response.json()["results"][0]["file"] == "good.jpg"
