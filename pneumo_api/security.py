@@ -7,6 +7,7 @@ disables keys for a deployment that authenticates in front of the API.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
@@ -34,14 +35,22 @@ def _given_key(request: Request) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
+FAILED_AUTH_RATE = "10/minute"
+"""Failed authentications a client may make; past it, guesses get 429 (counted per client address)."""
+
+
+def _address(request: Request) -> str:
+    return f"ip:{request.client.host if request.client else 'unknown'}"
+
+
 def client_identity(request: Request) -> str:
-    """The key when one is given (so clients behind one proxy are told apart), else the client address."""
-    key = _given_key(request)
-    return f"key:{key[:8]}" if key else f"ip:{request.client.host if request.client else 'unknown'}"
+    """Whom the rate limit counts: the verified key's full hash (so clients behind one proxy are told apart), else
+    the client address; a bearer token the server did not verify never names a client."""
+    return getattr(request.state, "verified_key", None) or _address(request)
 
 
 def require_key(request: Request) -> None:
-    """A dependency of every endpoint but the health checks."""
+    """A dependency of every endpoint but the health checks (the upload endpoints check it before their body)."""
     mode, keys = api_auth(), api_keys()
     if mode == "off" or (mode == "auto" and not keys and _is_local(request)):
         return
@@ -49,23 +58,30 @@ def require_key(request: Request) -> None:
     if not keys:
         raise Problem(401, "An API key is required", f"Requests from other machines need a key: set {API_KEYS_ENV}.")
     if given is None or not any(password_matches(given, key) for key in keys):
+        request.app.state.rate_limit.failed_authentication(request)
         raise Problem(
             401, "A valid API key is required", "Send it as 'Authorization: Bearer <key>'.", {"WWW-Authenticate": "Bearer"}
         )
+    request.state.verified_key = "key:" + hashlib.sha256(given.encode()).hexdigest()
 
 
 class RateLimit:
-    """A moving-window limit per client, in memory (one API process)."""
+    """A moving-window limit per client, and one on failed authentications per address, in memory (one API process)."""
 
     def __init__(self, rate: str | None = None):
         self.item = parse(rate or api_rate())
+        self.failed = parse(FAILED_AUTH_RATE)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def __call__(self, request: Request) -> None:
-        identity = client_identity(request)
-        if not self.limiter.hit(self.item, identity):
-            reset = self.limiter.get_window_stats(self.item, identity).reset_time
+        self._hit(self.item, client_identity(request))
+
+    def failed_authentication(self, request: Request) -> None:
+        """Count a wrong or missing key against the client's address: 429 once it guesses too often."""
+        self._hit(self.failed, "failed:" + _address(request))
+
+    def _hit(self, item, identity: str) -> None:
+        if not self.limiter.hit(item, identity):
+            reset = self.limiter.get_window_stats(item, identity).reset_time
             wait = max(1, math.ceil(reset - time.time()))
-            raise Problem(
-                429, "Too many requests", f"The limit is {self.item}; try again in {wait} s.", {"Retry-After": str(wait)}
-            )
+            raise Problem(429, "Too many requests", f"The limit is {item}; try again in {wait} s.", {"Retry-After": str(wait)})

@@ -209,3 +209,20 @@ def test_multipart_is_recognised_in_any_case(api_client):
     content_type = encoded.headers["content-type"].replace("multipart/form-data", "Multipart/Form-Data")
     response = api_client.post("/v1/predict", content=encoded.read(), headers={"content-type": content_type})
     assert response.status_code == 200 and response.json()["results"][0]["file"] == "good.jpg"
+
+
+def test_guessing_keys_is_rate_limited_and_unverified_tokens_name_no_client(tiny_model_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from pneumo_api import create_app
+    from pneumo_api.security import FAILED_AUTH_RATE
+
+    allowed = int(FAILED_AUTH_RATE.split("/")[0])
+    monkeypatch.setenv("PNEUMO_API_KEYS", "the-key")
+    with TestClient(create_app(tiny_model_dir, "1000/minute"), client=("10.0.0.7", 1)) as client:
+        statuses = [client.get("/v1/model", headers={"Authorization": f"Bearer guess-{i}"}).status_code for i in range(30)]
+    assert statuses[:allowed] == [401] * allowed and set(statuses[allowed:]) == {429}
+    monkeypatch.delenv("PNEUMO_API_KEYS")
+    with TestClient(create_app(tiny_model_dir, "2/minute"), client=("127.0.0.1", 1)) as client:  # no key needed here
+        statuses = [client.get("/v1/model", headers={"Authorization": f"Bearer random-{i}"}).status_code for i in range(3)]
+    assert statuses[2] == 429  # each random token is not a fresh client: the address is
