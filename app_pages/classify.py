@@ -20,7 +20,7 @@ from pneumo_core.serving.answers import Case
 from pneumo_core.serving.cams import METHODS, SCORECAM
 from pneumo_core.serving.overlay import COLORMAPS, overlay
 from ui.report import ReportContext, case_report_pdf
-from ui.resources import served_model, shadow_challenger, start_loading
+from ui.resources import Served, served_model, shadow_challenger, start_loading
 from ui.widgets import (
     decision_words,
     expected_range_words,
@@ -128,13 +128,14 @@ for key in [k for k in cams if k[0] not in digests]:
     del cams[key]
 
 
-def explained_class(case: Case) -> str:
+def explained_class(case: Case, evidence: str) -> str:
+    """The class a heat map shows: the answer's, or the one chosen in the sidebar."""
     return case.prediction.label if evidence == ANSWER else evidence
 
 
-def cam_for(digest: str, case: Case):
+def cam_for(served: Served, cams: dict, digest: str, case: Case, method: str, evidence: str):
     """The map for the chosen method and class, computed once per film from what came with its answer."""
-    target = explained_class(case)
+    target = explained_class(case, evidence)
     key = (digest, method, target)
     if key not in cams:
         with st.spinner(f"Computing {method} for {target}…") if method == SCORECAM else nullcontext():
@@ -142,7 +143,7 @@ def cam_for(digest: str, case: Case):
     return cams[key]
 
 
-def results_table(cases: list[Case]) -> pd.DataFrame:
+def results_table(served: Served, cases: list[Case]) -> pd.DataFrame:
     """One row per file, for one film as for many: no label for a failed file or a withheld verdict, and why."""
     answered_at = datetime.now(UTC).isoformat(timespec="seconds")
     rows = []
@@ -167,7 +168,7 @@ def results_table(cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report_button(case: Case, heat, digest: str) -> None:
+def report_button(served: Served, case: Case, heat, digest: str, method: str, evidence: str) -> None:
     """The one-page PDF report of this film, drawn only when clicked."""
     context = ReportContext(
         served.metadata.get("name", "unnamed"),
@@ -178,7 +179,7 @@ def report_button(case: Case, heat, digest: str) -> None:
     )
     st.download_button(
         "Download case report (PDF)",
-        partial(case_report_pdf, case, heat, context, explained_class(case) if case.verdict else None),
+        partial(case_report_pdf, case, heat, context, explained_class(case, evidence) if case.verdict else None),
         f"{Path(case.name).stem}_report.pdf",
         "application/pdf",
         key=f"report_{digest}",
@@ -186,7 +187,7 @@ def report_button(case: Case, heat, digest: str) -> None:
     )
 
 
-table = results_table(cases)
+table = results_table(served, cases)
 st.subheader("Results")
 st.dataframe(table, hide_index=True, width="stretch")
 st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
@@ -200,15 +201,15 @@ for digest, case in zip(digests, cases):
     if case.withheld:
         st.warning(f"**Not assessed.** {case.withheld} No NORMAL/PNEUMONIA answer is given for it.", icon=":material/block:")
         st.image(case.canonical, caption="The image as received (grayscale)", width=320)
-        report_button(case, None, digest)
+        report_button(served, case, None, digest, method, evidence)
         continue
     prediction = case.prediction
     for warning in case.warnings:
         st.warning(warning, icon=":material/report:")
     left, right, info = st.columns([1, 1, 1.1])
-    heat = overlay(case.canonical, cam_for(digest, case), opacity, colormap)
+    heat = overlay(case.canonical, cam_for(served, cams, digest, case, method, evidence), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
-    right.image(heat, caption=f"{method}: evidence for {explained_class(case)}", width="stretch")
+    right.image(heat, caption=f"{method}: evidence for {explained_class(case, evidence)}", width="stretch")
     with info:
         st.markdown(f"### {verdict_text(prediction)}")
         st.markdown(f"Probability of pneumonia: **{probability_words(prediction)}**")
@@ -220,11 +221,15 @@ for digest, case in zip(digests, cases):
             f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
             "is referred, since the model cannot tell it apart reliably."
             + (f" {expected}" if expected else "")
-            + f" The heat map shows where the model found evidence for {explained_class(case)}"
-            + (": for NORMAL that is normal-looking anatomy, not disease." if explained_class(case) == "NORMAL" else ".")
+            + f" The heat map shows where the model found evidence for {explained_class(case, evidence)}"
+            + (
+                ": for NORMAL that is normal-looking anatomy, not disease."
+                if explained_class(case, evidence) == "NORMAL"
+                else "."
+            )
             + " It shows where the model looked, not where disease is."
         )
         if case.dicom_fields:
             with st.expander("DICOM header fields (may identify the patient)"):
                 st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-        report_button(case, heat, digest)
+        report_button(served, case, heat, digest, method, evidence)

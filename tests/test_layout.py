@@ -105,3 +105,24 @@ def test_the_readme_settings_table_lists_every_setting_config_reads():
     rows = [line for line in (PACKAGE.parent / "README.md").read_text().splitlines() if line.startswith("| `")]
     listed = {name for row in rows for name in re.findall(r"`([A-Z][A-Z_]+)", row.split("|")[1])}  # the first cell
     assert variables and variables <= listed, sorted(variables - listed)
+
+
+def test_page_functions_take_what_they_read():
+    """A page's functions get the model, the films and the settings as arguments: none reads a variable the page
+    assigns at module level (constants in capitals aside), so a section can be read, moved and tested alone."""
+    offenders = []
+    for path in sorted((PACKAGE.parent / "app_pages").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        assigned = {
+            node.id
+            for statement in tree.body
+            if not isinstance(statement, ast.FunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom)
+            for node in ast.walk(statement)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and not node.id.isupper()
+        }
+        for function in (node for node in tree.body if isinstance(node, ast.FunctionDef)):
+            own = {a.arg for a in function.args.args + function.args.kwonlyargs}
+            own |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            offenders += [f"{path.name}: {function.name} reads {name}" for name in sorted((read & assigned) - own)]
+    assert not offenders, offenders
