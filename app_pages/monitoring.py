@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.config import monitor_db_path, monitor_retention_days
+from pneumo_core.evaluation.comparison import SERVING_RULE
 from pneumo_core.operations.monitor import (
     KS_ALPHA,
     MIN_ANSWERS,
@@ -147,9 +148,8 @@ def shadow_section(served: Served, shadow: Shadow | None, since: float | None) -
     ready, reasons = promotion_check(served.directory, shadow.directory, report)
     st.markdown("**Promotion rule** (all must hold):\n" + "\n".join(f"- {reason}" for reason in reasons))
     st.caption(
-        f"The rule: at least {MIN_SHADOW_ANSWERS} films scored in the shadow; at the served model's active site, ROC AUC, "
-        "sensitivity and specificity all at least the served model's and one higher; internal-test ROC AUC not "
-        "materially lower. Site numbers come from the sample each profile was fitted on, optimistic for both alike."
+        f"The rule: at least {MIN_SHADOW_ANSWERS} films scored in the shadow, and the serving rule passed against the "
+        f"served model: {SERVING_RULE}. A difference inside the site sample's noise is no reason to change the served model."
     )
     if ready and st.button("Promote the challenger", type="primary", key="promote_challenger"):
         promote_model(shadow.directory)

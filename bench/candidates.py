@@ -24,23 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import append_results
-from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, site_sample_dir
-from pneumo_core.evaluation.comparison import REPLICATES, SERVING_RULE, paired_auc_difference, passes_serving_rule
+from pneumo_core.evaluation.comparison import REPLICATES, SERVING_RULE, ScoredFilms, compared, scored_films
 from pneumo_core.evaluation.metrics import bootstrap_intervals, classification_metrics
-from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, score_films
-from pneumo_core.serving.predictor import Predictor
-
-
-def scored(model_dir: Path, site: Path, data: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray, list[str]]]]:
-    """A model's name and its (labels, logits, files) on the site sample and on its internal test."""
-    predictor = Predictor.load(model_dir, runtime="tensorflow", operating_point="validation")
-    results = {}
-    for data_name, films in (("site", labelled_folder_films(site)), ("internal", internal_test_films(model_dir, data))):
-        scores = score_films(predictor, films)
-        results[data_name] = (scores.labels, scores.logits, scores.files)
-    return str(predictor.metadata.get("name", model_dir)), results
+from pneumo_core.store.model_dir import read_metadata
 
 
 def auc_with_interval(labels: np.ndarray, logits: np.ndarray) -> str:
@@ -51,23 +39,18 @@ def auc_with_interval(labels: np.ndarray, logits: np.ndarray) -> str:
 
 
 def against_reference(
-    name: str, candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], results: dict
+    name: str, candidate: dict[str, ScoredFilms], reference: dict[str, ScoredFilms]
 ) -> tuple[str, str, str, str]:
     """One table row: the candidate's AUCs, its paired differences from the reference and the rule's verdict."""
-    differences = {}
-    for data_name in ("site", "internal"):
-        labels, _, files = results[data_name]
-        patients = np.asarray([patient_id(Path(file).name) for file in files])
-        differences[data_name] = paired_auc_difference(labels, candidate[data_name], reference[data_name], patients)
-    site, internal = differences["site"], differences["internal"]
-    cells = [auc_with_interval(results[d][0], candidate[d]) for d in ("site", "internal")]
-    verdict = "passes: serve it" if passes_serving_rule(site, internal.difference) else "does not pass"
+    result = compared(reference, candidate)
+    site, internal = result["site"], result["internal"]
+    cells = [auc_with_interval(*candidate[d][:2]) for d in ("site", "internal")]
     return (
         name,
         f"AUC: site sample {cells[0]}; internal test {cells[1]}",
-        f"paired Δ site {site.difference:+.4f} (one-sided 95% bound {site.lower_bound:+.4f}; "
-        f"{site.interval[0]:+.4f} to {site.interval[1]:+.4f}), internal {internal.difference:+.4f}",
-        verdict,
+        f"paired Δ site {site['difference']:+.4f} (one-sided 95% bound {site['lower_bound']:+.4f}; "
+        f"{site['interval'][0]:+.4f} to {site['interval'][1]:+.4f}), internal {internal['difference']:+.4f}",
+        "passes: serve it" if result["passes"] else "does not pass",
     )
 
 
@@ -78,26 +61,26 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="the training collection (default: the data root)")
     args = parser.parse_args()
     site, data = args.site or site_sample_dir(), args.data or default_data_dir()
-    models = [scored(model_dir, site, data) for model_dir in args.model]
-    (reference_name, reference), *others = models
-    for name, results in others:
-        for data_name in ("site", "internal"):
-            if results[data_name][2] != reference[data_name][2]:
-                raise SystemExit(f"{name} was scored on other {data_name} films than {reference_name} (not the same split)")
-    logits = {name: {d: results[d][1].astype(np.float64) for d in ("site", "internal")} for name, results in models}
+    models = [(model_dir, scored_films(model_dir, site, data)) for model_dir in args.model]
+    names = {model_dir: str(read_metadata(model_dir).get("name", model_dir)) for model_dir, _ in models}
+    (reference_dir, reference), *others = models
     rows = [
         (
-            f"{reference_name} (reference)",
+            f"{names[reference_dir]} (reference)",
             "AUC: " + "; ".join(f"{d} {auc_with_interval(*reference[d][:2])}" for d in ("site", "internal")),
             "—",
             "—",
         )
     ]
-    rows += [against_reference(name, logits[name], logits[reference_name], reference) for name, _ in others]
+    rows += [against_reference(names[model_dir], scores, reference) for model_dir, scores in others]
     for size in (2, 3):
-        for members in combinations([name for name, _ in models], size):
-            mean = {d: np.mean([logits[m][d] for m in members], axis=0) for d in ("site", "internal")}
-            rows.append(against_reference(f"mean logit of {' + '.join(members)}", mean, logits[reference_name], reference))
+        for members in combinations(models, size):
+            mean = {
+                d: (reference[d][0], np.mean([scores[d][1] for _, scores in members], axis=0), reference[d][2])
+                for d in ("site", "internal")
+            }
+            name = f"mean logit of {' + '.join(names[model_dir] for model_dir, _ in members)}"
+            rows.append(against_reference(name, mean, reference))
     print(
         append_results(
             "Candidates against the served model: paired ROC-AUC differences and the serving rule",

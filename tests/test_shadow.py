@@ -96,44 +96,33 @@ def test_a_busy_challenger_drops_batches_instead_of_queueing_them(tiny_predictor
     shadow.close()
 
 
-def _profile(directory, name: str, auc: float, sensitivity: float, specificity: float):
-    from pneumo_core.store.model_dir import read_metadata
-    from pneumo_core.store.profiles import SiteProfile, save_profile
-
-    metadata = read_metadata(directory)
-    metrics = {"accuracy": 0.9, "roc_auc": auc, "sensitivity": sensitivity, "specificity": specificity}
-    profile = SiteProfile(
-        name=name, threshold=0.5, temperature=1.0, rule="sensitivity>=0.95", rule_description="", n=100, n_normal=40,
-        n_pneumonia=60, data_sha256="d", created="2026-12-01T00:00:00+00:00", model_name=metadata["name"],
-        model_sha256=metadata["model_sha256"], metrics=metrics, intervals={}, validation_operating_point={},
-    )  # fmt: skip
-    save_profile(profile, directory)
-
-
 def test_the_promotion_rule(tiny_model_dir, challenger_dir, tmp_path):
-    from pneumo_core.store.model_dir import record_in_metadata
-    from pneumo_core.store.profiles import activate
+    """Only a challenger that passed the serving rule against this champion may replace it: no comparison, a
+    comparison with another model, or a gain inside the site sample's noise keep the champion."""
+    from pneumo_core.store.model_dir import read_metadata, record_in_metadata
 
     champion = shutil.copytree(tiny_model_dir, tmp_path / "champion")
     challenger = shutil.copytree(challenger_dir, tmp_path / "challenger")
-    record_in_metadata(champion, metrics={"test": {"roc_auc": 0.990}})
-    record_in_metadata(challenger, metrics={"test": {"roc_auc": 0.987}})
     enough = ShadowReport(MIN_SHADOW_ANSWERS, 0.97, {}, [], 30.0, 20.0, ["tiny-challenger"])
 
     ready, reasons = promotion_check(champion, challenger, enough)
-    assert not ready and "no active site profile" in reasons[1]
-    _profile(champion, "site-a", 0.970, 0.97, 0.89)
-    activate(champion, "site-a")
-    assert "no profile for site 'site-a'" in promotion_check(champion, challenger, enough)[1][1]
-    _profile(challenger, "site-a", 0.975, 0.97, 0.91)
+    assert not ready and "not yet compared" in reasons[1]
+
+    def compared(passes: bool, reference: str) -> None:
+        difference = {"difference": 0.01, "lower_bound": 0.002 if passes else -0.004, "interval": [0.0, 0.02]}
+        result = {"reference_sha256": reference, "site": difference, "internal": {"difference": 0.0}, "passes": passes}
+        record_in_metadata(challenger, comparison=result)
+
+    champion_sha256 = read_metadata(champion)["model_sha256"]
+    compared(True, "another model")
+    assert not promotion_check(champion, challenger, enough)[0]  # a verdict against another champion counts for nothing
+    compared(False, champion_sha256)
+    ready, reasons = promotion_check(champion, challenger, enough)
+    assert not ready and "bound -0.0040" in reasons[1]
+    compared(True, champion_sha256)
     ready, reasons = promotion_check(champion, challenger, enough)
     assert ready and all(reason.startswith("✓") for reason in reasons)
     assert not promotion_check(champion, challenger, ShadowReport(MIN_SHADOW_ANSWERS - 1, 1.0, {}, [], 1, 1, []))[0]
-    _profile(challenger, "site-a", 0.980, 0.96, 0.95)  # better AUC and specificity, but it misses more pneumonia
-    assert not promotion_check(champion, challenger, enough)[0]
-    _profile(challenger, "site-a", 0.975, 0.97, 0.91)
-    record_in_metadata(challenger, metrics={"test": {"roc_auc": 0.980}})  # more than 0.005 below the champion
-    assert not promotion_check(champion, challenger, enough)[0]
 
 
 def test_the_api_feeds_the_shadow_and_monitor_reports_it(tiny_model_dir, challenger_dir, tmp_path, monkeypatch, capsys):

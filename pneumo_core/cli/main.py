@@ -1,5 +1,5 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|monitor|promote|rollback|challenger|export-tflite|
-quantize``: the parser, the dispatch and the exit codes.
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|quantize|compare|monitor|promote|rollback|
+challenger|export-tflite``: the parser, the dispatch and the exit codes.
 
 predict: one JSON object per input file per line, in a stable order:
 ``{"file", "label", "probability", "threshold", "operating_point"}`` (plus ``"warnings"`` when any; ``label`` and
@@ -38,6 +38,7 @@ COMMANDS = {
     "calibrate": "measure",
     "sanity": "measure",
     "quantize": "measure",
+    "compare": "measure",
     "monitor": "operate",
     "promote": "operate",
     "rollback": "operate",
@@ -138,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", type=Path, action="append", default=[], metavar="FOLDER", help="a labelled site folder to check on (repeatable)"
     )
     quantize.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare = commands.add_parser(
+        "compare", help="judge a candidate against the served model (paired ROC AUC, the serving rule); recorded in its metadata"
+    )
+    compare.add_argument("candidate", type=Path, metavar="CANDIDATE_DIR", help="the candidate's model directory")
+    compare.add_argument("--model", type=Path, default=None, help="the reference (default: the served model)")
+    compare.add_argument("--site", type=Path, default=None, help="a labelled site folder (default: the site sample)")
+    compare.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder of the internal test")
     return parser
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_paths, folder_progress, read_file
-from pneumo_core.config import default_data_dir, served_model_dir
+from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.evaluation.reports import format_metrics_table, predictions_frame, write_evaluation
 from pneumo_core.evaluation.scoring import FolderScores, internal_test_films, labelled_folder_films, score_labelled_folder
 from pneumo_core.operations.calibration import calibrate
@@ -157,4 +157,25 @@ def run_quantize(args: argparse.Namespace) -> int:
             f"probability {values['max_probability_change']:.4f}, warnings agree {values['warning_agreement']:.2%}"
         )
     print("the int8 copy serves (runtime auto)" if check["serves"] else "the rule does not hold: float32 keeps serving")
+    return EXIT_OK
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pneumo_core.evaluation.comparison import compare_models
+    from pneumo_core.store.model_dir import record_in_metadata
+
+    reference = args.model or served_model_dir()
+    site = args.site or site_sample_dir()
+    result = compare_models(reference, args.candidate, site, args.data_dir or default_data_dir())
+    record_in_metadata(args.candidate, comparison=result)
+    for name in ("site", "internal"):
+        difference = result[name]
+        low, high = difference["interval"]
+        print(
+            f"{name}: ROC AUC difference {difference['difference']:+.4f} (one-sided 95% bound "
+            f"{difference['lower_bound']:+.4f}; 95% interval {low:+.4f} to {high:+.4f}; {difference['films']} films of "
+            f"{difference['patients']} patients)"
+        )
+    print(f"rule: {result['rule']}")
+    print(f"{'passes' if result['passes'] else 'does not pass'} against {result['reference_name']}: recorded in {args.candidate}")
     return EXIT_OK

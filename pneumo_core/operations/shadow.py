@@ -34,8 +34,6 @@ MAX_PENDING = 4
 """Batches waiting for the challenger at most; more are dropped, never queued without bound."""
 MIN_SHADOW_ANSWERS = 50
 """Films the challenger must have scored in the shadow before the promotion rule is applied."""
-MAX_TEST_AUC_LOSS = 0.005
-"""How much internal-test ROC AUC a challenger may give up (sampling noise on ~780 films) when it wins at the site."""
 
 
 class Shadow:
@@ -167,39 +165,28 @@ def shadow_report(
 def promotion_check(champion_dir: Path, challenger_dir: Path, report: ShadowReport) -> tuple[bool, list[str]]:
     """The rule under which the challenger may replace the champion: the verdict and each condition's outcome.
 
-    The challenger must (1) have scored at least :data:`MIN_SHADOW_ANSWERS` films in the shadow; (2) have a profile
-    for the site of the champion's active profile whose ROC AUC, sensitivity and specificity are all at least the
-    champion's there, one of them higher; and (3) lose at most :data:`MAX_TEST_AUC_LOSS` internal-test ROC AUC.
-    Site numbers are measured on the sample each profile was fitted on: optimistic for both models alike.
+    The challenger must (1) have scored at least :data:`MIN_SHADOW_ANSWERS` films in the shadow, and (2) have passed
+    the serving rule against this champion (:data:`pneumo_core.evaluation.comparison.SERVING_RULE`: a site-sample
+    ROC-AUC gain whose paired patient-bootstrap bound is above 0, the internal test not paying for it), as
+    ``python -m pneumo_core compare`` records it in the challenger's metadata. A difference inside the site sample's
+    noise is no reason to change the served model.
     """
     from pneumo_core.store.model_dir import read_metadata
-    from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
 
-    outcomes: list[tuple[bool, str]] = []
-    outcomes.append(
+    outcomes: list[tuple[bool, str]] = [
         (report.answers >= MIN_SHADOW_ANSWERS, f"{report.answers} films scored in the shadow (≥ {MIN_SHADOW_ANSWERS} needed)")
-    )
-    site = active_profile(champion_dir)
-    if site is None:
-        outcomes.append((False, "the champion has no active site profile to compare at"))
+    ]
+    champion_sha256 = read_metadata(champion_dir).get("model_sha256")
+    comparison = read_metadata(challenger_dir).get("comparison")
+    if not comparison or comparison.get("reference_sha256") != champion_sha256:
+        outcomes.append((False, "not yet compared with the served model (python -m pneumo_core compare CHALLENGER_DIR)"))
     else:
-        try:
-            theirs = load_profile(challenger_dir, site.name).metrics
-        except ProfileError:
-            outcomes.append((False, f"the challenger has no profile for site {site.name!r} (calibrate it there first)"))
-        else:
-            keys = ("roc_auc", "sensitivity", "specificity")
-            wins = all(theirs[k] >= site.metrics[k] for k in keys) and any(theirs[k] > site.metrics[k] for k in keys)
-            summary = ", ".join(f"{k} {theirs[k]:.3f} vs {site.metrics[k]:.3f}" for k in keys)
-            outcomes.append((wins, f"at site {site.name!r}: {summary} (challenger vs champion)"))
-    aucs = [read_metadata(d).get("metrics", {}).get("test", {}).get("roc_auc") for d in (challenger_dir, champion_dir)]
-    if None in aucs:
-        outcomes.append((False, "internal-test ROC AUC missing from a model's metadata"))
-    else:
+        site, internal = comparison["site"], comparison["internal"]
         outcomes.append(
             (
-                aucs[0] >= aucs[1] - MAX_TEST_AUC_LOSS,
-                f"internal-test ROC AUC {aucs[0]:.3f} vs {aucs[1]:.3f} (at most {MAX_TEST_AUC_LOSS} lower)",
+                bool(comparison["passes"]),
+                f"site-sample ROC AUC {site['difference']:+.4f} (one-sided 95% bound {site['lower_bound']:+.4f}, must be "
+                f"above 0), internal test {internal['difference']:+.4f}",
             )
         )
     return all(ok for ok, _ in outcomes), [f"{'✓' if ok else '✗'} {text}" for ok, text in outcomes]
