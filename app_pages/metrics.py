@@ -33,7 +33,7 @@ from ui.site_charts import (
     reliability_comparison,
     roc_comparison,
 )
-from ui.widgets import operating_point_label
+from ui.widgets import expected_range_words, operating_point_label
 
 PUBLISHED = pd.DataFrame(
     [
@@ -379,6 +379,8 @@ def main() -> None:
         f"`{metadata.get('data_manifest_sha256', '?')}`), at the validation threshold **{validation_threshold:.3f}**: "
         f"{metadata.get('threshold_rule', '')}."
     )
+    if expected := expected_range_words(served.predictor.profile):
+        st.markdown(expected)
     roc = roc_curve(labels, scores)[:2]  # the same curve at every temperature: computed once
     external_validity(served, frame, labels, scores, roc)
     stored_intervals_table(metadata, classification_metrics(labels, scores, validation_threshold), labels)

@@ -31,12 +31,14 @@ from ui.resources import Served, served_model, shadow_challenger
 WINDOWS = {"last 24 hours": "24h", "last 7 days": "7d", "last 30 days": "30d", "everything kept": None}
 
 
-def volume_and_verdicts(window: dict[str, np.ndarray]) -> None:
-    """Answers per day by verdict."""
-    frame = pd.DataFrame({"day": pd.to_datetime(window["time"].astype(float), unit="s").floor("D"), "verdict": window["verdict"]})
+def volume_and_decisions(window: dict[str, np.ndarray]) -> None:
+    """Answers per day by decision (NORMAL, PNEUMONIA, REFER; withheld films, and rows stored before decisions were
+    recorded, by their verdict)."""
+    decisions = [d if d else v for d, v in zip(window["decision"], window["verdict"])]
+    frame = pd.DataFrame({"day": pd.to_datetime(window["time"].astype(float), unit="s").floor("D"), "verdict": decisions})
     counts = frame.groupby(["day", "verdict"]).size().unstack(fill_value=0)
-    figure = go.Figure(layout={"title": "Answers per day", "barmode": "stack", "yaxis_title": "films"})
-    colours = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "withheld": "#8a99a6"}
+    figure = go.Figure(layout={"title": "Answers per day, by decision", "barmode": "stack", "yaxis_title": "films"})
+    colours = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "REFER": "#b7791f", "withheld": "#8a99a6"}
     for verdict in counts.columns:
         figure.add_bar(x=counts.index, y=counts[verdict], name=verdict, marker_color=colours.get(verdict))
     st.plotly_chart(figure, width="stretch")
@@ -174,13 +176,13 @@ distances, logits = validation_reference(served.directory)
 report = drift_report(window, distances, logits)
 st.markdown(
     f"**{report['answers']} answers** by **{served.metadata.get('name')}** in {choice} "
-    f"({', '.join(f'{count} {verdict}' for verdict, count in report['verdicts'].items())})"
-    + (f"; {others} more by other models." if others else ".")
+    f"(decisions: {', '.join(f'{count} {name}' for name, count in report['decisions'].items())}; "
+    f"{report['verdicts']['withheld']} withheld as not an X-ray)" + (f"; {others} more by other models." if others else ".")
 )
 if report["answers"] == 0:
     st.info(f"Nothing answered in this window yet. Store: `{monitor_db_path()}`.")
     st.stop()
-volume_and_verdicts(window)
+volume_and_decisions(window)
 drift_section(report, window, distances, logits)
 latency = window["latency_ms"].astype(float)
 st.caption(

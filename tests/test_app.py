@@ -563,6 +563,8 @@ def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monke
     assert len(monitor.answers()["time"]) == 1
     at = run_page("app_pages/monitoring.py")
     assert "1 answers" in texts(at) and "drift is judged from 50 on" in texts(at)
+    decision = monitor.answers()["decision"][0]
+    assert decision in ("NORMAL", "PNEUMONIA", "REFER") and f"1 {decision}" in texts(at)  # the stored decision, shown
     with bind_address("0.0.0.0"):  # exposed without a password: it summarises every visitor's answers
         at = run_page("app_pages/monitoring.py")
     assert "1 answers" not in texts(at)
