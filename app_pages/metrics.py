@@ -135,8 +135,8 @@ RULES = {
     "youden": "maximise sensitivity + specificity",
 }
 BANDS = {
-    DEFAULT_BAND: "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.97 (recommended)",
-    "band:0.99/0.95": "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.95",
+    DEFAULT_BAND: "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.95 (recommended)",
+    "band:0.99/0.97": "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.97 (refers more)",
     "band:none": "no referral: every film gets the binary call",
 }
 

@@ -11,7 +11,7 @@ from pneumo_core.operations.bounds import CONFIDENCE, patient_lower_bounds
 from pneumo_core.store.profiles import ProfileError
 
 DEFAULT_RULE = "sensitivity-bound:0.97"
-DEFAULT_BAND = "band:0.99/0.97"
+DEFAULT_BAND = "band:0.99/0.95"
 RULE_KINDS = ("sensitivity-bound", "sensitivity", "cost", "youden")
 
 
