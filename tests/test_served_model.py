@@ -186,3 +186,9 @@ def test_the_active_site_profile_is_what_predict_gives_on_its_films(capsys):
     called = np.array([r["label"] == "PNEUMONIA" for r in records])
     counts = {"tp": called & truth, "fp": called & ~truth, "tn": ~called & ~truth, "fn": ~called & truth}
     assert {key: int(mask.sum()) for key, mask in counts.items()} == {key: profile.metrics[key] for key in counts}
+    decisions = [r["decision"] for r in records]
+    assert [decisions.count(name) for name in ("NORMAL", "REFER", "PNEUMONIA")] == [
+        profile.referral["normal"],
+        profile.referral["refer"],
+        profile.referral["pneumonia"],
+    ]
