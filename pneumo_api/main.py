@@ -28,6 +28,8 @@ log = logging.getLogger("pneumo_api")
 
 MAX_BODY_BYTES = MAX_FILES_PER_REQUEST * MAX_FILE_BYTES + 64 * 1024
 UPLOAD_PATHS = ("/v1/predict", "/v1/explain")
+RELOAD_AFTER_S = 30.0
+"""A failed model load is started again once this long has passed since it was first reported."""
 
 # Uploads are patient data: keep every part in memory (Starlette spools parts over 1 MB to a temporary file).
 # The request body is capped at MAX_BODY_BYTES before it is read, so memory stays bounded.
@@ -40,6 +42,7 @@ class ModelSlot:
     def __init__(self, model_dir: Path | None):
         self.model_dir = model_dir
         self.load_seconds: float | None = None
+        self._failed_at: float | None = None  # when a failed load was first reported
         self._future: Future | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
@@ -59,11 +62,21 @@ class ModelSlot:
         return predictor
 
     def get(self) -> Predictor:
+        """The predictor; a 503 while it loads or after a failed load. A failed load is logged (with its reason,
+        which names server paths, for the operator only) and started again after :data:`RELOAD_AFTER_S`."""
         if self._future is None or not self._future.done():
             raise problems.Problem(503, "The model is still loading", "Try again in a few seconds.", {"Retry-After": "2"})
         error = self._future.exception()
         if error is not None:
-            raise problems.Problem(503, "No model can be served", str(error))
+            if self._failed_at is None:
+                self._failed_at = time.monotonic()
+                log.error("the model could not be loaded: %s", error)
+            elif time.monotonic() - self._failed_at > RELOAD_AFTER_S:
+                self._failed_at = None
+                self._future = self._pool.submit(self._load)
+            raise problems.Problem(
+                503, "No model can be served", "The model could not be loaded; the server tries again.", {"Retry-After": "30"}
+            )
         return self._future.result()
 
     def wait(self, timeout: float | None = None) -> Predictor:

@@ -226,3 +226,24 @@ def test_guessing_keys_is_rate_limited_and_unverified_tokens_name_no_client(tiny
     with TestClient(create_app(tiny_model_dir, "2/minute"), client=("127.0.0.1", 1)) as client:  # no key needed here
         statuses = [client.get("/v1/model", headers={"Authorization": f"Bearer random-{i}"}).status_code for i in range(3)]
     assert statuses[2] == 429  # each random token is not a fresh client: the address is
+
+
+def test_a_failed_model_load_names_no_server_path_and_is_retried(tmp_path, monkeypatch, caplog):
+    from fastapi.testclient import TestClient
+
+    import pneumo_api.main as api_main
+
+    missing = tmp_path / "secret-location" / "model"
+    app = api_main.create_app(missing, "1000/minute")
+    with TestClient(app) as client:
+        with pytest.raises(Exception):  # noqa: B017 - the load's own error, whatever it is
+            app.state.model.wait(120)
+        first = client.get("/readyz")
+        assert first.status_code == 503 and "secret-location" not in first.text and "tries again" in first.text
+        assert any("secret-location" in record.getMessage() for record in caplog.records)  # the operator's log has it
+        failed_load = app.state.model._future
+        client.get("/readyz")  # within the wait: no new load
+        assert app.state.model._future is failed_load
+        monkeypatch.setattr(api_main, "RELOAD_AFTER_S", 0.0)
+        client.get("/readyz")  # past it: loading starts again
+        assert app.state.model._future is not failed_load
