@@ -27,6 +27,8 @@ from .telemetry import Telemetry
 log = logging.getLogger("pneumo_api")
 
 MAX_BODY_BYTES = MAX_FILES_PER_REQUEST * MAX_FILE_BYTES + 64 * 1024
+MAX_EXPLAIN_BYTES = MAX_FILE_BYTES + 64 * 1024
+"""``/v1/explain`` takes one file: its declared body may not exceed one file's limit."""
 UPLOAD_PATHS = ("/v1/predict", "/v1/explain")
 RELOAD_AFTER_S = 30.0
 """A failed model load is started again once this long has passed since it was first reported."""
@@ -134,7 +136,8 @@ def upload_refusal(request: Request) -> JSONResponse | None:
     length = request.headers.get("content-length")
     if length is None:
         return problems.problem_response(411, "The request must say its length (Content-Length)")
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+    limit = MAX_EXPLAIN_BYTES if request.url.path == "/v1/explain" else MAX_BODY_BYTES
+    if not length.isdigit() or int(length) > limit:
         return problems.problem_response(
             413, "The upload is too large", f"At most {MAX_FILES_PER_REQUEST} files of {MAX_FILE_BYTES // 2**20} MB."
         )

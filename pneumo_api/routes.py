@@ -128,6 +128,8 @@ async def explain(
     explained_class: Annotated[Literal["predicted", "PNEUMONIA", "NORMAL"], Form(alias="class")] = "predicted",
 ) -> dict:
     """The answer for one film plus a heat map (overlay PNG and a 28 × 28 map) of the evidence for a class."""
+    if len((await request.form()).getlist("file")) > 1:
+        raise Problem(422, "One film at a time", "Send exactly one file in the field 'file' (several: /v1/predict).")
     payloads = await _payloads([file])
     case = (await run_in_threadpool(_answer, request, served, payloads, True))[0]
     record = answer_record(payloads[0][0], case, served.operating_point)

@@ -247,3 +247,14 @@ def test_a_failed_model_load_names_no_server_path_and_is_retried(tmp_path, monke
         monkeypatch.setattr(api_main, "RELOAD_AFTER_S", 0.0)
         client.get("/readyz")  # past it: loading starts again
         assert app.state.model._future is not failed_load
+
+
+def test_explain_takes_one_file_of_one_files_size(api_client):
+    two = [("file", ("a.jpg", GOOD, "image/jpeg")), ("file", ("b.jpg", GOOD, "image/jpeg"))]
+    response = api_client.post("/v1/explain", files=two)
+    assert response.status_code == 422 and "exactly one file" in response.json()["detail"]
+    assert api_client.post("/v1/explain", files=two[:1]).status_code == 200
+    oversized = api_client.post(
+        "/v1/explain", content=b"x", headers={"content-type": MULTIPART, "content-length": str(40 * 2**20)}
+    )
+    assert oversized.status_code == 413
