@@ -106,3 +106,16 @@ def test_the_log_shown_leaves_out_library_noise():
         "2026-11-30 04:53:40 WARNING pneumo_core.modeling.architectures: "
         "NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
     ]
+
+
+def test_reaping_from_many_sessions_at_once_loses_no_child_and_raises_nothing():
+    """Streamlit sessions are threads of one process: they reap the shared list of children concurrently."""
+    from pneumo_core.jobs import launcher
+
+    children = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(8)]
+    for child in children:
+        child.wait()
+    launcher._CHILDREN.extend(children)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: launcher.reap_finished(), range(64)))  # raises if two threads remove one child
+    assert not any(child in launcher._CHILDREN for child in children)

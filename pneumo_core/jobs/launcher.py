@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -66,11 +67,13 @@ def current_job(root: Path | None = None) -> Job | None:
 
 _CHILDREN: list[subprocess.Popen] = []
 """Jobs this process started: polled so that a finished one is reaped instead of lingering as a zombie."""
+_CHILDREN_LOCK = threading.Lock()
+"""Every Streamlit session is a thread of one process: the list is changed under this lock."""
 
 
 def reap_finished() -> None:
-    for child in list(_CHILDREN):
-        if child.poll() is not None:
+    with _CHILDREN_LOCK:
+        for child in [child for child in _CHILDREN if child.poll() is not None]:
             _CHILDREN.remove(child)
 
 
@@ -105,7 +108,8 @@ def start_job(train_args: list[str], root: Path | None = None, script: Path = PR
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        _CHILDREN.append(process)
+        with _CHILDREN_LOCK:
+            _CHILDREN.append(process)
         started = datetime.now(UTC).isoformat(timespec="seconds")
         job = Job(run_name, process.pid, str(run_dir), str(progress), str(log), started, process_start(process.pid))
         staging = root / f"{JOB_FILE}.tmp"
