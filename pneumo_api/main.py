@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from swagger_ui_bundle import swagger_ui_path
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
@@ -30,6 +33,7 @@ MAX_BODY_BYTES = MAX_FILES_PER_REQUEST * MAX_FILE_BYTES + 64 * 1024
 MAX_EXPLAIN_BYTES = MAX_FILE_BYTES + 64 * 1024
 """``/v1/explain`` takes one file: its declared body may not exceed one file's limit."""
 UPLOAD_PATHS = ("/v1/predict", "/v1/explain")
+DOCS_ASSETS = "/docs-assets"
 RELOAD_AFTER_S = 30.0
 """A failed model load is started again once this long has passed since it was first reported."""
 
@@ -103,7 +107,23 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
         version="1",
         summary="Pneumonia on pediatric chest X-rays: a research demo. " + DISCLAIMER,
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's own Swagger UI files, not from a CDN
+        redoc_url=None,
     )
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI for the OpenAPI schema, its scripts and styles served by this server (an offline hospital
+        network reaches no CDN)."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="pneumo API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
     app.state.model = slot
     app.state.shadow = None  # the future of the shadow challenger (pneumo_core.operations.shadow), once the app starts
     app.state.telemetry = telemetry

@@ -258,3 +258,14 @@ def test_explain_takes_one_file_of_one_files_size(api_client):
         "/v1/explain", content=b"x", headers={"content-type": MULTIPART, "content-length": str(40 * 2**20)}
     )
     assert oversized.status_code == 413
+
+
+def test_the_docs_page_loads_nothing_from_outside(api_client):
+    import re
+
+    page = api_client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert sources and all(source.startswith("/") for source in sources), sources  # this server only, no CDN
+    for source in sources:
+        assert api_client.get(source).status_code == 200, source
