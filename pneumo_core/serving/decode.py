@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 MAX_FILE_BYTES = 30 * 1024 * 1024
 """Largest file accepted (30 MB): big enough for a 16-bit DICOM chest film."""
@@ -80,8 +80,11 @@ def _decode_raster(data: bytes) -> DecodedImage:
             with Image.open(io.BytesIO(data)) as image:
                 _check_pixel_count(*image.size)  # header only: nothing allocated yet
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return DecodedImage(_to_gray_uint8(image), _colourfulness(image))
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+                colourfulness = _colourfulness(image)
+                gray, alpha = _gray_and_alpha(image)  # 8-bit planes: the decoded pixels can go
+            del image
+            return DecodedImage(_oriented(_over_black(gray, alpha), orientation), colourfulness)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -100,22 +103,53 @@ def _decode_raster(data: bytes) -> DecodedImage:
         raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
 
 
-def _to_gray_uint8(image: Image.Image) -> np.ndarray:
-    """Any PIL mode to 8-bit grayscale; high bit depths are stretched to their own range."""
+def _gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode as an 8-bit grey plane (high bit depths stretched to their own range) and, for a transparent
+    picture, its 8-bit alpha plane: a few 8-bit planes at most, never a second full-colour copy."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return _stretch_to_uint8(np.asarray(image, dtype=np.float64))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # X-ray film background is black
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+        return _stretch_to_uint8(np.asarray(image, dtype=np.float32)), None
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    alpha = np.asarray(image.getchannel("A")) if image.mode in ("RGBA", "LA", "PA") else None
+    return np.asarray(image.convert("L"), dtype=np.uint8), alpha
+
+
+def _over_black(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Transparent pixels laid over black, an X-ray's background: ``gray · alpha / 255``, computed in place."""
+    if alpha is None:
+        return gray
+    composed = gray.astype(np.uint16)
+    composed *= alpha
+    composed += 127
+    composed //= 255
+    return composed.astype(np.uint8)
+
+
+EXIF_ORIENTATION = 0x0112
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation → the transpose that shows the picture upright (as ``ImageOps.exif_transpose``)."""
+
+
+def _oriented(gray: np.ndarray, orientation: int) -> np.ndarray:
+    """The grey plane turned upright as its EXIF orientation says (done on one 8-bit plane, after decoding)."""
+    method = _ORIENTATIONS.get(orientation)
+    return gray if method is None else np.asarray(Image.fromarray(gray).transpose(method))
 
 
 def _colourfulness(image: Image.Image) -> float:
     """Hasler & Süsstrunk's colourfulness of a small RGB thumbnail (0 for a gray picture)."""
     if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
         return 0.0
-    thumbnail = image.convert("RGB")
+    factor = max(1, max(image.size) // 256)
+    thumbnail = (image.reduce(factor) if factor > 1 else image).convert("RGB")  # never a full-size RGB copy
     thumbnail.thumbnail((128, 128))
     rgb = np.asarray(thumbnail, dtype=np.float64)
     rg = rgb[..., 0] - rgb[..., 1]

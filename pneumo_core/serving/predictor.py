@@ -8,10 +8,11 @@ and threshold of the operating point: the model's validation one or a site profi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import DECODE_THREADS
 from pneumo_core.serving import cams
 from pneumo_core.serving.answers import Case, Prediction, default_band
-from pneumo_core.serving.decode import DecodedImage, ImageDecodeError, decode_upload
+from pneumo_core.serving.decode import ImageDecodeError, decode_upload
 from pneumo_core.serving.ood import FeatureDensity, ood_assessment
 from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
 from pneumo_core.serving.runtimes import BATCH_SIZE, Network, load_network
@@ -184,7 +185,7 @@ class Predictor:
             Case(name, error=str(item)) if isinstance(item, ImageDecodeError) else None for name, item in zip(names, decoded)
         ]
         if good:
-            canonical = np.stack([decoded[i][1] for i in good])
+            canonical = np.stack([decoded[i].canonical for i in good])
             if with_maps:
                 logits, features, blocks = self.network.forward_with_blocks(canonical)
             else:
@@ -192,7 +193,7 @@ class Predictor:
                 blocks = [None] * len(good)
             distances = self.density.distances(features) if self.density else [None] * len(good)
             for i, image, prediction, distance, block in zip(good, canonical, self._predictions(logits), distances, blocks):
-                upload = decoded[i][0]
+                upload = decoded[i]
                 warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density)
                 cases[i] = Case(
                     names[i],
@@ -224,12 +225,27 @@ def _profile_for(directory: Path, operating_point: str | None) -> SiteProfile | 
 UNEXPECTED_FILE = "The file could not be read: its data is malformed in a way this app does not handle."
 
 
-def _decode_upload(payload: bytes) -> tuple[DecodedImage, np.ndarray] | ImageDecodeError:
-    """One file's decoded image and canonical view, or why it has none: the per-file boundary, so that no file,
-    however crafted, costs the other files of its batch their answers."""
+class DecodedUpload(NamedTuple):
+    """What a classified file keeps of its decoding: the canonical view and what the checks and the app need (the
+    full-size pixels are freed as soon as the canonical view exists)."""
+
+    canonical: np.ndarray
+    colourfulness: float
+    dicom_fields: dict[str, str]
+
+
+_DECODING = threading.BoundedSemaphore(DECODE_THREADS)
+"""Files decoded at once in this process, whatever the number of requests: a small file can need a large image's
+memory, so decoding, not requests, is what is bounded."""
+
+
+def _decode_upload(payload: bytes) -> DecodedUpload | ImageDecodeError:
+    """One file's canonical view, or why it has none: the per-file boundary, so that no file, however crafted, costs
+    the other files of its batch their answers."""
     try:
-        upload = decode_upload(payload)
-        return upload, canonicalize(upload.gray)
+        with _DECODING:
+            upload = decode_upload(payload)
+            return DecodedUpload(canonicalize(upload.gray), upload.colourfulness, upload.dicom_fields)
     except ImageDecodeError as error:
         return error
     except Exception as error:  # noqa: BLE001 - a decoder library's own failure: this file's answer, not the batch's
