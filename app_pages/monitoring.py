@@ -68,7 +68,13 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
                     "films": signal["n"],
                     "PSI": None if signal["psi"] is None else round(signal["psi"], 3),
                     "KS p-value": None if signal["ks_pvalue"] is None else float(f"{signal['ks_pvalue']:.2g}"),
-                    "alert": "yes" if signal["alert"] else "no",
+                    "alert": (
+                        "yes"
+                        if signal["alert"]
+                        else "no"
+                        if signal["n"] >= MIN_ANSWERS
+                        else f"not enough films to judge ({signal['n']} of {MIN_ANSWERS})"
+                    ),
                 }
                 for signal in drift["signals"]
             ]
@@ -82,12 +88,15 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
         "have moved. Drift is a reason to validate on the site's own labelled films (Metrics page), not a verdict on "
         "any film."
     )
+    xrays = window["verdict"] != "withheld"
     left, right = st.columns(2)
     left.plotly_chart(
-        distribution("Feature distance", distances, window["distance"].astype(float), "distance to the training films"),
+        distribution("Feature distance", distances, window["distance"][xrays].astype(float), "distance to the training films"),
         width="stretch",
     )
-    right.plotly_chart(distribution("Model score", logits, window["logit"].astype(float), "logit"), width="stretch")
+    right.plotly_chart(distribution("Model score", logits, window["logit"][xrays].astype(float), "logit"), width="stretch")
+    if withheld := drift["withheld_left_out"]:
+        st.caption(f"{withheld} film(s) withheld as not an X-ray are counted apart: not in the signals or these histograms.")
 
 
 def model_comparison(champion: Path, challenger: Path) -> pd.DataFrame:

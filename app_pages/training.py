@@ -25,12 +25,13 @@ from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
 
 INTENSITY_LABELS = {STRETCH: "Stretched film", EQUALIZE: "Equalised film"}
+# How training treats one device's acquisition style, and the train.py flag of each choice (a comment: Streamlit
+# would print a bare string on the page).
 ACQUISITION_HANDLING = {
     "Learnt like any look": [],
     "Balanced (films reweighted)": ["--balance-acquisition"],
     "Explained (logit offset)": ["--acquisition-offset"],
 }
-"""How training treats one device's acquisition style, and the train.py flag of each choice."""
 
 
 def metrics_row(name: str, metadata: dict) -> dict:

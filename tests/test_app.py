@@ -354,6 +354,10 @@ def test_a_tampered_model_file_is_refused_with_a_message(monkeypatch, tiny_model
 def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_path):
     at = run_page("app_pages/metrics.py")
     assert "95% bootstrap intervals" in texts(at)
+    published = next(f.value for f in at.dataframe if "reference (official 624-image test split)" in f.value)
+    assert all(isinstance(v, str) for column in published.columns[1:] for v in published[column])  # one type a column
+    metric_names = set(next(f.value for f in at.dataframe if "metric" in f.value)["metric"])
+    assert not metric_names & {"f1", "pr_auc"}  # plain names only
     at.slider(key="explore_threshold").set_value(0.2).run()
     assert not at.exception
     grid_captions = lambda: [i.caption for e in at.get("image") for i in e.proto.imgs if "evidence for" in i.caption]  # noqa: E731
@@ -565,6 +569,8 @@ def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monke
     assert "1 answers" in texts(at) and "drift is judged from 50 on" in texts(at)
     decision = monitor.answers()["decision"][0]
     assert decision in ("NORMAL", "PNEUMONIA", "REFER") and f"1 {decision}" in texts(at)  # the stored decision, shown
+    alerts = set(next(frame.value for frame in at.dataframe if "alert" in frame.value)["alert"])
+    assert "not enough films to judge (1 of 50)" in alerts and all(a.startswith("not enough films") for a in alerts)
     with bind_address("0.0.0.0"):  # exposed without a password: it summarises every visitor's answers
         at = run_page("app_pages/monitoring.py")
     assert "1 answers" not in texts(at)

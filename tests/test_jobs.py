@@ -97,6 +97,8 @@ def test_the_log_shown_leaves_out_library_noise():
             "2026-11-30 04:53:31 INFO pneumo_core.training.trainer: decoded 5216 images in 14.2 s",
             "/site-packages/keras/src/trainers/epoch_iterator.py:74: UserWarning: `shuffle=True` was passed",
             "  self.data_adapter = data_adapters.get_data_adapter(",
+            "Downloading data from https://storage.googleapis.com/tensorflow/keras-applications/densenet/x.h5",
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
             "2026-11-30 04:53:40 WARNING pneumo_core.modeling.architectures: "
             "NO PRETRAINED WEIGHTS: ImageNet weights could not be downloaded",
         ]

@@ -126,3 +126,13 @@ def test_page_functions_take_what_they_read():
             read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             offenders += [f"{path.name}: {function.name} reads {name}" for name in sorted((read & assigned) - own)]
     assert not offenders, offenders
+
+
+def test_no_page_prints_a_stray_string():
+    """Streamlit's magic writes every bare string expression of a page on the page: only the docstring may be one."""
+    stray = []
+    for path in sorted((PACKAGE.parent / "app_pages").glob("*.py")) + [PACKAGE.parent / "streamlit_app.py"]:
+        for node in ast.parse(path.read_text()).body[1:]:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                stray.append(f"{path.name}:{node.lineno}")
+    assert not stray, stray

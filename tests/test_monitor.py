@@ -115,7 +115,10 @@ def test_each_row_keeps_the_decision_and_a_store_written_before_decisions_gains_
     rows = monitor.answers(path=store)
     assert list(rows["decision"]) == [None, "NORMAL", "REFER", "PNEUMONIA", None]  # the old row: null, withheld: null
     window = {name: values[1:] for name, values in rows.items()}
-    assert monitor.drift_report(window, None, None)["decisions"] == {"NORMAL": 1, "PNEUMONIA": 1, "REFER": 1}
+    report = monitor.drift_report(window, None, None)
+    assert report["decisions"] == {"NORMAL": 1, "PNEUMONIA": 1, "REFER": 1}
+    films = {signal["name"]: signal["n"] for signal in report["drift"]["signals"]}
+    assert report["drift"]["withheld_left_out"] == 1 and films["logit"] == 3  # the withheld film counted apart
 
 
 def test_population_stability_index():

@@ -22,6 +22,8 @@ PLAIN_NAMES = {
     "roc_auc": "ROC AUC",
     "precision": "precision (PPV)",
     "npv": "NPV",
+    "f1": "F1",
+    "pr_auc": "PR AUC (average precision)",
 }
 COLOURS = ("#1f5f8b", "#b7791f", "#4c8c4a", "#8a4f9e")
 

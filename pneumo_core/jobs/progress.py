@@ -120,6 +120,8 @@ LIBRARY_NOISE = (
     "self.data_adapter",
     "XNNPACK",
     "rebuild TensorFlow",
+    "Downloading data from",
+    "!!!!",
     "cpu_feature_guard",
 )
 

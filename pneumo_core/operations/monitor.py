@@ -249,13 +249,15 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 
 
 def drift_report(window: dict[str, np.ndarray], reference_distances: np.ndarray, reference_logits: np.ndarray) -> dict:
-    """``{"answers", "verdicts", "decisions", "drift": {"alert", "signals": [...], "rule"}}`` for a window of stored
-    rows (``decisions``: NORMAL, PNEUMONIA, REFER; rows stored before decisions were recorded are not counted)."""
+    """``{"answers", "verdicts", "decisions", "drift": {"alert", "signals": [...], "withheld_left_out", "rule"}}`` for
+    a window of stored rows (``decisions``: NORMAL, PNEUMONIA, REFER; rows stored before decisions were recorded are
+    not counted). Drift is measured on the X-rays answered: films withheld as not an X-ray are counted apart."""
     verdicts = {name: int(np.sum(window["verdict"] == name)) for name in ("NORMAL", "PNEUMONIA", "withheld")}
     decisions = {name: int(np.sum(window["decision"] == name)) for name in ("NORMAL", "PNEUMONIA", "REFER")}
+    xrays = window["verdict"] != "withheld"
     signals = [
-        compare("feature distance", reference_distances, window["distance"]),
-        compare("logit", reference_logits, window["logit"]),
+        compare("feature distance", reference_distances, window["distance"][xrays]),
+        compare("logit", reference_logits, window["logit"][xrays]),
     ]
     return {
         "answers": int(len(window["time"])),
@@ -264,6 +266,7 @@ def drift_report(window: dict[str, np.ndarray], reference_distances: np.ndarray,
         "drift": {
             "alert": any(signal.alert for signal in signals),
             "signals": [signal.as_json() for signal in signals],
+            "withheld_left_out": verdicts["withheld"],
             "rule": f"a signal alerts when PSI ≥ {PSI_ALERT} or KS p < {KS_ALPHA}, with at least {MIN_ANSWERS} films; "
             "reference: the served model's validation films",
         },
