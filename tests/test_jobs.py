@@ -86,6 +86,9 @@ def test_the_status_line_says_what_the_run_does_from_its_first_second():
         "phase scratch_128px · epoch 3/12 · step 40/117 · about 10 min left in this phase · 2 min 05 s elapsed"
     )
     assert describe(JobStatus("cancelled", [start, {"event": "failed", "error": "cancelled"}]), t0) == "cancelled"
+    # the clock counts whole minutes from the job's start, and only forward (it read "1 min 32 s" at 32 s)
+    clock = [describe(loading, t0 + s).rsplit("· ", 1)[1] for s in (32, 52, 64, 119, 120)]
+    assert clock == ["0 min 32 s elapsed", "0 min 52 s elapsed", "1 min 04 s elapsed", "1 min 59 s elapsed", "2 min 00 s elapsed"]
 
 
 def test_the_log_shown_leaves_out_library_noise():

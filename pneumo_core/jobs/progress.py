@@ -156,4 +156,5 @@ def describe(status: JobStatus, now: float) -> str:
             doing += f" · step {last['step']}/{last.get('steps')}"
         if last.get("eta_s"):
             doing += f" · about {last['eta_s'] / 60:.0f} min left in this phase"
-    return f"{doing} · {elapsed / 60:.0f} min {elapsed % 60:02.0f} s elapsed"
+    minutes, seconds = divmod(int(max(0.0, elapsed)), 60)  # whole minutes: 52 s is "0 min 52 s", not a rounded "1 min"
+    return f"{doing} · {minutes} min {seconds:02d} s elapsed"
