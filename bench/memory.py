@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import append_results, rss_mb
-from tests.harness import PROJECT_ROOT, free_port
+from tests.harness import PROJECT_ROOT, api_server
 
 SIDE = 7000
 
@@ -64,32 +61,18 @@ class PeakMemory:
 
 def measure(checkout: Path, film: bytes) -> tuple[float, float, float, list[int]]:
     """(idle MB, peak MB for one request of two films, peak MB for 8 such requests at once, their statuses)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, "PNEUMO_API_RATE": "1000000/minute"}
-    server = subprocess.Popen(command, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    log = PROJECT_ROOT / "bench" / "out" / f"memory-{checkout.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with api_server(log, cwd=checkout, PNEUMO_API_RATE="1000000/minute") as server:
         files = [("files", ("a.png", film, "image/png")), ("files", ("b.png", film, "image/png"))]
-        post = lambda: httpx.post(f"{url}/v1/predict", files=files, timeout=600).status_code  # noqa: E731
+        post = lambda: httpx.post(f"{server.url}/v1/predict", files=files, timeout=600).status_code  # noqa: E731
         post()  # the first request's one-off costs (imports, buffers) are not what is measured
-        idle = rss_mb(server.pid)
-        with PeakMemory(server.pid) as one:
+        idle = rss_mb(server.process.pid)
+        with PeakMemory(server.process.pid) as one:
             post()
-        with PeakMemory(server.pid) as eight, ThreadPoolExecutor(8) as pool:
+        with PeakMemory(server.process.pid) as eight, ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda _: post(), range(8)))
         return idle, one.peak, eight.peak, statuses
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

@@ -57,14 +57,19 @@ def chromium_available() -> bool:
 
 @contextmanager
 def running_server(
-    command: list[str], health_url: str, log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: str
+    command: list[str],
+    health_url: str,
+    log: Path,
+    deadline_s: float = HEALTH_DEADLINE_S,
+    cwd: Path = PROJECT_ROOT,
+    **env: str,
 ) -> Iterator[tuple[subprocess.Popen, float]]:
-    """``command`` started in the project root with extra environment variables, its output in ``log``: (the process,
-    seconds to health) once ``health_url`` answers 200 (``ServerStartError`` if it exits or the deadline passes
-    first); stopped on exit."""
+    """``command`` started in ``cwd`` (the project root, or a baseline checkout) with extra environment variables,
+    its output in ``log``: (the process, seconds to health) once ``health_url`` answers 200 (``ServerStartError`` if
+    it exits or the deadline passes first); stopped on exit."""
     with open(log, "w") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
         try:
             while not _answers(health_url):
                 if process.poll() is not None or time.perf_counter() - started > deadline_s:
@@ -92,12 +97,13 @@ def streamlit_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: st
 
 
 @contextmanager
-def api_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: str) -> Iterator[RunningServer]:
-    """``uvicorn pneumo_api:app`` on a free loopback port, yielded once ``/readyz`` answers; stopped on exit."""
+def api_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, cwd: Path = PROJECT_ROOT, **env: str) -> Iterator[RunningServer]:
+    """``uvicorn pneumo_api:app`` of the checkout ``cwd`` on a free loopback port, yielded once ``/readyz`` answers;
+    stopped on exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(command, f"{url}/readyz", log, deadline_s, **env) as (process, healthy_after_s):
+    with running_server(command, f"{url}/readyz", log, deadline_s, cwd, **env) as (process, healthy_after_s):
         yield RunningServer(url, process, log, healthy_after_s)
 
 
