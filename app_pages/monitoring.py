@@ -10,8 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pneumo_core.config import monitor_db_path, monitor_retention_days
+from pneumo_core.config import monitor_retention_days
 from pneumo_core.evaluation.comparison import SERVING_RULE
+from pneumo_core.operations.answer_store import StoreError, describe
 from pneumo_core.operations.monitor import (
     KS_ALPHA,
     MIN_ANSWERS,
@@ -180,7 +181,11 @@ if served is None:
     st.error(f"No model is available. {problem}")
     st.stop()
 choice = st.radio("Window", list(WINDOWS), horizontal=True, key="monitor_window")
-window, others = model_window(parse_since(WINDOWS[choice]), served.metadata.get("model_sha256"))
+try:
+    window, others = model_window(parse_since(WINDOWS[choice]), served.metadata.get("model_sha256"))
+except StoreError as error:
+    st.error(f"{error} Answers are still given; they are not recorded until the store is back.")
+    st.stop()
 distances, logits = validation_reference(served.directory)
 report = drift_report(window, distances, logits)
 st.markdown(
@@ -189,7 +194,7 @@ st.markdown(
     f"{report['verdicts']['withheld']} withheld as not an X-ray)" + (f"; {others} more by other models." if others else ".")
 )
 if report["answers"] == 0:
-    st.info(f"Nothing answered in this window yet. Store: `{monitor_db_path()}`.")
+    st.info(f"Nothing answered in this window yet. Store: `{describe()}`.")
     st.stop()
 volume_and_decisions(window)
 drift_section(report, window, distances, logits)

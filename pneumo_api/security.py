@@ -3,23 +3,35 @@
 The rule matches the app's operator rule (:mod:`pneumo_core.operations.access`): with no key configured, only requests
 from this machine (loopback, not forwarded by a proxy) are answered without one; ``PNEUMO_API_AUTH=off``
 disables keys for a deployment that authenticates in front of the API.
+
+The client address is the connection's peer, or what ``X-Forwarded-For`` says only when the peer is a proxy uvicorn
+was told to trust (``--forwarded-allow-ips``; its default trusts 127.0.0.1 alone): a client cannot pick an address.
+
+The limits are counted in ``$PNEUMO_API_RATE_STORAGE`` (:func:`pneumo_core.config.api_rate_storage`): this process's
+memory, or Redis shared by every replica. When the shared store cannot be reached, requests are not refused for it:
+each replica counts in its own memory until the store answers again (fail open to a per-replica limit, logged), so an
+outage of Redis neither takes the API down nor lifts every limit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 
 from fastapi import Request
-from limits import parse
-from limits.storage import MemoryStorage
+from limits import RateLimitItem, parse
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from pneumo_core.config import API_KEYS_ENV, api_auth, api_keys, api_rate, marked_public
+from pneumo_core.config import API_KEYS_ENV, api_auth, api_keys, api_rate, api_rate_storage, marked_public
 from pneumo_core.operations.access import is_loopback, password_matches
 
 from .problems import Problem
+
+log = logging.getLogger("pneumo_api")
 
 PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
 
@@ -65,13 +77,25 @@ def require_key(request: Request) -> None:
     request.state.verified_key = "key:" + hashlib.sha256(given.encode()).hexdigest()
 
 
-class RateLimit:
-    """A moving-window limit per client, and one on failed authentications per address, in memory (one API process)."""
+STORE_TIMEOUT_S = 0.5
+"""How long a request waits for the shared rate-limit store before counting in this process's memory instead."""
+STORE_RETRY_S = 10.0
+"""After the shared store failed, how long this process counts in memory before it tries the store again."""
 
-    def __init__(self, rate: str | None = None):
+
+class RateLimit:
+    """A moving-window limit per client, and one on failed authentications per address, counted in the store of
+    ``storage`` (default ``$PNEUMO_API_RATE_STORAGE``), with this process's memory standing in while it is down."""
+
+    def __init__(self, rate: str | None = None, storage: str | None = None):
         self.item = parse(rate or api_rate())
         self.failed = parse(FAILED_AUTH_RATE)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.storage_uri = storage or api_rate_storage()
+        shared = self.storage_uri.split(":", 1)[0] != "memory"
+        options = {"socket_timeout": STORE_TIMEOUT_S, "socket_connect_timeout": STORE_TIMEOUT_S} if shared else {}
+        self.limiter = MovingWindowRateLimiter(storage_from_string(self.storage_uri, wrap_exceptions=True, **options))
+        self.local = MovingWindowRateLimiter(MemoryStorage()) if shared else self.limiter
+        self._store_down_until = 0.0  # monotonic time before which the shared store is not tried again
 
     def __call__(self, request: Request) -> None:
         self._hit(self.item, client_identity(request))
@@ -80,8 +104,16 @@ class RateLimit:
         """Count a wrong or missing key against the client's address: 429 once it guesses too often."""
         self._hit(self.failed, "failed:" + _address(request))
 
-    def _hit(self, item, identity: str) -> None:
-        if not self.limiter.hit(item, identity):
-            reset = self.limiter.get_window_stats(item, identity).reset_time
+    def _hit(self, item: RateLimitItem, identity: str) -> None:
+        limiter = self.local if time.monotonic() < self._store_down_until else self.limiter
+        try:
+            allowed = limiter.hit(item, identity)
+        except StorageError as error:
+            log.warning("rate-limit store unreachable (%s): counting in this process for %.0f s", error, STORE_RETRY_S)
+            self._store_down_until = time.monotonic() + STORE_RETRY_S
+            limiter = self.local
+            allowed = limiter.hit(item, identity)
+        if not allowed:
+            reset = limiter.get_window_stats(item, identity).reset_time
             wait = max(1, math.ceil(reset - time.time()))
             raise Problem(429, "Too many requests", f"The limit is {item}; try again in {wait} s.", {"Retry-After": str(wait)})

@@ -31,6 +31,7 @@ SECRETS_FILE_ENV = "PNEUMO_SECRETS_FILE"
 API_KEYS_ENV = "PNEUMO_API_KEYS"
 API_AUTH_ENV = "PNEUMO_API_AUTH"
 API_RATE_ENV = "PNEUMO_API_RATE"
+API_RATE_STORAGE_ENV = "PNEUMO_API_RATE_STORAGE"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
 CLUSTER_ENV = "TF_CONFIG"
 CHALLENGER_ENV = "PNEUMO_CHALLENGER"
@@ -147,9 +148,15 @@ def train_memory_budget_bytes() -> int:
         return 2 * 2**30
 
 
-def monitor_db_path() -> Path:
-    """The monitoring store (:mod:`pneumo_core.operations.monitor`): one row per answered film, nothing identifying."""
-    return Path(os.environ.get(MONITOR_DB_ENV, runs_dir() / "monitor.db"))
+def monitor_store() -> str:
+    """The monitoring store (:mod:`pneumo_core.operations.answer_store`; one row per answered film, nothing
+    identifying): ``$PNEUMO_MONITOR_DB``, a SQLite file path or a database URL, default ``runs/monitor.db``."""
+    return os.environ.get(MONITOR_DB_ENV) or str(runs_dir() / "monitor.db")
+
+
+def is_database_url(location: str) -> bool:
+    """True for a database URL (``postgresql://...``), False for a file path."""
+    return "://" in location
 
 
 def monitor_retention_days() -> float:
@@ -246,3 +253,9 @@ def api_auth() -> str:
 def api_rate() -> str:
     """Per-client request limit of the REST API, in the ``limits`` notation (``$PNEUMO_API_RATE``, default 120/minute)."""
     return os.environ.get(API_RATE_ENV, "120/minute")
+
+
+def api_rate_storage() -> str:
+    """Where the REST API counts its rate limits, as a ``limits`` storage URI (``$PNEUMO_API_RATE_STORAGE``):
+    ``memory://`` (the default: this process only) or ``redis://host:port`` (one limit shared by every replica)."""
+    return os.environ.get(API_RATE_STORAGE_ENV) or "memory://"

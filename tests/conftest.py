@@ -60,6 +60,41 @@ def tiny_predictor(tiny_model_dir: Path):
     return Predictor.load(tiny_model_dir)
 
 
+POSTGRES_URI_ENV = "PNEUMO_TEST_POSTGRES_URI"
+"""A PostgreSQL server's admin URI (``.ci/run`` starts a throwaway one on loopback and sets it)."""
+
+
+@pytest.fixture(scope="module")
+def postgres_database():
+    """A fresh PostgreSQL database for one test module (dropped afterwards): its SQLAlchemy URI."""
+    import uuid
+
+    admin = os.environ.get(POSTGRES_URI_ENV)
+    if not admin:
+        pytest.skip(f"no PostgreSQL to test against: .ci/run starts one and sets {POSTGRES_URI_ENV}")
+    import psycopg
+
+    database = f"pneumo_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    yield admin.rsplit("/", 1)[0] + f"/{database}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_uri(tmp_path_factory):
+    """A throwaway Redis on loopback for one test module (Debian's redis-server, which ``.ci/run`` installs)."""
+    import shutil
+
+    from .harness import redis_server
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's package)")
+    with redis_server(tmp_path_factory.mktemp("redis") / "redis.log") as uri:
+        yield uri
+
+
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 

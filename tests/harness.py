@@ -73,7 +73,7 @@ def running_server(
         try:
             while not _answers(health_url):
                 if process.poll() is not None or time.perf_counter() - started > deadline_s:
-                    raise ServerStartError(f"{command[2]} was not healthy within {deadline_s:.0f} s; see {log}")
+                    raise ServerStartError(f"{' '.join(command[:3])} was not healthy within {deadline_s:.0f} s; see {log}")
                 time.sleep(0.1)
             yield process, time.perf_counter() - started
         finally:
@@ -97,14 +97,71 @@ def streamlit_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: st
 
 
 @contextmanager
-def api_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, cwd: Path = PROJECT_ROOT, **env: str) -> Iterator[RunningServer]:
-    """``uvicorn pneumo_api:app`` of the checkout ``cwd`` on a free loopback port, yielded once ``/readyz`` answers;
-    stopped on exit."""
+def api_server(
+    log: Path,
+    deadline_s: float = HEALTH_DEADLINE_S,
+    cwd: Path = PROJECT_ROOT,
+    options: tuple[str, ...] = (),
+    **env: str,
+) -> Iterator[RunningServer]:
+    """``uvicorn pneumo_api:app [options]`` run in ``cwd`` (the project root, a baseline checkout, or any folder: the
+    code is imported from ``cwd`` first, then from this project) on a free loopback port, yielded once ``/readyz``
+    answers; stopped on exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(command, f"{url}/readyz", log, deadline_s, cwd, **env) as (process, healthy_after_s):
+    command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port), *options]
+    path = os.pathsep.join([str(cwd), str(PROJECT_ROOT)])
+    with running_server(command, f"{url}/readyz", log, deadline_s, cwd, PYTHONPATH=path, **env) as (process, healthy_after_s):
         yield RunningServer(url, process, log, healthy_after_s)
+
+
+NGINX_CONFIG = PROJECT_ROOT / "deploy" / "nginx.conf"
+"""The README's nginx configuration for two API replicas (listening on :8080, replicas on :8001 and :8002)."""
+
+
+@contextmanager
+def nginx_proxy(replicas: list[str], prefix: Path, deadline_s: float = 30.0) -> Iterator[str]:
+    """Debian's nginx running :data:`NGINX_CONFIG` in the foreground, its replica and listening addresses replaced by
+    ``replicas`` (``http://127.0.0.1:PORT`` each) and a free port; yields the proxy's URL; stopped on exit."""
+    first, second = (url.removeprefix("http://") for url in replicas)
+    port = free_port()
+    config = NGINX_CONFIG.read_text()
+    for documented, used in (("127.0.0.1:8001", first), ("127.0.0.1:8002", second), ("127.0.0.1:8080", f"127.0.0.1:{port}")):
+        assert documented in config, documented
+        config = config.replace(documented, used)
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "nginx.conf").write_text(config)
+    command = ["nginx", "-c", str(prefix / "nginx.conf"), "-p", str(prefix), "-g", "daemon off;"]
+    url = f"http://127.0.0.1:{port}"
+    with running_server(command, f"{url}/healthz", prefix / "output.log", deadline_s):
+        yield url
+
+
+@contextmanager
+def redis_server(log: Path, deadline_s: float = 30.0) -> Iterator[str]:
+    """A throwaway Redis (Debian's ``redis-server``: loopback, nothing saved to disk) on a free port; yields its URI."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            started = time.perf_counter()
+            while not _accepts(port):
+                if process.poll() is not None or time.perf_counter() - started > deadline_s:
+                    raise ServerStartError(f"redis-server did not start within {deadline_s:.0f} s; see {log}")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _answers(url: str) -> bool:

@@ -91,3 +91,56 @@ def crafted_dicoms() -> dict[str, bytes]:
 
 WINDOWED_BUT_READABLE = ("window_width_0.dcm", "window_width_negative.dcm", "sigmoid_bad_width.dcm")
 """Of :func:`crafted_dicoms`, the files whose window cannot be applied but whose film can: they get an answer."""
+
+
+def site_variants(film: bytes) -> dict[str, bytes]:
+    """One real film as sites send it: re-sampled, stored sideways with an EXIF rotation, re-encoded as JPEG, 16-bit,
+    as a windowed DICOM (MONOCHROME2 and the inverted MONOCHROME1), and mildly cropped (5% off each edge, or 10% off
+    one edge). Each variant shows the same anatomy upright once decoded, so a reader would answer it as the original."""
+    gray = np.asarray(Image.open(io.BytesIO(film)).convert("L"))
+    height, width = gray.shape
+
+    def jpeg(array: np.ndarray, quality: int = 95, orientation: int | None = None) -> bytes:
+        buffer = io.BytesIO()
+        image = Image.fromarray(array)
+        exif = image.getexif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        image.save(buffer, format="JPEG", quality=quality, exif=exif.tobytes())
+        return buffer.getvalue()
+
+    def resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.LANCZOS))
+
+    def sideways(array: np.ndarray) -> bytes:
+        return jpeg(np.rot90(array).copy(), orientation=6)  # stored turned left; orientation 6 turns it back right
+
+    def cropped(array: np.ndarray, top: float, bottom: float, side: float) -> np.ndarray:
+        rows, cols = array.shape
+        return array[int(rows * top) : rows - int(rows * bottom), int(cols * side) : cols - int(cols * side)]
+
+    twelve_bit = gray.astype(np.uint16) * 16
+    low, high = np.percentile(twelve_bit, [1, 99])
+    window = {"WindowCenter": int((low + high) / 2), "WindowWidth": int(high - low)}
+    return {
+        "re-sampled to 700 × 900": jpeg(resized(gray, (700, 900))),
+        "half size": jpeg(resized(gray, (width // 2, height // 2))),
+        "1.5 × size": jpeg(resized(gray, (width * 3 // 2, height * 3 // 2))),
+        "sideways, EXIF orientation 6": sideways(gray),
+        "700 × 900, sideways, EXIF orientation 6": sideways(resized(gray, (700, 900))),
+        "JPEG re-encoded at quality 50": jpeg(gray, quality=50),
+        "16-bit PNG": encode(gray.astype(np.uint16) * 257),
+        "DICOM, 12-bit, windowed 1st–99th percentile": dicom_bytes(twelve_bit, **window),
+        "DICOM, 12-bit, MONOCHROME1": dicom_bytes(4095 - twelve_bit, photometric="MONOCHROME1"),
+        "cropped 5% each side": jpeg(cropped(gray, 0.05, 0.05, 0.05)),
+        "cropped 10% off the top": jpeg(cropped(gray, 0.10, 0.0, 0.0)),
+        "cropped 10% off the bottom": jpeg(cropped(gray, 0.0, 0.10, 0.0)),
+        "cropped 10% off one side": jpeg(cropped(gray, 0.0, 0.0, 0.0)[:, int(width * 0.10) :]),
+    }
+
+
+def harsh_crop(film: bytes) -> bytes:
+    """Beyond a mild crop: 10% off the bottom and off each side (a fifth of the width gone)."""
+    gray = np.asarray(Image.open(io.BytesIO(film)).convert("L"))
+    rows, cols = gray.shape
+    return encode(gray[: rows - int(rows * 0.10), int(cols * 0.10) : cols - int(cols * 0.10)], "JPEG")

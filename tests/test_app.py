@@ -557,17 +557,17 @@ def test_the_heat_map_can_show_the_evidence_for_either_class(app_env):
 
 
 def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monkeypatch):
-    from pneumo_core.operations import monitor
+    from pneumo_core.operations import answer_store
 
     at = run_page()
     next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
-    rows = monitor.answers()
+    rows = answer_store.answers()
     assert list(rows["source"]) == ["app"] and len(rows["time"]) == 1  # one film answered, one row
     at.run()  # a re-render (sliders, reruns) answers nothing new
-    assert len(monitor.answers()["time"]) == 1
+    assert len(answer_store.answers()["time"]) == 1
     at = run_page("app_pages/monitoring.py")
     assert "1 answers" in texts(at) and "drift is judged from 50 on" in texts(at)
-    decision = monitor.answers()["decision"][0]
+    decision = answer_store.answers()["decision"][0]
     assert decision in ("NORMAL", "PNEUMONIA", "REFER") and f"1 {decision}" in texts(at)  # the stored decision, shown
     alerts = set(next(frame.value for frame in at.dataframe if "alert" in frame.value)["alert"])
     assert "not enough films to judge (1 of 50)" in alerts and all(a.startswith("not enough films") for a in alerts)
@@ -581,7 +581,7 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     import shutil
     import time
 
-    from pneumo_core.operations import monitor
+    from pneumo_core.operations import answer_store
     from ui.resources import shadow_challenger
 
     challenger = shutil.copytree(app_model_dir, app_env / "challenger")
@@ -591,9 +591,9 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     while shadow_challenger() is None and time.monotonic() < deadline:  # it loads in the background
         time.sleep(0.2)
     next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
-    while not len(monitor.answers(table="shadow")["time"]) and time.monotonic() < deadline:  # scored after the answer
+    while not len(answer_store.answers(table="shadow")["time"]) and time.monotonic() < deadline:  # scored after the answer
         time.sleep(0.2)
-    rows = monitor.answers(table="shadow")
+    rows = answer_store.answers(table="shadow")
     assert len(rows["time"]) == 1 and rows["champion_verdict"][0] == rows["challenger_verdict"][0]
     at = run_page("app_pages/monitoring.py")
     assert "Shadow challenger" in [h.value for h in at.subheader]

@@ -62,3 +62,51 @@ def test_predictor_attaches_warnings_and_keeps_dicom_fields(tiny_predictor):
     assert cases[0].withheld and cases[0].verdict is None and cases[0].prediction is not None
     assert cases[1].prediction is not None and cases[1].dicom_fields["Modality"] == "CT"
     assert not any("colour" in w for w in cases[2].warnings)
+
+
+def test_a_mild_crop_trims_each_edge_by_at_most_the_fraction_and_the_reference_holds_both_views(tmp_path):
+    from pneumo_core.serving.ood import CROP_FRACTION, mildly_cropped, reference_features
+
+    rng = np.random.default_rng(0)
+    gray = synthetic_xray(200)
+    for _ in range(50):
+        rows, cols = mildly_cropped(gray, rng).shape
+        assert 200 * (1 - 2 * CROP_FRACTION) <= rows <= 200 and 200 * (1 - 2 * CROP_FRACTION) <= cols <= 200
+    paths = []
+    for seed in range(3):
+        paths.append(tmp_path / f"{seed}.png")
+        paths[-1].write_bytes(encode(synthetic_xray(160, seed=seed)))
+    seen = []
+
+    def forward(canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(canonical)
+        return np.zeros(len(canonical)), canonical.reshape(len(canonical), -1)[:, :4].astype(np.float32)
+
+    features = reference_features(paths, forward)
+    assert features.shape == (6, 4) and seen[0].shape == (6, 224, 224)  # each film as stored, then each cropped
+    np.testing.assert_array_equal(features, reference_features(paths, forward))  # seeded: the same crops each time
+
+
+def test_the_served_model_answers_real_films_as_sites_send_them_and_withholds_what_is_not_an_x_ray(real_data):
+    """A few site-sample films and every variant of them (re-sampled, EXIF-rotated, re-encoded, 16-bit, windowed
+    DICOM, mildly cropped) keep their verdict; a gray photograph and an inverted film get none."""
+    from sklearn.datasets import load_sample_images
+
+    from pneumo_core.serving.predictor import Predictor
+
+    from .conftest import SERVED_MODEL
+    from .imaging import site_variants
+
+    predictor = Predictor.load(SERVED_MODEL)
+    films = (
+        sorted((real_data / "site_sample" / "PNEUMONIA").iterdir())[:3]
+        + sorted((real_data / "site_sample" / "NORMAL").iterdir())[:3]
+    )
+    for path in films:
+        film = path.read_bytes()
+        cases = predictor.classify([(name, payload) for name, payload in {"as stored": film, **site_variants(film)}.items()])
+        assert [c.name for c in cases if c.withheld or c.error] == [], path.name
+    gray_photo = np.asarray(Image.fromarray(load_sample_images().images[0]).convert("L"))
+    inverted = 255 - decode_upload(films[0].read_bytes()).gray
+    cases = predictor.classify([("photo", encode(gray_photo)), ("inverted", encode(inverted))])
+    assert all(c.withheld for c in cases)

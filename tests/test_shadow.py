@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from pneumo_core.operations import monitor
+from pneumo_core.operations import answer_store
 from pneumo_core.operations.shadow import MAX_PENDING, MIN_SHADOW_ANSWERS, Shadow, ShadowReport, promotion_check, shadow_report
 from pneumo_core.serving.predictor import Predictor
 
@@ -55,7 +55,7 @@ def test_the_challenger_scores_every_answered_film_and_stores_nothing_identifyin
     shadow = Shadow(challenger, challenger_dir, store)
     cases = tiny_predictor.classify(FILMS + [("broken.png", b"not an image")])
     shadow.submit(cases, tiny_predictor, 0.3, "app").result(timeout=60)
-    rows = monitor.answers(path=store, table="shadow")
+    rows = answer_store.answers(location=store, table="shadow")
     assert len(rows["time"]) == len(FILMS)  # the unreadable file has no answer to shadow
     expected = challenger.predict_canonical(np.stack([c.canonical for c in cases[: len(FILMS)]]))
     assert list(rows["challenger_verdict"]) == [p.label for p in expected]
@@ -64,15 +64,15 @@ def test_the_challenger_scores_every_answered_film_and_stores_nothing_identifyin
     raw = b"".join(path.read_bytes() for path in tmp_path.iterdir())
     assert b"jones" not in raw and b"patient-" not in raw and b"broken" not in raw
 
-    report = shadow_report(path=store)
+    report = shadow_report(store=store)
     agree = np.mean(rows["champion_verdict"] == rows["challenger_verdict"])
     assert report.answers == len(FILMS) and report.agreement == pytest.approx(agree)
     assert sum(report.pairs.values()) == len(FILMS) and len(report.disagreements) == round((1 - agree) * len(FILMS))
     assert report.challengers == ["tiny-challenger"]
-    assert shadow_report(champion_sha256="another model", path=store).answers == 0
+    assert shadow_report(champion_sha256="another model", store=store).answers == 0
     # an earlier challenger's rows are not the current one's: the promotion rule counts only its own films
-    assert shadow_report(path=store, challenger_sha256=shadow.sha256).answers == len(FILMS)
-    assert shadow_report(path=store, challenger_sha256="an earlier challenger").answers == 0
+    assert shadow_report(store=store, challenger_sha256=shadow.sha256).answers == len(FILMS)
+    assert shadow_report(store=store, challenger_sha256="an earlier challenger").answers == 0
     shadow.close()
 
 

@@ -6,55 +6,32 @@ same train → register → promote → roll back → serve-from-the-registry pa
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 
 import pytest
 
 from pneumo_core.config import REGISTERED_MODEL
 from pneumo_core.jobs.request import TrainConfig
 
+from .harness import free_port
+
 pytestmark = pytest.mark.slow
 
-POSTGRES_URI_ENV = "PNEUMO_TEST_POSTGRES_URI"
 SERVER_START_SECONDS = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def postgres_store():
-    """A fresh PostgreSQL database for this module (dropped afterwards): its SQLAlchemy URI."""
-    admin = os.environ.get(POSTGRES_URI_ENV)
-    if not admin:
-        pytest.skip(f"no PostgreSQL to test against: .ci/run starts one and sets {POSTGRES_URI_ENV}")
-    import psycopg
-
-    database = f"pneumo_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-    yield admin.rsplit("/", 1)[0] + f"/{database}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def tracking_server(postgres_store, tmp_path_factory):
+def tracking_server(postgres_database, tmp_path_factory):
     """``mlflow server`` on loopback over the PostgreSQL store, serving artifacts from a temporary folder."""
     import mlflow
 
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_store,
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_database,
         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with open(folder / "server.log", "wb") as log:
@@ -77,7 +54,7 @@ def tracking_server(postgres_store, tmp_path_factory):
 
 
 def test_train_register_promote_roll_back_and_serve_against_the_server(
-    tracking_server, postgres_store, real_data, tmp_path, monkeypatch
+    tracking_server, postgres_database, real_data, tmp_path, monkeypatch
 ):
     import mlflow
     import psycopg
@@ -119,7 +96,7 @@ def test_train_register_promote_roll_back_and_serve_against_the_server(
     served = Predictor.load()
     assert served.metadata["registry_version"] == second and served.metadata["model_sha256"] == metadata["model_sha256"]
 
-    with psycopg.connect(postgres_store) as connection:  # the registry really lives in PostgreSQL
+    with psycopg.connect(postgres_database) as connection:  # the registry really lives in PostgreSQL
         versions = connection.execute("SELECT count(*) FROM model_versions WHERE name = %s", (REGISTERED_MODEL,)).fetchone()
         aliases = dict(connection.execute("SELECT alias, version FROM registered_model_aliases").fetchall())
     assert versions == (2,) and aliases == {"champion": int(first), "previous": int(second)}

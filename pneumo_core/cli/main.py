@@ -1,4 +1,4 @@
-"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|quantize|compare|monitor|promote|rollback|
+"""``python -m pneumo_core predict|explain|evaluate|calibrate|sanity|quantize|density|compare|monitor|promote|rollback|
 challenger|export-tflite``: the parser, the dispatch and the exit codes.
 
 predict: one JSON object per input file per line, in a stable order:
@@ -39,6 +39,7 @@ COMMANDS = {
     "sanity": "measure",
     "quantize": "measure",
     "compare": "measure",
+    "density": "measure",
     "monitor": "operate",
     "promote": "operate",
     "rollback": "operate",
@@ -122,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser("monitor", help="what was answered, and whether inputs drift from validation")
     monitor.add_argument("--since", default=None, help="a duration (7d, 12h, 30m) or an ISO date (default: everything)")
     monitor.add_argument("--model", type=Path, default=None, help="model directory whose answers and reference to use")
-    monitor.add_argument("--db", type=Path, default=None, help="the store (default $PNEUMO_MONITOR_DB or runs/monitor.db)")
+    monitor.add_argument(
+        "--db", default=None, help="the store: a SQLite file or a database URL (default $PNEUMO_MONITOR_DB or runs/monitor.db)"
+    )
     monitor.add_argument("--json", action="store_true", help="print one JSON object")
     promote = commands.add_parser("promote", help="serve a registered model version (MLflow registry: champion)")
     promote.add_argument("version", help="the version of the registered model pneumo-densenet121")
@@ -139,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", type=Path, action="append", default=[], metavar="FOLDER", help="a labelled site folder to check on (repeatable)"
     )
     quantize.add_argument("--quiet", action="store_true", help="no progress bar")
+    density = commands.add_parser(
+        "density",
+        help="refit the not-an-X-ray reference on the serving runtime: the training films as stored and mildly cropped",
+    )
+    density.add_argument("--model", type=Path, default=None)
+    density.add_argument("--data-dir", type=Path, default=None, help="Kermany-layout folder the manifest refers to")
+    density.add_argument("--runtime", choices=RUNTIMES, default="auto", help="the runtime whose features serve (default auto)")
     compare = commands.add_parser(
         "compare", help="judge a candidate against the served model (paired ROC AUC, the serving rule); recorded in its metadata"
     )

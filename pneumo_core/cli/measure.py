@@ -1,4 +1,4 @@
-"""``evaluate``, ``calibrate``, ``sanity`` and ``quantize``: measure a model on labelled films."""
+"""``evaluate``, ``calibrate``, ``sanity``, ``quantize``, ``density`` and ``compare``: measure a model on labelled films."""
 
 from __future__ import annotations
 
@@ -157,6 +157,31 @@ def run_quantize(args: argparse.Namespace) -> int:
             f"probability {values['max_probability_change']:.4f}, warnings agree {values['warning_agreement']:.2%}"
         )
     print("the int8 copy serves (runtime auto)" if check["serves"] else "the rule does not hold: float32 keeps serving")
+    return EXIT_OK
+
+
+def run_density(args: argparse.Namespace) -> int:
+    from pneumo_core.evaluation.scoring import manifest_films
+    from pneumo_core.serving.ood import CROP_FRACTION, FeatureDensity, reference_features
+    from pneumo_core.store.model_dir import record_in_metadata
+
+    model_dir = args.model or served_model_dir()
+    predictor = Predictor.load(model_dir, runtime=args.runtime)
+    data_dir = args.data_dir or default_data_dir()
+    films = {split: manifest_films(model_dir, data_dir, split)["path"].tolist() for split in ("train", "val")}
+    density = FeatureDensity.fit(*(reference_features(films[split], predictor.forward) for split in ("train", "val")))
+    density.save(model_dir)
+    reference = {
+        "runtime": predictor.runtime,
+        "films": {split: len(paths) for split, paths in films.items()},
+        "views": f"each film as stored and once cropped (each edge trimmed by up to {CROP_FRACTION:.0%})",
+        "limit": density.limit,
+    }
+    record_in_metadata(model_dir, ood_reference=reference)
+    print(
+        f"not-an-X-ray reference refitted on {predictor.runtime}: {len(films['train'])} training films, limit "
+        f"{density.limit:.1f} (99th percentile of {len(films['val'])} validation films, as stored and cropped)"
+    )
     return EXIT_OK
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from pneumo_core.cli.main import EXIT_OK, UsageError
+from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from pneumo_core.config import served_model_dir
+from pneumo_core.operations.answer_store import StoreError
 from pneumo_core.operations.monitor import drift_report, model_window, parse_since, validation_reference
 from pneumo_core.operations.shadow import shadow_report
 from pneumo_core.store.model_dir import add_tflite, read_metadata
@@ -17,13 +19,18 @@ def run_monitor(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
     directory = args.model or served_model_dir()
     metadata = read_metadata(directory)
-    window, others = model_window(since, metadata.get("model_sha256"), args.db)  # the reference is this model's
+    try:
+        window, others = model_window(since, metadata.get("model_sha256"), args.db)  # the reference is this model's
+        shadow = shadow_report(since, metadata.get("model_sha256"), args.db)
+    except StoreError as error:
+        print(error, file=sys.stderr)
+        return EXIT_SOME_FAILED
     report = {
         "model": metadata.get("name"),
         "since": since,
         "other_models_answers": others,
         **drift_report(window, *validation_reference(directory)),
-        "shadow": shadow_report(since, metadata.get("model_sha256"), args.db).as_json(),
+        "shadow": shadow.as_json(),
     }
     if args.json:
         print(json.dumps(report))

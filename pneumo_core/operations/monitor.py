@@ -1,12 +1,9 @@
-"""Monitoring: one row per answered film in a local SQLite store, and drift of what comes in against validation.
+"""Monitoring: drift of what comes in against validation, over the rows of the monitoring store.
 
-Every entry point that answers films (the app's Classify page, the REST API) calls :func:`record`. A row holds
-the time, where it was answered, the model (name and SHA-256), the operating point, the verdict (``NORMAL``,
-``PNEUMONIA`` or ``withheld``), the calibrated probability and raw logit, the number of warnings, the feature
-distance to the training films, two image statistics (mean and standard deviation of the canonical image) and
-the latency. No image, file name, DICOM field or anything else identifying is stored. The store runs in WAL
-mode, so a killed process loses at most its own last write and the app and the API can write at once; rows
-older than the retention (``$PNEUMO_MONITOR_RETENTION_DAYS``) are deleted on every write.
+Every entry point that answers films (the app's Classify page, the REST API) records them in the store
+(:func:`pneumo_core.operations.answer_store.record`): per film the time, where it was answered, the model (name and
+SHA-256), the operating point, the verdict and decision, the calibrated probability and raw logit, the number of
+warnings, the feature distance to the training films, two image statistics and the latency; nothing identifying.
 
 **Drift** (:func:`drift_report`) compares a window's feature distances and logits with the served model's
 validation films (the same population the threshold and the not-an-X-ray limit were set on), each by the
@@ -19,149 +16,20 @@ tuned on any data set.
 from __future__ import annotations
 
 import csv
-import logging
 import re
-import sqlite3
 import time
-from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pneumo_core.config import monitor_db_path, monitor_retention_days
-
-log = logging.getLogger(__name__)
+from pneumo_core.operations.answer_store import StoreLocation, answers
 
 PSI_ALERT = 0.25
 KS_ALPHA = 0.001
 MIN_ANSWERS = 50
 PSI_BINS = 10
-SOURCES = ("app", "api")
-
-COLUMNS = {
-    "time": "REAL NOT NULL",
-    "source": "TEXT NOT NULL",
-    "model": "TEXT NOT NULL",
-    "model_sha256": "TEXT NOT NULL",
-    "operating_point": "TEXT NOT NULL",
-    "verdict": "TEXT NOT NULL",
-    "probability": "REAL",
-    "logit": "REAL",
-    "warnings": "INTEGER NOT NULL",
-    "distance": "REAL",
-    "image_mean": "REAL",
-    "image_std": "REAL",
-    "latency_ms": "REAL",
-    "decision": "TEXT",
-}
-"""The store's ``answers`` table: column → SQLite type (``decision``: NORMAL, PNEUMONIA, REFER, or null when withheld;
-last, so that a store written before it existed gains it as a new column)."""
-SHADOW_COLUMNS = {
-    "time": "REAL NOT NULL",
-    "source": "TEXT NOT NULL",
-    "champion_sha256": "TEXT NOT NULL",
-    "challenger": "TEXT NOT NULL",
-    "challenger_sha256": "TEXT NOT NULL",
-    "champion_verdict": "TEXT NOT NULL",
-    "challenger_verdict": "TEXT NOT NULL",
-    "champion_probability": "REAL NOT NULL",
-    "challenger_probability": "REAL NOT NULL",
-    "champion_latency_ms": "REAL NOT NULL",
-    "challenger_latency_ms": "REAL NOT NULL",
-}
-"""The ``shadow`` table (:mod:`pneumo_core.operations.shadow`): the challenger's answer beside the champion's, per film."""
-TABLES = {"answers": COLUMNS, "shadow": SHADOW_COLUMNS}
-SCHEMA = "".join(
-    f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{name} {kind}' for name, kind in columns.items())});"
-    f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} (time);"
-    for table, columns in TABLES.items()
-)
-_READY: set[Path] = set()  # stores whose WAL mode and table this process has already set up
-
-
-def connect(path: Path | None = None) -> sqlite3.Connection:
-    """A connection to the store (created on first use), in WAL mode, waiting up to 5 s for another writer."""
-    path = Path(path) if path else monitor_db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = path not in _READY or not path.exists()  # once per process and file: the answer path only inserts
-    connection = sqlite3.connect(path, timeout=5.0)
-    if fresh:
-        connection.execute("PRAGMA journal_mode=WAL")  # persistent: it stays set in the database file
-        connection.executescript(SCHEMA)
-        _add_missing_columns(connection)
-        _READY.add(path)
-    return connection
-
-
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    """Columns added to :data:`TABLES` since a store was created, appended to its tables (earlier rows: null)."""
-    for table, columns in TABLES.items():
-        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-        for name, kind in columns.items():
-            if name not in present:
-                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-    connection.commit()
-
-
-def record(cases: Iterable[Any], predictor: Any, source: str, seconds: float, path: Path | None = None) -> int:
-    """Store one row per classified film of ``cases`` (:class:`pneumo_core.serving.answers.Case`; unreadable files are
-    skipped), answered by ``predictor`` in ``seconds`` in all; returns the number of rows written."""
-    if source not in SOURCES:
-        raise ValueError(f"Unknown source {source!r}; one of {', '.join(SOURCES)}.")
-    answered = [case for case in cases if case.prediction is not None]
-    if not answered:
-        return 0
-    now, latency = time.time(), 1000.0 * seconds / len(answered)
-    metadata = predictor.metadata
-    rows = []
-    for case in answered:
-        verdict = case.verdict
-        rows.append(
-            (
-                now,
-                source,
-                str(metadata.get("name", "unnamed")),
-                str(metadata.get("model_sha256", "")),
-                predictor.operating_point,
-                verdict.label if verdict else "withheld",
-                verdict.probability if verdict else None,
-                case.prediction.logit,
-                len(case.warnings),
-                case.distance,
-                float(case.canonical.mean()) if case.canonical is not None else None,
-                float(case.canonical.std()) if case.canonical is not None else None,
-                latency,
-                verdict.decision if verdict else None,
-            )
-        )
-    return insert("answers", rows, path)
-
-
-def insert(table: str, rows: list[tuple], path: Path | None = None) -> int:
-    """Append rows to a table of :data:`TABLES` and delete what is older than the retention; returns the rows written
-    (0, with a warning in the log, if the store cannot be written: monitoring must never cost an answer)."""
-    retention = monitor_retention_days()
-    try:
-        with closing(connect(path)) as connection, connection:
-            connection.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(TABLES[table]))})", rows)
-            if retention:
-                connection.execute(f"DELETE FROM {table} WHERE time < ?", (time.time() - retention * 86400.0,))
-    except (sqlite3.Error, OSError) as error:
-        log.warning("monitoring store not written (%s)", type(error).__name__)
-        return 0
-    return len(rows)
-
-
-def answers(since: float | None = None, path: Path | None = None, table: str = "answers") -> dict[str, np.ndarray]:
-    """A table's rows since a Unix time (default: all), as one array per column."""
-    columns = TABLES[table]
-    with closing(connect(path)) as connection:
-        cursor = connection.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE time >= ? ORDER BY time", (since or 0.0,))
-        rows = cursor.fetchall()
-    return {name: np.array([row[i] for row in rows], dtype=object) for i, name in enumerate(columns)}
 
 
 @dataclass(frozen=True)
@@ -210,9 +78,12 @@ def compare(name: str, reference: np.ndarray, current: np.ndarray) -> Signal:
     return Signal(name, len(current), population_stability_index(reference, current), float(test.statistic), float(test.pvalue))
 
 
-def model_window(since: float | None, model_sha256: str, path: Path | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """(the rows since a time answered by the model with this SHA-256, how many rows other models answered)."""
-    rows = answers(since, path)
+def model_window(
+    since: float | None, model_sha256: str, location: StoreLocation | None = None
+) -> tuple[dict[str, np.ndarray], int]:
+    """(the rows of the monitoring store since a time answered by the model with this SHA-256, how many rows other
+    models answered)."""
+    rows = answers(since, location)
     mine = rows["model_sha256"] == model_sha256
     return {name: values[mine] for name, values in rows.items()}, int((~mine).sum())
 

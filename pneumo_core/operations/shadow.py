@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pneumo_core.config import challenger_spec
-from pneumo_core.operations.monitor import answers, insert
+from pneumo_core.operations.answer_store import SHADOW_COLUMNS, StoreLocation, answers, insert
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ MIN_SHADOW_ANSWERS = 50
 class Shadow:
     """Scores answered films with ``challenger`` off the answer's critical path (see the module docstring)."""
 
-    def __init__(self, challenger: Any, directory: Path, path: Path | None = None):
+    def __init__(self, challenger: Any, directory: Path, store: StoreLocation | None = None):
         self.challenger = challenger  # a pneumo_core.serving.predictor.Predictor
         self.directory = directory  # its model directory
-        self.path = path  # the monitoring store (default $PNEUMO_MONITOR_DB)
+        self.store = store  # the monitoring store (default $PNEUMO_MONITOR_DB)
         self.dropped = 0  # batches not scored because the challenger was behind (counted under _lock)
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_PENDING)  # one per batch queued or being scored
@@ -79,11 +79,11 @@ class Shadow:
             challenger_ms = 1000.0 * (time.perf_counter() - started) / len(canonical)
             now = time.time()
             rows = [
-                (now, source, champion_sha256, self.name, self.sha256, verdict, prediction.label, probability,
-                 prediction.probability, champion_ms, challenger_ms)
+                dict(zip(SHADOW_COLUMNS, (now, source, champion_sha256, self.name, self.sha256, verdict, prediction.label,
+                                          probability, prediction.probability, champion_ms, challenger_ms)))
                 for (verdict, probability), prediction in zip(champion_side, predictions)
             ]  # fmt: skip
-            return insert("shadow", rows, self.path)
+            return insert("shadow", rows, self.store)
         except Exception as error:  # noqa: BLE001 - the shadow must never disturb serving: log and go on
             log.warning("shadow challenger failed (%s)", type(error).__name__)
             return 0
@@ -94,7 +94,7 @@ class Shadow:
         self._worker.shutdown(wait=True)
 
 
-def load_shadow(runtime: str = "auto", path: Path | None = None) -> Shadow | None:
+def load_shadow(runtime: str = "auto", store: StoreLocation | None = None) -> Shadow | None:
     """The challenger ``$PNEUMO_CHALLENGER`` names, loaded and warmed, or None when none is set or it cannot load
     (logged: serving goes on without a shadow)."""
     from pneumo_core.serving.predictor import Predictor
@@ -111,7 +111,7 @@ def load_shadow(runtime: str = "auto", path: Path | None = None) -> Shadow | Non
     except (ModelLoadError, ValueError, OSError) as error:
         log.warning("no shadow challenger: %s", error)
         return None
-    return Shadow(challenger, directory, path)
+    return Shadow(challenger, directory, store)
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,12 @@ class ShadowReport:
 def shadow_report(
     since: float | None = None,
     champion_sha256: str | None = None,
-    path: Path | None = None,
+    store: StoreLocation | None = None,
     challenger_sha256: str | None = None,
 ) -> ShadowReport:
     """What the shadow recorded since a Unix time, for one champion and one challenger (their SHA-256s) or all: the
     promotion rule counts only the films the current challenger itself scored, never an earlier challenger's."""
-    rows = answers(since, path, table="shadow")
+    rows = answers(since, store, table="shadow")
     keep = np.ones(len(rows["time"]), bool)
     if champion_sha256 is not None:
         keep &= rows["champion_sha256"] == champion_sha256

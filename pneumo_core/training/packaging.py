@@ -25,7 +25,7 @@ from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 from pneumo_core.jobs.request import TrainConfig
 from pneumo_core.modeling.architectures import architecture_of
 from pneumo_core.modeling.graphs import KerasNetwork
-from pneumo_core.serving.ood import FeatureDensity
+from pneumo_core.serving.ood import FeatureDensity, reference_features
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.preprocess import preprocessing_spec
 from pneumo_core.serving.runtimes import with_model_view
@@ -49,11 +49,10 @@ def package_candidate(
     candidate model directory ``run_dir/model`` (model files, metadata, feature density, evaluation)."""
     network = with_model_view(KerasNetwork(model, cfg.img_size), cfg.intensity)  # the serving graph, fed as in serving
     serving = Predictor(network, {"input_size": cfg.img_size, "threshold": 0.5})
-    logits, features = {}, {}
+    logits = {}
     for name in ("train", "val", "test"):
         outputs = [serving.forward(batch) for batch in splits[name].canonical_batches()]  # streamed or in memory
         logits[name] = np.concatenate([z for z, _ in outputs])
-        features[name] = np.concatenate([f for _, f in outputs])
     temperature = fit_temperature(splits["val"].labels, logits["val"])
     threshold = choose_threshold(splits["val"].labels, sigmoid(logits["val"] / temperature), cfg.target_sensitivity)
     candidate = run_dir / "model"
@@ -90,7 +89,8 @@ def package_candidate(
         "smoke": cfg.smoke,
     }
     save_model_dir(model, candidate, metadata)
-    FeatureDensity.fit(features["train"], features["val"]).save(candidate)
+    reference = {name: reference_features(splits[name].paths, serving.forward) for name in ("train", "val")}
+    FeatureDensity.fit(reference["train"], reference["val"]).save(candidate)
     shutil.copy(run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
     tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
     return candidate

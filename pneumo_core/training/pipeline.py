@@ -32,8 +32,8 @@ SPECTRUM_BANDS_PER_OCTAVE = 3
 
 @dataclass
 class Split:
-    """One split's films: file names, labels, and either their canonical images ``(N, 224, 224)`` uint8 in memory
-    or the paths they are streamed from."""
+    """One split's films: file names, labels, the paths of their files, and their canonical images ``(N, 224, 224)``
+    uint8 when they are kept in memory (else they are streamed from the paths)."""
 
     files: list[str]
     labels: np.ndarray

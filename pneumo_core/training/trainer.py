@@ -116,7 +116,7 @@ class Trainer:
                 rows["file"].tolist(),
                 rows["label"].to_numpy(),
                 None if streamed else images[mask],
-                rows["path"].tolist() if streamed else None,
+                rows["path"].tolist(),  # kept in memory or not, the not-an-X-ray reference re-reads the files
             )
         if cfg.balance_acquisition or cfg.acquisition_offset:
             train = splits["train"]
