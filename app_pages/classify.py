@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pneumo_core.config import MAX_FILES_PER_REQUEST as MAX_FILES
+from pneumo_core.config import MAX_FILES_PER_REQUEST as PAGE
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.operations.answer_store import record as record_answers
 from pneumo_core.serving.answers import Case
@@ -31,6 +31,9 @@ from ui.widgets import (
 )
 
 ANSWER = "the answer"
+MAX_SESSION_FILES = 10 * PAGE
+"""Films one session may have classified at once (in pages of :data:`PAGE`): enough for a clinic's morning, and a
+bound on what one visitor can ask of a shared demo."""
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
 
 
@@ -72,13 +75,23 @@ with st.sidebar:
     )
 
 # No type filter: the uploader's own rejection is easy to miss; every file reaches pneumo_core.serving.decode, whose reason
-# ("This is a PDF document, not an image…") is shown on the page with the file's name.
+# ("This is a PDF document, not an image…") is shown on the page with the file's name. Clearing the batch gives the
+# uploader a new key, which is the one way Streamlit empties it.
 uploads = st.file_uploader(
     "Chest X-ray images",
     accept_multiple_files=True,
-    key="uploads",
-    help="JPEG, PNG, BMP, TIFF or DICOM; anything else is listed with the reason it cannot be read.",
+    key=f"uploads_{st.session_state.get('upload_round', 0)}",
+    help=f"JPEG, PNG, BMP, TIFF or DICOM; anything else is listed with the reason it cannot be read. Up to "
+    f"{MAX_SESSION_FILES} files, classified {PAGE} at a time.",
 )
+
+
+def clear_batch() -> None:
+    """Empty the uploader and forget the example, every answer and every heat map of this session."""
+    st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+    for key in ("example", "cases", "cams", "film_page"):
+        st.session_state.pop(key, None)
+
 
 st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; never used to train the model):")
 example_columns = st.columns(len(EXAMPLES) or 1)
@@ -89,14 +102,20 @@ for column, path in zip(example_columns, EXAMPLES):
         st.session_state["example"] = path.name
 
 named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]
-if len(named_payloads) > MAX_FILES:
-    st.warning(f"Only the first {MAX_FILES} files are classified at once.")
-    named_payloads = named_payloads[:MAX_FILES]
+if len(named_payloads) > MAX_SESSION_FILES:
+    st.warning(
+        f"{len(named_payloads)} files were added; the first {MAX_SESSION_FILES} are classified. Clear the batch, or "
+        "remove files, to classify the others."
+    )
+    named_payloads = named_payloads[:MAX_SESSION_FILES]
 if not named_payloads and st.session_state.get("example"):
     example = PROJECT_ROOT / "examples" / st.session_state["example"]
     named_payloads = [(example.name, example.read_bytes())]
 if not named_payloads:
     st.stop()
+st.button(
+    "Clear all films", on_click=clear_batch, icon=":material/delete_sweep:", help="Remove every film and its answer at once."
+)
 
 served, problem = served_model(loading)
 if served is None:
@@ -108,17 +127,26 @@ if served is None:
 cache: dict[str, Case] = st.session_state.setdefault("cases", {})
 answering = f"{served.metadata.get('model_sha256')}|{served.predictor.operating_point}|{served.predictor.threshold}".encode()
 digests = [hashlib.sha256(answering + payload).hexdigest() for _, payload in named_payloads]
-missing = [(d, item) for d, item in zip(digests, named_payloads) if d not in cache]
+missing = list(dict((d, item) for d, item in zip(digests, named_payloads) if d not in cache).items())
 if missing:
-    with st.spinner("Classifying…"):
+    progress = st.progress(0.0)
+    for start in range(0, len(missing), PAGE):
+        page = missing[start : start + PAGE]
+        waiting = len(missing) - start - len(page)
+        progress.progress(
+            start / len(missing),
+            text=f"Classifying films {start + 1}–{start + len(page)} of {len(missing)}"
+            + (f"; {waiting} waiting…" if waiting else "…"),
+        )
         started = time.perf_counter()
-        answered = served.predictor.classify([item for _, item in missing], with_maps=True)
+        answered = served.predictor.classify([item for _, item in page], with_maps=True)
         seconds = time.perf_counter() - started
         record_answers(answered, served.predictor, "app", seconds)  # no image, no file name
         if (shadow := shadow_challenger()) is not None:
             shadow.submit(answered, served.predictor, seconds, "app")  # scored afterwards, in the background
-        for (digest, _), case in zip(missing, answered):
+        for (digest, _), case in zip(page, answered):
             cache[digest] = case
+    progress.empty()
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
 cams: dict[tuple[str, str, str], object] = st.session_state.setdefault("cams", {})
@@ -190,9 +218,22 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
 table = results_table(served, cases)
 st.subheader("Results")
 st.dataframe(table, hide_index=True, width="stretch")
-st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv")
+# No rerun on a download: a rerun would replace the reports' deferred files while another click may be on its way.
+st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv", on_click="ignore")
 
-for digest, case in zip(digests, cases):
+shown = list(zip(digests, cases))
+if len(shown) > PAGE:
+    pages = [f"Films {start + 1}–{min(start + PAGE, len(shown))}" for start in range(0, len(shown), PAGE)]
+    st.divider()
+    chosen = st.segmented_control(
+        f"All {len(shown)} films are in the table above; heat maps and reports, {PAGE} at a time:",
+        pages,
+        default=pages[0],
+        key="film_page",
+    )
+    first = pages.index(chosen) * PAGE if chosen in pages else 0
+    shown = shown[first : first + PAGE]
+for digest, case in shown:
     st.divider()
     st.subheader(case.name)
     if case.error:

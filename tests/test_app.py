@@ -130,9 +130,9 @@ def test_other_methods_are_computed_from_the_answer_on_the_serving_runtime(app_e
 def test_removed_uploads_are_forgotten(app_env):
     at = run_page()
     first, second = encode(synthetic_xray(200, seed=1)), encode(synthetic_xray(200, seed=2))
-    at.file_uploader(key="uploads").set_value([("a.png", first, "image/png"), ("b.png", second, "image/png")]).run()
+    at.file_uploader(key="uploads_0").set_value([("a.png", first, "image/png"), ("b.png", second, "image/png")]).run()
     assert len(at.session_state["cases"]) == 2
-    at.file_uploader(key="uploads").set_value([("b.png", second, "image/png")]).run()
+    at.file_uploader(key="uploads_0").set_value([("b.png", second, "image/png")]).run()
     assert not at.exception and len(at.session_state["cases"]) == 1
 
 
@@ -158,7 +158,7 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
         ("broken.png", b"\x89PNG garbage", "image/png"),
         ("also_good.jpg", encode(synthetic_xray(150, seed=2), "JPEG"), "image/jpeg"),
     ]
-    at.file_uploader(key="uploads").set_value(uploads).run()
+    at.file_uploader(key="uploads_0").set_value(uploads).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(probability_lines(at)) == 2
     errors = [e.value for e in at.error]
@@ -172,6 +172,29 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     assert set(table["operating point"]) == {"validation"}
 
 
+def test_every_added_film_is_classified_in_pages_of_twelve_and_one_click_clears_the_batch(app_env):
+    at = run_page()
+    first = [(f"first_{i}.png", encode(synthetic_xray(96, seed=i)), "image/png") for i in range(12)]
+    at.file_uploader(key="uploads_0").set_value(first).run()
+    assert len(at.dataframe[0].value) == 12 and not any("are classified" in w.value for w in at.warning)
+    added = [(f"added_{i}.png", encode(synthetic_xray(96, seed=100 + i)), "image/png") for i in range(3)]
+    at.file_uploader(key="uploads_0").set_value(first + added).run()  # the uploader keeps the first batch
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [name for name, _, _ in first + added]
+    assert (table["decision"] != "").all()  # every film answered, the added ones too
+    pages = at.get("button_group")[0]
+    assert pages.options == ["Films 1–12", "Films 13–15"]
+    assert len(probability_lines(at)) == 12  # heat maps and reports a page at a time
+    pages.set_value("Films 13–15").run()
+    films_shown = [s.value for s in at.subheader if s.value.endswith(".png")]
+    assert len(probability_lines(at)) == 3 and films_shown == [name for name, _, _ in added]
+    clear = next(b for b in at.button if b.label == "Clear all films")
+    clear.click().run()
+    assert not at.dataframe and at.file_uploader(key="uploads_1").value in (None, [])
+    assert "cases" not in at.session_state or not at.session_state["cases"]  # the answers are forgotten too
+
+
 def test_a_colour_picture_gets_no_verdict_in_the_page_or_the_csv(app_env):
     import io
 
@@ -181,7 +204,7 @@ def test_a_colour_picture_gets_no_verdict_in_the_page_or_the_csv(app_env):
     photo = io.BytesIO()
     Image.fromarray(load_sample_images().images[1]).save(photo, format="PNG")
     at = run_page()
-    at.file_uploader(key="uploads").set_value([("flower.png", photo.getvalue(), "image/png")]).run()
+    at.file_uploader(key="uploads_0").set_value([("flower.png", photo.getvalue(), "image/png")]).run()
     assert not at.exception
     assert "Not assessed" in texts(at) and "colour picture" in texts(at)
     assert not probability_lines(at)
@@ -210,7 +233,7 @@ def test_dicom_patient_fields_only_in_the_expander_and_never_logged(app_env):
     try:
         at = run_page()
         pixels = synthetic_xray(200, seed=3).astype(np.uint16) * 16
-        at.file_uploader(key="uploads").set_value([("scan.dcm", dicom_bytes(pixels), "application/dicom")]).run()
+        at.file_uploader(key="uploads_0").set_value([("scan.dcm", dicom_bytes(pixels), "application/dicom")]).run()
     finally:
         for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)
@@ -533,7 +556,7 @@ def test_quick_check_shows_what_will_actually_run(app_env):
 
 def test_a_pdf_upload_is_refused_on_the_page_with_its_reason(app_env):
     at = run_page()
-    at.file_uploader(key="uploads").set_value([("scan.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "application/pdf")]).run()
+    at.file_uploader(key="uploads_0").set_value([("scan.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "application/pdf")]).run()
     assert not at.exception
     assert any("PDF document, not an image" in e.value for e in at.error)
     assert at.dataframe[0].value.loc[0, "label"] == ""
@@ -641,7 +664,7 @@ def test_answers_shown_follow_a_new_operating_point_not_the_old_cache(app_env, a
     from pneumo_core.store.profiles import SiteProfile, activate, save_profile
 
     at = run_page()
-    at.file_uploader(key="uploads").set_value([("film.png", encode(synthetic_xray(160, seed=9)), "image/png")]).run()
+    at.file_uploader(key="uploads_0").set_value([("film.png", encode(synthetic_xray(160, seed=9)), "image/png")]).run()
     assert set(at.dataframe[0].value["operating point"]) == {"validation"}
     sha = json.loads((app_model_dir / "metadata.json").read_text())["model_sha256"]
     empty = {"metrics": {}, "intervals": {}, "validation_operating_point": {}}

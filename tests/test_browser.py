@@ -84,6 +84,43 @@ def test_upload_shows_label_probability_and_gradcam(server):
         page.screenshot(path=str(ARTIFACTS / "classify_upload.png"), full_page=True)
 
 
+def test_films_added_to_a_full_batch_are_all_answered_and_every_download_works(server, tmp_path):
+    """Twelve films, then three more added: every film is in the CSV with an answer; the PDF report downloads right
+    after the CSV (it once failed with a missing deferred file)."""
+    import csv
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from .imaging import encode, synthetic_xray
+
+    films = []
+    for i in range(15):
+        films.append(tmp_path / f"film_{i:02d}.png")
+        films[-1].write_bytes(encode(synthetic_xray(128, seed=i)))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url, wait_until="domcontentloaded")
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
+            uploader.set_input_files([str(path) for path in films[:12]])
+            expect(page.get_by_text("Download results (CSV)")).to_be_visible(timeout=90_000)
+            uploader.set_input_files([str(path) for path in films[12:]])  # added to the twelve already there
+            expect(page.get_by_text("Films 13–15")).to_be_visible(timeout=90_000)
+            with page.expect_download() as table_download:
+                page.get_by_text("Download results (CSV)").click()
+            with page.expect_download() as report_download:  # at once, no rerun in between
+                page.get_by_text("Download case report (PDF)").first.click()
+            rows = list(csv.DictReader(open(table_download.value.path())))
+            assert [row["file"] for row in rows] == [path.name for path in films]
+            assert all(row["decision"] or row["reason no label"] for row in rows)
+            assert Path(report_download.value.path()).read_bytes().startswith(b"%PDF")
+        finally:
+            browser.close()
+    assert "MediaFileStorageError" not in server.log.read_text()
+
+
 def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
     """The upload path stores nothing: no file anywhere under /tmp or the project holds the patient's name afterwards,
     the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
