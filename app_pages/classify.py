@@ -31,9 +31,9 @@ from ui.widgets import (
 )
 
 ANSWER = "the answer"
+# Films one session may have classified at once (in pages of PAGE): enough for a clinic's morning, and a bound on what
+# one visitor can ask of a shared demo.
 MAX_SESSION_FILES = 10 * PAGE
-"""Films one session may have classified at once (in pages of :data:`PAGE`): enough for a clinic's morning, and a
-bound on what one visitor can ask of a shared demo."""
 EXAMPLES = sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))
 
 
@@ -94,11 +94,12 @@ def clear_batch() -> None:
 
 
 st.caption("No image at hand? Try an example (CC BY 4.0, Kermany et al. 2018; never used to train the model):")
-example_columns = st.columns(len(EXAMPLES) or 1)
+example_columns = st.columns(2)  # two by two: each name stays whole on a narrow screen with the sidebar open
 normal_count = 0
-for column, path in zip(example_columns, EXAMPLES):
+for index, path in enumerate(EXAMPLES):
     normal_count += path.stem.startswith("normal")
-    if column.button(example_label(path, normal_count), key=f"example_{path.name}", width="stretch", help=path.name):
+    label = example_label(path, normal_count)
+    if example_columns[index % 2].button(label, key=f"example_{path.name}", width="stretch", help=path.name):
         st.session_state["example"] = path.name
 
 named_payloads: list[tuple[str, bytes]] = [(f.name, f.getvalue()) for f in (uploads or [])]
@@ -247,30 +248,26 @@ for digest, case in shown:
     prediction = case.prediction
     for warning in case.warnings:
         st.warning(warning, icon=":material/report:")
-    left, right, info = st.columns([1, 1, 1.1])
+    # The answer first, across the page (the scale stays legible on a narrow screen), then the film and its map.
+    st.markdown(f"### {verdict_text(prediction)}")
+    st.markdown(f"Probability of pneumonia: **{probability_words(prediction)}**")
+    st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
+    left, right = st.columns(2)
     heat = overlay(case.canonical, cam_for(served, cams, digest, case, method, evidence), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
     right.image(heat, caption=f"{method}: evidence for {explained_class(case, evidence)}", width="stretch")
-    with info:
-        st.markdown(f"### {verdict_text(prediction)}")
-        st.markdown(f"Probability of pneumonia: **{probability_words(prediction)}**")
-        st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
-        low, high = prediction.band
-        expected = expected_range_words(served.predictor.profile)
-        st.caption(
-            f"Operating point: {operating_point_label(served.predictor.operating_point)} "
-            f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
-            "is referred, since the model cannot tell it apart reliably."
-            + (f" {expected}" if expected else "")
-            + f" The heat map shows where the model found evidence for {explained_class(case, evidence)}"
-            + (
-                ": for NORMAL that is normal-looking anatomy, not disease."
-                if explained_class(case, evidence) == "NORMAL"
-                else "."
-            )
-            + " It shows where the model looked, not where disease is."
-        )
-        if case.dicom_fields:
-            with st.expander("DICOM header fields (may identify the patient)"):
-                st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-        report_button(served, case, heat, digest, method, evidence)
+    low, high = prediction.band
+    expected = expected_range_words(served.predictor.profile)
+    st.caption(
+        f"Operating point: {operating_point_label(served.predictor.operating_point)} "
+        f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
+        "is referred, since the model cannot tell it apart reliably."
+        + (f" {expected}" if expected else "")
+        + f" The heat map shows where the model found evidence for {explained_class(case, evidence)}"
+        + (": for NORMAL that is normal-looking anatomy, not disease." if explained_class(case, evidence) == "NORMAL" else ".")
+        + " It shows where the model looked, not where disease is."
+    )
+    if case.dicom_fields:
+        with st.expander("DICOM header fields (may identify the patient)"):
+            st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
+    report_button(served, case, heat, digest, method, evidence)

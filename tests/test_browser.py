@@ -179,21 +179,31 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
     write_evaluation(frame, 0.5, model_dir / "evaluation", "test")
     ARTIFACTS.mkdir(exist_ok=True)
     pages = {
+        "classify": "Probability of pneumonia:",
         "metrics": "Internal test and external sites",
         "model_card": "Intended use",
         "training": "Operator actions",
-        "monitoring": "Nothing answered in this window yet",
+        "monitoring": "Latency per film",  # the example classified first is monitored
     }
     with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", PNEUMO_DATA_DIR=str(tmp_path / "none")) as running:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                for path, landmark in pages.items():  # a text each page shows once its content is drawn
-                    page.goto(f"{running.url}/{path}", wait_until="domcontentloaded")
-                    expect(page.get_by_text(landmark).first).to_be_visible(timeout=90_000)
-                    expect(page.get_by_text("not for clinical use").first).to_be_visible()
-                    page.wait_for_timeout(1500)  # charts finish drawing
-                    page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
+                for width in (800, 1400):  # a laptop with the sidebar open, and a desktop
+                    page = browser.new_page(viewport={"width": width, "height": 1000})
+                    for path, landmark in pages.items():  # a text each page shows once its content is drawn
+                        page.goto(f"{running.url}/{'' if path == 'classify' else path}", wait_until="domcontentloaded")
+                        if path == "classify":
+                            example = page.get_by_role("button", name="Pneumonia, viral")
+                            expect(example).to_be_visible(timeout=90_000)
+                            names = page.locator('[data-testid="stButton"] button p')
+                            whole = names.evaluate_all("ps => ps.every(p => p.scrollWidth <= p.clientWidth)")
+                            assert whole, f"an example button's name is cut at {width} px"
+                            example.click()
+                        expect(page.get_by_text(landmark).first).to_be_visible(timeout=90_000)
+                        expect(page.get_by_text("not for clinical use").first).to_be_visible()
+                        page.wait_for_timeout(1500)  # charts finish drawing
+                        page.screenshot(path=str(ARTIFACTS / f"{path}_{width}px.png"), full_page=True)
+                    page.close()
             finally:
                 browser.close()

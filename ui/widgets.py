@@ -41,15 +41,23 @@ def probability_scale(prediction: Prediction) -> go.Figure:
         marker={"size": 18, "color": colour, "line": {"width": 2, "color": "white"}},
         text=[f"{p:.1%}"],
         textposition="bottom center",
-        textfont={"color": colour, "size": 12},
+        textfont={"color": colour, "size": 14},
+        cliponaxis=False,  # a label at 0% or 99% stays whole past the plot's edge
         hovertemplate="P(pneumonia) = %{x:.3f}<extra></extra>",
     )
-    figure.add_annotation(x=t, y=1.45, text=f"threshold {t:.1%}", showarrow=False, font={"size": 11, "color": GREY})
+    figure.add_annotation(x=t, y=1.45, text=f"threshold {t:.1%}", showarrow=False, font={"size": 13, "color": GREY})
     figure.update_layout(
-        height=130,
-        margin={"l": 18, "r": 18, "t": 25, "b": 25},
+        height=150,
+        margin={"l": 36, "r": 36, "t": 28, "b": 30},  # room for "0%" and "100%", centred on the plot's edges
         showlegend=False,
-        xaxis={"range": [-0.02, 1.02], "tickvals": [0, 0.25, 0.5, 0.75, 1], "tickformat": ".0%", "title": None},
+        xaxis={
+            "range": [-0.02, 1.02],
+            "tickvals": [0, 0.25, 0.5, 0.75, 1],
+            "tickformat": ".0%",
+            "tickfont": {"size": 13},
+            "title": None,
+            "automargin": True,
+        },
         yaxis={"visible": False, "range": [-0.9, 1.7]},
         plot_bgcolor="rgba(0,0,0,0)",
     )

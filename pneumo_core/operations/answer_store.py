@@ -33,6 +33,8 @@ StoreLocation = str | Path
 SOURCES = ("app", "api")
 BUSY_TIMEOUT_S = 5.0
 """How long a SQLite writer waits for another one before giving up on its rows."""
+SCHEMA_ATTEMPTS = 6
+"""Tries at creating the schema when another process creates it at the same moment (0.05 s, doubling, between)."""
 
 COLUMNS = {
     "time": sa.Float,
@@ -114,12 +116,19 @@ def _create(url: str) -> sa.Engine:
     else:
         server = {"connect_args": {"connect_timeout": int(BUSY_TIMEOUT_S)}} if url.startswith("postgresql") else {}
         made = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, pool_timeout=BUSY_TIMEOUT_S, **server)
-    try:
-        METADATA.create_all(made)
-        _add_missing_columns(made)
-    except Exception:
-        made.dispose()
-        raise
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            METADATA.create_all(made)
+            _add_missing_columns(made)
+            return made
+        except sa.exc.SQLAlchemyError:
+            # Two processes creating the schema at once: SQLite refuses the second one's read-then-write at once
+            # (no busy wait, to avoid a deadlock), PostgreSQL may report the other's table as a duplicate. Once the
+            # first is done, the check finds the tables.
+            if attempt + 1 == SCHEMA_ATTEMPTS:
+                made.dispose()
+                raise
+            time.sleep(0.05 * 2**attempt)
     return made
 
 
