@@ -375,12 +375,14 @@ def main() -> None:
     labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
     scores = frame["probability"].to_numpy()  # at the validation temperature
     validation_threshold = float(metadata["threshold"])
+    manifest, rule = metadata.get("data_manifest_sha256"), metadata.get("threshold_rule")
     st.markdown(
         f"Serving at **{operating_point_label(served.predictor.operating_point)}** (threshold "
         f"{served.predictor.threshold:.3f}). Internal test split: **{len(frame)} images** of patients held out from "
-        f"training, validation and threshold choice (split by patient; data manifest "
-        f"`{metadata.get('data_manifest_sha256', '?')}`), at the validation threshold **{validation_threshold:.3f}**: "
-        f"{metadata.get('threshold_rule', '')}."
+        "training, validation and threshold choice (split by patient"
+        + (f"; data manifest `{manifest}`" if manifest else "")
+        + f"), at the validation threshold **{validation_threshold:.3f}**"
+        + (f": {rule}." if rule else ".")
     )
     if expected := expected_range_words(served.predictor.profile):
         st.markdown(expected)

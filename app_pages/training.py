@@ -153,30 +153,32 @@ def epoch_curves(events: list[dict]) -> None:
     st.plotly_chart(figure, width="stretch")
 
 
-def cancel_buttons(job: Job) -> None:
-    left, right = st.columns(2)
-    if left.button("Cancel training", key="cancel"):
-        cancel_training(job)
-        st.toast("Cancelling… the job stops after the current training step.")
-    if right.button(
-        "Force stop", key="force_stop", help="Kills the process at once (use if Cancel does not stop it within a minute)."
-    ):
-        cancel_training(job, force=True)
+def cancel_button(job: Job) -> None:
+    """Cancel: the job stops within seconds in every phase; the whole page then shows the form again."""
+    if st.button("Cancel training", key="cancel", help="Stops the run within a few seconds; the served model is unchanged."):
+        with st.spinner("Stopping the run…"):
+            cancel_training(job)
+        st.rerun(scope="app")
 
 
 @st.fragment(run_every=2)
 def job_status(operator: bool) -> None:
-    """The current job, refreshed every 2 s: phase, progress, curves, log; Cancel for operators."""
+    """The current job, refreshed every 2 s: phase, progress, curves, log; Cancel for operators. When a running job
+    ends (finished, failed, or cancelled from another browser), the whole page is drawn again."""
     job = current_job()
     if job is None:
         st.caption("No training job has been started from this server yet.")
         return
     status = job.status()
+    seen_running = st.session_state.get("job_seen_running")
+    st.session_state["job_seen_running"] = job.run_name if status.state == "running" else None
+    if seen_running == job.run_name and status.state != "running":
+        st.rerun(scope="app")
     st.subheader(f"Job {job.run_name}: {status.state}")
     progress_bar(status)
     epoch_curves(status.events)
     if status.state == "running" and operator:
-        cancel_buttons(job)
+        cancel_button(job)
     if status.state == "failed":
         st.error(f"The run did not finish: {status.last.get('error', 'unknown error')}. The served model is unchanged.")
     if status.state == "cancelled":

@@ -262,7 +262,6 @@ def test_training_page_offers_only_configured_roots_and_checks_the_schedule(app_
 OPERATOR_CONTROLS = (
     "Start training",
     "Cancel training",
-    "Force stop",
     "Promote the new model",
     "Roll back to the previous model",
 )
@@ -293,7 +292,17 @@ def test_loopback_marked_public_is_treated_as_exposed(app_env, monkeypatch):
 
 def test_loopback_server_without_password_keeps_the_operator_workflow(app_env, running_job):
     at = run_page("app_pages/training.py")
-    assert operator_controls(at) == ["Cancel training", "Force stop"]  # a job runs: no new start, cancel at hand
+    assert operator_controls(at) == ["Cancel training"]  # a job runs: no new start, cancel at hand
+
+
+def test_cancel_stops_the_job_and_the_page_shows_the_form_and_the_audit_entry_again(app_env, running_job):
+    at = run_page("app_pages/training.py")
+    next(b for b in at.button if b.label == "Cancel training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Start training" in operator_controls(at) and "Cancel training" not in operator_controls(at)
+    assert "Job job: cancelled" in texts(at) and "The run was cancelled" in texts(at)
+    actions = at.dataframe[-1].value  # the operator-action log, newest first
+    assert actions.iloc[0]["action"] == "cancel training" and actions.iloc[0]["outcome"] == "cancelled"
 
 
 @pytest.mark.parametrize("source", ["environment", "secrets file"])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,60 @@ def test_reaping_from_many_sessions_at_once_loses_no_child_and_raises_nothing():
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: launcher.reap_finished(), range(64)))  # raises if two threads remove one child
     assert not any(child in launcher._CHILDREN for child in children)
+
+
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as TensorFlow compiling a graph: no Python handler runs for minutes
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open(sys.argv[sys.argv.index("--progress-file") + 1] + ".child", "w").write(str(child.pid))
+time.sleep(60)
+"""
+
+
+def test_cancel_stops_a_job_that_cannot_react_within_seconds_with_its_children_and_records_cancelled(tmp_path):
+    from pneumo_core.jobs.launcher import cancel_job
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    job = start_job([], root=tmp_path / "runs", script=script)
+    child_file = Path(job.progress_file + ".child")
+    deadline = time.monotonic() + 30
+    while not child_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(child_file.read_text())
+    started = time.monotonic()
+    status = cancel_job(job, grace_s=1.0)
+    assert time.monotonic() - started < 5.0
+    assert status.state == "cancelled" and current_job(tmp_path / "runs").status().state == "cancelled"
+    assert not os.path.exists(f"/proc/{job.pid}")  # reaped at once: no zombie left
+    deadline = time.monotonic() + 5
+    while process_alive(grandchild) and time.monotonic() < deadline:  # killed with its group (its parent reaps it)
+        time.sleep(0.05)
+    assert not process_alive(grandchild)
+
+
+def test_a_cancel_in_the_first_second_reads_cancelled_not_failed(tmp_path, sleeper_script):
+    from pneumo_core.jobs.launcher import cancel_job
+
+    job = start_job([], root=tmp_path / "runs", script=sleeper_script)
+    status = cancel_job(job)  # before the process has written anything
+    assert status.state == "cancelled" and not os.path.exists(f"/proc/{job.pid}")
+    assert status.last == {**status.last, "event": "failed", "error": "cancelled"}
+
+
+def test_the_start_is_described_step_by_step_with_its_time():
+    from pneumo_core.jobs.progress import JobStatus, describe
+
+    t0 = 1000.0
+    start = {"event": "start", "time": t0}
+    loading = JobStatus("running", [start, {"event": "loading", "done": 1200, "films": 5216, "time": t0 + 40}])
+    assert describe(loading, t0 + 42) == "loading films into memory: 1,200 of 5,216 · 0 min 42 s elapsed"
+    building = {"event": "phase", "phase": "scratch_128px", "stage": "building the model", "time": t0 + 60}
+    assert describe(JobStatus("running", [start, building]), t0 + 65) == (
+        "phase scratch_128px: building the model (0 min 05 s so far) · 1 min 05 s elapsed"
+    )
+    compiling = {**building, "stage": "compiling the training graph, then the first step", "time": t0 + 70}
+    assert "compiling the training graph, then the first step (2 min 10 s so far)" in describe(
+        JobStatus("running", [start, compiling]), t0 + 200
+    )

@@ -33,10 +33,12 @@ def start_training(train_args: list[str]) -> Job:
     return job
 
 
-def cancel_training(job: Job, force: bool = False) -> None:
+def cancel_training(job: Job) -> str:
+    """Stop the job (within seconds, see :func:`~pneumo_core.jobs.launcher.cancel_job`); its final state."""
     actor = require_operator()
-    cancel_job(job, force=force)
-    record_action("force stop training" if force else "cancel training", job.run_name, "signal sent", actor)
+    state = cancel_job(job).state
+    record_action("cancel training", job.run_name, state, actor)
+    return state
 
 
 def promote_model(candidate: Path) -> None:

@@ -41,7 +41,7 @@ def comparison_table(
     intervals = metadata.get("confidence_intervals", {}).get("test", {})
     rows = [
         {
-            "data": f"internal test ({test.get('n', '?')} films)",
+            "data": f"internal test ({test['n']} films)" if "n" in test else "internal test",
             "operating point": f"validation {metadata['threshold']:.3f}",
             **{PLAIN_NAMES[k]: _cell(test[k], intervals.get(k)) for k in HEADLINE if k in test},
         }

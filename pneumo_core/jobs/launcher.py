@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pneumo_core.config import PROJECT_ROOT, runs_dir
-from pneumo_core.jobs.progress import JobStatus, job_status, process_alive, process_start
+from pneumo_core.jobs.progress import (
+    CANCELLED,
+    FINAL_EVENTS,
+    JobStatus,
+    ProgressWriter,
+    job_status,
+    process_alive,
+    process_start,
+    read_progress,
+)
 
 JOB_FILE = "current_job.json"
 
@@ -118,16 +127,58 @@ def start_job(train_args: list[str], root: Path | None = None, script: Path = PR
     return job
 
 
-def cancel_job(job: Job, force: bool = False) -> None:
-    """Ask the job to stop, or kill it.
+CANCEL_GRACE_S = 5.0
+"""How long a cancelled run has to stop on its own (between training steps) before its process group is killed."""
 
-    SIGTERM is handled between training steps: the run records itself as
-    cancelled and MLflow marks it KILLED. While TensorFlow compiles a graph (a
-    minute or so at the start of a phase) it cannot react; ``force`` sends
-    SIGKILL, and the job then reads as failed because its process is gone.
-    Neither touches the served model.
+
+def cancel_job(job: Job, grace_s: float = CANCEL_GRACE_S) -> JobStatus:
+    """Stop the job within ``grace_s`` seconds, whatever it is doing, and return its final status (``cancelled``).
+
+    SIGTERM goes to the job's whole process group (it runs in a session of its own): between training steps the run
+    records itself as cancelled and MLflow marks it KILLED. A run that cannot react in time (Python still starting,
+    TensorFlow compiling a graph) gets SIGKILL, and the cancellation is recorded in its progress file on its behalf.
+    A process this server started is reaped at once. Neither touches the served model.
     """
+    _signal_group(job, signal.SIGTERM)
+    if not _wait_for_exit(job, grace_s):
+        _signal_group(job, signal.SIGKILL)
+        _wait_for_exit(job, grace_s)
+    events = read_progress(Path(job.progress_file))
+    if not events or events[-1]["event"] not in FINAL_EVENTS:  # it was stopped before it could say so itself
+        ProgressWriter(Path(job.progress_file)).emit("failed", error=CANCELLED)
+    return job.status()
+
+
+def _signal_group(job: Job, signum: int) -> None:
+    """The signal to the job's process group (the job and whatever it started), or to the job alone when it leads
+    no group; nothing once its PID no longer names the job's process."""
+    if not process_alive(job.pid, job.pid_started):
+        return
     try:
-        os.kill(job.pid, signal.SIGKILL if force else signal.SIGTERM)
+        os.killpg(job.pid, signum)
     except ProcessLookupError:
+        try:
+            os.kill(job.pid, signum)
+        except ProcessLookupError:
+            pass
+    except PermissionError:
         pass
+
+
+def _wait_for_exit(job: Job, timeout_s: float) -> bool:
+    """Whether the job's process ended within the timeout (reaped if this process started it)."""
+    with _CHILDREN_LOCK:
+        child = next((c for c in _CHILDREN if c.pid == job.pid), None)
+    if child is not None:
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        reap_finished()
+        return True
+    deadline = time.monotonic() + timeout_s
+    while process_alive(job.pid, job.pid_started):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -2,7 +2,8 @@
 
 ``train.py --progress-file FILE`` appends one JSON object per event; the app's
 Training page reads the same file with :func:`read_progress`. Every event has
-``event`` (``start``, ``phase``, ``step``, ``epoch``, ``done``, ``failed``),
+``event`` (``start``, ``loading`` (films decoded so far), ``phase`` (with the ``stage`` it is in: building
+the model, compiling the training graph), ``step``, ``epoch``, ``done``, ``failed``),
 ``time`` and ``pid``. A run that dies without a final event (killed with
 SIGKILL, machine lost) is reported as failed by :func:`job_status` because its
 process is gone.
@@ -142,12 +143,17 @@ def describe(status: JobStatus, now: float) -> str:
     kind = last["event"]
     if status.state != "running":
         return {"done": "finished", "cancelled": "cancelled", "failed": "failed"}.get(status.state, status.state)
+    in_step = _clock(now - last.get("time", now))
     if kind == "starting" or kind == "start":
         doing = "starting: loading Python and TensorFlow"
     elif kind == "phase" and last.get("phase") == "loading":
         doing = f"loading {last.get('films', 0):,} films into memory"
+    elif kind == "loading":
+        doing = f"loading films into memory: {last.get('done', 0):,} of {last.get('films', 0):,}"
     elif kind == "phase" and last.get("phase") == "evaluate":
-        doing = "calibrating and evaluating on validation and internal test"
+        doing = f"calibrating and evaluating on validation and internal test ({in_step} so far)"
+    elif kind == "phase" and last.get("stage"):
+        doing = f"phase {last.get('phase')}: {last['stage']} ({in_step} so far)"
     elif kind == "phase":
         doing = f"phase {last.get('phase')}: compiling the training graph (the first steps follow)"
     else:
@@ -156,5 +162,10 @@ def describe(status: JobStatus, now: float) -> str:
             doing += f" · step {last['step']}/{last.get('steps')}"
         if last.get("eta_s"):
             doing += f" · about {last['eta_s'] / 60:.0f} min left in this phase"
-    minutes, seconds = divmod(int(max(0.0, elapsed)), 60)  # whole minutes: 52 s is "0 min 52 s", not a rounded "1 min"
-    return f"{doing} · {minutes} min {seconds:02d} s elapsed"
+    return f"{doing} · {_clock(elapsed)} elapsed"
+
+
+def _clock(seconds: float) -> str:
+    """Whole minutes and seconds: 52 s is "0 min 52 s", not a rounded "1 min"."""
+    minutes, rest = divmod(int(max(0.0, seconds)), 60)
+    return f"{minutes} min {rest:02d} s"

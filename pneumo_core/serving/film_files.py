@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,10 +18,23 @@ def load_canonical(path: str) -> np.ndarray:
     return canonicalize(decode_image(Path(path).read_bytes()))
 
 
-def load_canonical_images(paths: list[str], workers: int = FILE_LOADING_THREADS) -> np.ndarray:
-    """Decode and canonicalize files in parallel → ``(N, 224, 224)`` uint8, in the given order."""
+PROGRESS_REPORTS = 50
+"""How many times :func:`load_canonical_images` reports its progress over a whole list, at most."""
+
+
+def load_canonical_images(
+    paths: list[str], workers: int = FILE_LOADING_THREADS, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """Decode and canonicalize files in parallel → ``(N, 224, 224)`` uint8, in the given order; ``progress(done,
+    total)`` is called as they come in (about :data:`PROGRESS_REPORTS` times, and once at the end)."""
+    every = max(1, len(paths) // PROGRESS_REPORTS)
+    images = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(load_canonical, paths)))
+        for done, image in enumerate(pool.map(load_canonical, paths), start=1):
+            images.append(image)
+            if progress and (done % every == 0 or done == len(paths)):
+                progress(done, len(paths))
+    return np.stack(images)
 
 
 def decoded_bytes(count: int) -> int:

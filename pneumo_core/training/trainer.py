@@ -101,7 +101,8 @@ class Trainer:
         streamed = decoded_bytes(len(manifest)) > train_memory_budget_bytes()
         self.progress.emit("phase", phase="loading", films=int(len(manifest)), streamed=streamed)
         started = time.time()
-        images = None if streamed else load_canonical_images(manifest["path"].tolist())
+        loaded = lambda done, films: self.progress.emit("loading", done=done, films=films)  # noqa: E731
+        images = None if streamed else load_canonical_images(manifest["path"].tolist(), progress=loaded)
         log.info(
             "%d films %s in %.1f s",
             len(manifest),
@@ -147,6 +148,7 @@ class Trainer:
     # ----- phases --------------------------------------------------------------------
     def phase(self, name: str, build, train) -> keras.Model:
         """Build the phase's model; skip training if a resumed run finished it already."""
+        self.progress.emit("phase", phase=name, stage="building the model")
         with self.strategy.scope():
             model = build()
         weights_path = self.run_dir / f"{name}.weights.h5"
@@ -154,7 +156,7 @@ class Trainer:
             model.load_weights(weights_path)
             log.info("phase %s already done: weights loaded", name)
             return model
-        self.progress.emit("phase", phase=name)
+        self.progress.emit("phase", phase=name, stage="compiling the training graph, then the first step")
         started = time.time()
         with self.strategy.scope():  # the optimizer too is the strategy's
             train(model)
