@@ -14,10 +14,11 @@ quiet_tensorflow()
 import streamlit as st  # noqa: E402
 
 from pneumo_core import DISCLAIMER  # noqa: E402
-from ui.resources import keep_compiled_functions, start_loading  # noqa: E402
+from ui.resources import keep_compiled_functions, start_loading, warm_training_history  # noqa: E402
 from ui.widgets import disclaimer_banner, operating_point_label  # noqa: E402
 
 keep_compiled_functions()
+warm_training_history()  # once per server, in the background: the Metrics page lists the training runs
 st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
 
 navigation = st.navigation(

@@ -20,7 +20,8 @@ SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
 def wait_for_answers(page, count: int) -> None:
     """Until ``count`` results (probability + X-ray + overlay) are on the page; polls every 50 ms."""
     page.wait_for_function(
-        """n => document.querySelectorAll('[data-testid="stMetric"]').length >= n
+        """n => [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+                   .filter(e => e.textContent.startsWith('Probability of pneumonia:')).length >= n
                && document.querySelectorAll('[data-testid="stImage"] img').length >= 2 * n""",
         arg=count,
         polling=50,
@@ -75,6 +76,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 page.goto(f"{server.url}/metrics")  # first visit: nothing of this page is cached yet
                 page.get_by_text("Training runs (MLflow)").wait_for(timeout=120_000)  # the page's last section drawn
+                metrics_drawn = time.perf_counter() - t0
+                page.wait_for_function(  # and the script finished: Streamlit's "running" indicator is gone
+                    """() => !document.querySelector('[data-testid="stStatusWidget"]')""", polling=50, timeout=120_000
+                )
                 metrics_ready = time.perf_counter() - t0
                 for path in ("metrics", "training", "model_card"):  # st.navigation's URL paths for the other pages
                     page.goto(f"{server.url}/{path}")
@@ -85,7 +90,8 @@ def main() -> None:
             browser.close()
     warm = sorted(timings)[len(timings) // 2]
     rows = [
-        ("Metrics page ready on first visit (to its last section)", f"{metrics_ready:.1f} s", "—", "≤ 3 s"),
+        ("Metrics page on first visit: its last section drawn", f"{metrics_drawn:.1f} s", "—", "—"),
+        ("Metrics page on first visit: finished (the script's run over)", f"{metrics_ready:.1f} s", "—", "≤ 3 s"),
         ("server start to healthy", f"{healthy:.1f} s", "—", "—"),
         ("server start to the page shown (uploader ready; the model may still be loading)", f"{shown:.1f} s", "—", "—"),
         (

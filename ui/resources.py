@@ -13,6 +13,7 @@ from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
 from pneumo_core.config import challenger_spec, serving_runtime
+from pneumo_core.jobs.history import recent_runs
 from pneumo_core.operations.shadow import Shadow, load_shadow
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.mlflow_registry import serving_directory
@@ -55,6 +56,13 @@ def _loading(directory: str, model_sha256: str, operating_point: str) -> Future:
     """Load and warm up in the background, once per model file and operating point (keyed by both, so a promotion
     or a site-profile activation is picked up): pages paint, and visitors choose their files, while the model loads."""
     return _LOADER.submit(_load, Path(directory))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_training_history() -> Future:
+    """MLflow imported and its store opened once per server process, in the background (about 1.5 s that a first
+    visit to the Metrics page, which lists the training runs, would otherwise wait for)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-warm-up").submit(recent_runs, 1)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)
