@@ -189,8 +189,8 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             try:
-                for width in (800, 1400):  # a laptop with the sidebar open, and a desktop
-                    page = browser.new_page(viewport={"width": width, "height": 1000})
+                for width in (800, 1400):  # a laptop with the sidebar open, and a desktop (tall: the whole page)
+                    page = browser.new_page(viewport={"width": width, "height": 2200})
                     for path, landmark in pages.items():  # a text each page shows once its content is drawn
                         page.goto(f"{running.url}/{'' if path == 'classify' else path}", wait_until="domcontentloaded")
                         if path == "classify":
