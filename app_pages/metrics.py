@@ -120,7 +120,12 @@ def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> N
         }
         for name in CI_METRICS
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="content",
+        column_config={"metric": st.column_config.TextColumn(width="medium")},  # "PR AUC (average precision)" whole
+    )
     st.caption(
         f"Anchor: always answering PNEUMONIA scores accuracy {labels.mean():.3f} on this split "
         "(62.5% on the official test split)."
