@@ -162,17 +162,16 @@ def main() -> None:
             "> 1",
         )
     )
-    print(
-        append_results(
-            "Not-a-chest-X-ray checks",
-            "python -m bench.ood",
-            rows,
+    if predictor.density is None:
+        note = "Model without a feature density: colour check only."
+    else:
+        projection = predictor.density.projection
+        space = "the pooled features" if projection is None else f"{len(projection)} principal components of the features"
+        note = (
             f"Model: {predictor.metadata.get('name')} on the {predictor.runtime} runtime; limit {predictor.density.limit:.1f} "
-            f"(Mahalanobis, Ledoit-Wolf); verdicts are withheld beyond {WITHHOLD_FACTOR} × the limit."
-            if predictor.density
-            else "Model without a feature density: colour check only.",
+            f"(Mahalanobis, Ledoit-Wolf, in {space}); verdicts are withheld beyond {WITHHOLD_FACTOR} × the limit."
         )
-    )
+    print(append_results("Not-a-chest-X-ray checks", "python -m bench.ood", rows, note))
 
 
 if __name__ == "__main__":

@@ -48,11 +48,11 @@ def ensemble(members, films):
 def test_the_ensemble_logit_is_the_mean_of_its_members(members, ensemble, films):
     from pneumo_core.modeling.architectures import ENSEMBLE, architecture_of
 
-    logits, pooled, blocks = KerasNetwork(ensemble, 64).forward_with_blocks(films)
+    logits, features, blocks = KerasNetwork(ensemble, 64).forward_with_blocks(films)
     member_logits = np.stack([KerasNetwork(member, 64).forward(films)[0] for member in members])
     np.testing.assert_allclose(logits, member_logits.mean(axis=0), atol=1e-5)
     assert architecture_of(ensemble) == ENSEMBLE
-    assert pooled.shape == (3, 1024 + 1280) and blocks[0].activations.shape == (2, 2, 1024 + 1280)
+    assert features.shape == (3, 5 * (1024 + 1280)) and blocks[0].activations.shape == (2, 2, 1024 + 1280)
 
 
 @pytest.mark.parametrize("method", METHODS)

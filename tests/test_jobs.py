@@ -174,11 +174,11 @@ def test_the_start_is_described_step_by_step_with_its_time():
     start = {"event": "start", "time": t0}
     loading = JobStatus("running", [start, {"event": "loading", "done": 1200, "films": 5216, "time": t0 + 40}])
     assert describe(loading, t0 + 42) == "loading films into memory: 1,200 of 5,216 · 0 min 42 s elapsed"
-    building = {"event": "phase", "phase": "scratch_128px", "stage": "building the model", "time": t0 + 60}
+    building = {"event": "building", "phase": "scratch_128px", "time": t0 + 60}
     assert describe(JobStatus("running", [start, building]), t0 + 65) == (
         "phase scratch_128px: building the model (0 min 05 s so far) · 1 min 05 s elapsed"
     )
-    compiling = {**building, "stage": "compiling the training graph, then the first step", "time": t0 + 70}
+    compiling = {**building, "event": "phase", "stage": "compiling the training graph, then the first step", "time": t0 + 70}
     assert "compiling the training graph, then the first step (2 min 10 s so far)" in describe(
         JobStatus("running", [start, compiling]), t0 + 200
     )

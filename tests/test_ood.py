@@ -110,3 +110,30 @@ def test_the_served_model_answers_real_films_as_sites_send_them_and_withholds_wh
     inverted = 255 - decode_upload(films[0].read_bytes()).gray
     cases = predictor.classify([("photo", encode(gray_photo)), ("inverted", encode(inverted))])
     assert all(c.withheld for c in cases)
+
+
+def test_film_features_are_the_pooled_map_then_each_quadrant_and_a_pooled_only_density_reads_the_first_part(tmp_path):
+    from pneumo_core.serving.features import film_features
+
+    activations = np.random.default_rng(0).normal(size=(2, 7, 7, 3)).astype(np.float32)
+    features = film_features(activations)
+    assert features.shape == (2, 15)
+    np.testing.assert_allclose(features[:, :3], activations.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(features[:, 3:6], activations[:, :4, :4].mean(axis=(1, 2)), rtol=1e-6)  # top left
+    np.testing.assert_allclose(features[:, 12:], activations[:, 3:, 3:].mean(axis=(1, 2)), rtol=1e-6)  # bottom right
+    rng = np.random.default_rng(1)
+    pooled_only = FeatureDensity.fit(rng.normal(size=(500, 3)), rng.normal(size=(200, 3)))
+    np.testing.assert_allclose(pooled_only.distances(features), pooled_only.distances(features[:, :3]))
+
+
+def test_a_density_in_principal_components_ignores_what_the_reference_never_varies_in(tmp_path):
+    rng = np.random.default_rng(0)
+    train, val = (np.c_[rng.normal(size=(n, 3)) * 5, 0.01 * rng.normal(size=(n, 20))] for n in (2000, 500))
+    density = FeatureDensity.fit(train, val, components=3)
+    assert density.projection.shape == (3, 23)
+    inlier_shifted_in_noise = np.c_[np.zeros((1, 3)), np.full((1, 20), 0.5)]  # off the reference's span only
+    outlier = np.c_[np.full((1, 3), 40.0), np.zeros((1, 20))]
+    assert density.distances(inlier_shifted_in_noise)[0] < density.limit < density.distances(outlier)[0]
+    density.save(tmp_path)
+    loaded = FeatureDensity.load(tmp_path)
+    np.testing.assert_allclose(loaded.distances(val[:5]), density.distances(val[:5]), rtol=1e-4)

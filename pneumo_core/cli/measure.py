@@ -162,19 +162,21 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 def run_density(args: argparse.Namespace) -> int:
     from pneumo_core.evaluation.scoring import manifest_films
-    from pneumo_core.serving.ood import CROP_FRACTION, FeatureDensity, reference_features
+    from pneumo_core.serving.ood import COMPONENTS, CROP_FRACTION, FeatureDensity, reference_features
     from pneumo_core.store.model_dir import record_in_metadata
 
     model_dir = args.model or served_model_dir()
     predictor = Predictor.load(model_dir, runtime=args.runtime)
     data_dir = args.data_dir or default_data_dir()
     films = {split: manifest_films(model_dir, data_dir, split)["path"].tolist() for split in ("train", "val")}
-    density = FeatureDensity.fit(*(reference_features(films[split], predictor.forward) for split in ("train", "val")))
+    features = [reference_features(films[split], predictor.forward) for split in ("train", "val")]
+    density = FeatureDensity.fit(*features, components=COMPONENTS)
     density.save(model_dir)
     reference = {
         "runtime": predictor.runtime,
         "films": {split: len(paths) for split, paths in films.items()},
         "views": f"each film as stored and once cropped (each edge trimmed by up to {CROP_FRACTION:.0%})",
+        "features": f"the last block pooled over the film and each quadrant, {COMPONENTS} principal components",
         "limit": density.limit,
     }
     record_in_metadata(model_dir, ood_reference=reference)

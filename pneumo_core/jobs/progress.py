@@ -2,8 +2,8 @@
 
 ``train.py --progress-file FILE`` appends one JSON object per event; the app's
 Training page reads the same file with :func:`read_progress`. Every event has
-``event`` (``start``, ``loading`` (films decoded so far), ``phase`` (with the ``stage`` it is in: building
-the model, compiling the training graph), ``step``, ``epoch``, ``done``, ``failed``),
+``event`` (``start``, ``loading`` (films decoded so far), ``building`` (a phase's model), ``phase`` (its
+training starts, with the ``stage``: compiling the training graph), ``step``, ``epoch``, ``done``, ``failed``),
 ``time`` and ``pid``. A run that dies without a final event (killed with
 SIGKILL, machine lost) is reported as failed by :func:`job_status` because its
 process is gone.
@@ -152,6 +152,8 @@ def describe(status: JobStatus, now: float) -> str:
         doing = f"loading films into memory: {last.get('done', 0):,} of {last.get('films', 0):,}"
     elif kind == "phase" and last.get("phase") == "evaluate":
         doing = f"calibrating and evaluating on validation and internal test ({in_step} so far)"
+    elif kind == "building":
+        doing = f"phase {last.get('phase')}: building the model ({in_step} so far)"
     elif kind == "phase" and last.get("stage"):
         doing = f"phase {last.get('phase')}: {last['stage']} ({in_step} so far)"
     elif kind == "phase":

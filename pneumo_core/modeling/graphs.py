@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from pneumo_core.modeling.architectures import head_dense_layers, last_block_layer, to_model_input
 from pneumo_core.serving.cams import LastBlock
+from pneumo_core.serving.features import film_features
 from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 
@@ -58,8 +59,8 @@ class KerasNetwork:
         return {"logit": tf.reshape(hidden, [-1]), "pooled": pooled, "pre_activations": pre_activations}
 
     def _answer(self, canonical: tf.Tensor) -> dict[str, tf.Tensor]:
-        head = self._logit(self._activations(canonical))
-        return {"logit": head["logit"], "pooled": head["pooled"]}
+        activations = self._activations(canonical)
+        return {"logit": self._logit(activations)["logit"], "activations": activations}
 
     def serve(self, canonical: tf.Tensor) -> dict[str, tf.Tensor]:
         """The ``serve`` graph for ``(N, 224, 224)`` uint8 canonical images."""
@@ -77,13 +78,16 @@ class KerasNetwork:
         return {"logit": self._logit(self._activations(canonical, masks))["logit"]}
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
-        return self._run(self._forward, canonical, ("logit", "pooled"))
+        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.serving.features.film_features`) for ``(N, 224,
+        224)`` uint8 canonical images."""
+        logits, activations = self._run(self._forward, canonical, ("logit", "activations"))
+        return logits, film_features(activations) if len(logits) else np.zeros((0,))
 
     def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
-        """(logits, pooled features, each film's :class:`~pneumo_core.serving.cams.LastBlock`) from one pass per batch."""
-        logits, pooled, activations, gradients = self._run(self._serve, canonical, ("logit", "pooled", "activations", "gradient"))
-        return logits, pooled, [LastBlock(a, g, float(z)) for a, g, z in zip(activations, gradients, logits)]
+        """(logits, features, each film's :class:`~pneumo_core.serving.cams.LastBlock`) from one pass per batch."""
+        logits, activations, gradients = self._run(self._serve, canonical, ("logit", "activations", "gradient"))
+        blocks = [LastBlock(a, g, float(z)) for a, g, z in zip(activations, gradients, logits)]
+        return logits, film_features(activations) if len(logits) else np.zeros((0,)), blocks
 
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Logits ``(M,)`` of one ``(224, 224)`` uint8 canonical image under each of ``(M, size, size)`` masks."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from pneumo_core.config import lite_threads
 from pneumo_core.serving.cams import LastBlock
+from pneumo_core.serving.features import film_features
 from pneumo_core.store.model_dir import ModelLoadError
 
 SIGNATURES = ("masked", "serve")
@@ -54,20 +55,20 @@ class LiteNetwork:
         self._lock = threading.Lock()  # an interpreter runs one call at a time
 
     def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
-        """(logits ``(N,)``, pooled features ``(N, 1024)``, each film's :class:`~pneumo_core.serving.cams.LastBlock`)."""
-        logits, pooled, blocks = [], [], []
+        """(logits ``(N,)``, features ``(N, 5 C)`` (:func:`~pneumo_core.serving.features.film_features`), each film's
+        :class:`~pneumo_core.serving.cams.LastBlock`)."""
+        logits, blocks = [], []
         for image in np.asarray(canonical, np.uint8):
             with self._lock:
                 out = self._serve(canonical=image[None])
             logits.append(float(out["logit"][0]))
-            pooled.append(out["pooled"][0])
             blocks.append(LastBlock(out["activations"][0], out["gradient"][0], logits[-1]))
         if not logits:
             return np.zeros((0,)), np.zeros((0,)), []
-        return np.asarray(logits, np.float32), np.stack(pooled), blocks
+        return np.asarray(logits, np.float32), film_features(np.stack([b.activations for b in blocks])), blocks
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, pooled features); what the maps need comes with every call, at almost no cost."""
+        """(logits, features); what the maps need comes with every call, at almost no cost."""
         return self.forward_with_blocks(canonical)[:2]
 
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -118,7 +118,8 @@ class Predictor:
         self.network.masked_logits(blank[0], np.ones((1, self.input_size, self.input_size), np.float32))
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, pooled features ``(N, 1024)``) for ``(N, 224, 224)`` uint8 canonical images."""
+        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.serving.features.film_features`) for ``(N, 224, 224)``
+        uint8 canonical images."""
         return self.network.forward(canonical)
 
     def explain(

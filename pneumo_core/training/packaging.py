@@ -25,7 +25,7 @@ from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 from pneumo_core.jobs.request import TrainConfig
 from pneumo_core.modeling.architectures import architecture_of
 from pneumo_core.modeling.graphs import KerasNetwork
-from pneumo_core.serving.ood import FeatureDensity, reference_features
+from pneumo_core.serving.ood import COMPONENTS, FeatureDensity, reference_features
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.preprocess import preprocessing_spec
 from pneumo_core.serving.runtimes import with_model_view
@@ -90,7 +90,7 @@ def package_candidate(
     }
     save_model_dir(model, candidate, metadata)
     reference = {name: reference_features(splits[name].paths, serving.forward) for name in ("train", "val")}
-    FeatureDensity.fit(reference["train"], reference["val"]).save(candidate)
+    FeatureDensity.fit(reference["train"], reference["val"], components=COMPONENTS).save(candidate)
     shutil.copy(run_dir / "manifest.csv", candidate / EVALUATION_DIR / "manifest.csv")
     tracked.log_final(metrics, uncalibrated, temperature, threshold, candidate / EVALUATION_DIR)
     return candidate

@@ -148,7 +148,7 @@ class Trainer:
     # ----- phases --------------------------------------------------------------------
     def phase(self, name: str, build, train) -> keras.Model:
         """Build the phase's model; skip training if a resumed run finished it already."""
-        self.progress.emit("phase", phase=name, stage="building the model")
+        self.progress.emit("building", phase=name)
         with self.strategy.scope():
             model = build()
         weights_path = self.run_dir / f"{name}.weights.h5"

@@ -1,0 +1,26 @@
+"""A film's feature vector, as every runtime returns it beside the logit: where its not-an-X-ray distance comes from.
+
+The last dense block's activations ``(h, w, C)`` are averaged over the whole map (the pooled features the head reads)
+and over each quadrant of the map (top-left, top-right, bottom-left, bottom-right; the middle row and column belong
+to both halves of an odd-sized map), concatenated: ``5 C`` values. The quadrants keep the film's layout, which the
+pooled average loses: a photograph whose average texture resembles a chest film's does not have lungs left and
+right of a mediastinum. A density fitted on the pooled part alone (older model directories) reads the first ``C``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PARTS = 5
+"""The whole map and its four quadrants."""
+
+
+def film_features(activations: np.ndarray) -> np.ndarray:
+    """``(N, h, w, C)`` last-block activations → ``(N, 5 C)`` features: the pooled average, then each quadrant's."""
+    activations = np.asarray(activations, np.float32)
+    _, rows, cols, _ = activations.shape
+    row_halves = (slice(0, (rows + 1) // 2), slice(rows // 2, rows))
+    col_halves = (slice(0, (cols + 1) // 2), slice(cols // 2, cols))
+    parts = [activations.mean(axis=(1, 2))]
+    parts += [activations[:, r, c].mean(axis=(1, 2)) for r in row_halves for c in col_halves]
+    return np.concatenate(parts, axis=1)
