@@ -41,8 +41,14 @@ def volume_and_decisions(window: dict[str, np.ndarray]) -> None:
     figure = go.Figure(layout={"title": "Answers per day, by decision", "barmode": "stack", "yaxis_title": "films"})
     colours = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "REFER": "#b7791f", "withheld": "#8a99a6"}
     for verdict in counts.columns:
-        figure.add_bar(x=counts.index, y=counts[verdict], name=verdict, marker_color=colours.get(verdict))
+        figure.add_bar(x=counts.index.strftime("%Y-%m-%d"), y=counts[verdict], name=verdict, marker_color=colours.get(verdict))
+    figure.update_xaxes(type="category")  # one bar per day, named by its date (a time axis zooms into a lone day)
     st.plotly_chart(figure, width="stretch")
+
+
+def counted(count: int, noun: str) -> str:
+    """The count and the noun, plural unless the count is one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def distribution(title: str, reference: np.ndarray | None, current: np.ndarray, x_title: str) -> go.Figure:
@@ -58,7 +64,7 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
     if drift["alert"]:
         st.error("**Drift alert**: the films answered differ from the validation films.", icon=":material/warning:")
     elif report["answers"] < MIN_ANSWERS:
-        st.info(f"{report['answers']} answers in this window: drift is judged from {MIN_ANSWERS} on.")
+        st.info(f"{counted(report['answers'], 'answer')} in this window: drift is judged from {MIN_ANSWERS} on.")
     else:
         st.success("No drift: the films answered look like the validation films.", icon=":material/check_circle:")
     st.dataframe(
@@ -67,8 +73,8 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
                 {
                     "signal": signal["name"],
                     "films": signal["n"],
-                    "PSI": None if signal["psi"] is None else round(signal["psi"], 3),
-                    "KS p-value": None if signal["ks_pvalue"] is None else float(f"{signal['ks_pvalue']:.2g}"),
+                    "PSI": "—" if signal["psi"] is None else f"{signal['psi']:.3f}",
+                    "KS p-value": "—" if signal["ks_pvalue"] is None else f"{signal['ks_pvalue']:.2g}",
                     "alert": (
                         "yes"
                         if signal["alert"]
@@ -189,7 +195,7 @@ except StoreError as error:
 distances, logits = validation_reference(served.directory)
 report = drift_report(window, distances, logits)
 st.markdown(
-    f"**{report['answers']} answers** by **{served.metadata.get('name')}** in {choice} "
+    f"**{counted(report['answers'], 'answer')}** by **{served.metadata.get('name')}** in {choice} "
     f"(decisions: {', '.join(f'{count} {name}' for name, count in report['decisions'].items())}; "
     f"{report['verdicts']['withheld']} withheld as not an X-ray)" + (f"; {others} more by other models." if others else ".")
 )

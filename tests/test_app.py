@@ -598,14 +598,14 @@ def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monke
     at.run()  # a re-render (sliders, reruns) answers nothing new
     assert len(answer_store.answers()["time"]) == 1
     at = run_page("app_pages/monitoring.py")
-    assert "1 answers" in texts(at) and "drift is judged from 50 on" in texts(at)
+    assert "**1 answer** by" in texts(at) and "1 answers" not in texts(at) and "drift is judged from 50 on" in texts(at)
     decision = answer_store.answers()["decision"][0]
     assert decision in ("NORMAL", "PNEUMONIA", "REFER") and f"1 {decision}" in texts(at)  # the stored decision, shown
     alerts = set(next(frame.value for frame in at.dataframe if "alert" in frame.value)["alert"])
     assert "not enough films to judge (1 of 50)" in alerts and all(a.startswith("not enough films") for a in alerts)
     with bind_address("0.0.0.0"):  # exposed without a password: it summarises every visitor's answers
         at = run_page("app_pages/monitoring.py")
-    assert "1 answers" not in texts(at)
+    assert "**1 answer** by" not in texts(at)
 
 
 def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(app_env, app_model_dir, monkeypatch):
