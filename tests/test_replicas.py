@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
@@ -93,6 +94,9 @@ def test_an_unreachable_store_costs_no_answer_and_monitor_says_which_store(capsy
     with caplog.at_level(logging.WARNING):
         assert answer_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0
     assert "monitoring store not written" in caplog.text
+    started = time.monotonic()
+    assert all(answer_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0 for _ in range(20))
+    assert time.monotonic() - started < 0.5  # while it is down, answers do not wait for it
     assert main(["monitor", "--json", "--db", down]) == 1
     error = capsys.readouterr().err
     assert "cannot be read" in error and "127.0.0.1" in error and "s3cret" not in error

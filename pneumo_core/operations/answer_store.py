@@ -33,6 +33,8 @@ StoreLocation = str | Path
 SOURCES = ("app", "api")
 BUSY_TIMEOUT_S = 5.0
 """How long a SQLite writer waits for another one before giving up on its rows."""
+RETRY_AFTER_S = 10.0
+"""After the store could not be reached or written, how long rows are dropped (logged) before it is tried again."""
 SCHEMA_ATTEMPTS = 6
 """Tries at creating the schema when another process creates it at the same moment (0.05 s, doubling, between)."""
 
@@ -89,6 +91,7 @@ class StoreError(RuntimeError):
 
 
 _ENGINES: dict[str, sa.Engine] = {}
+_DOWN_UNTIL: dict[str, float] = {}  # URL → monotonic time before which an unreachable store is not tried again
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -100,12 +103,27 @@ def database_url(location: StoreLocation | None = None) -> str:
 
 def engine(location: StoreLocation | None = None) -> sa.Engine:
     """The engine of a store, made once per process (its pool shared by every thread); the schema is created, and
-    missing columns added, when the engine is made."""
+    missing columns added, when the engine is made. A store that could not be reached is not tried again for
+    :data:`RETRY_AFTER_S` (:class:`StoreError` at once), so an outage costs the answer path no waiting."""
     url = database_url(location)
     with _ENGINES_LOCK:
+        if time.monotonic() < _DOWN_UNTIL.get(url, 0.0):
+            raise StoreError(
+                f"The monitoring store {describe(url)} cannot be read (unreachable a moment ago; tried again within "
+                f"{RETRY_AFTER_S:.0f} s)."
+            )
         if url not in _ENGINES:
-            _ENGINES[url] = _create(url)
+            try:
+                _ENGINES[url] = _create(url)
+            except (sa.exc.SQLAlchemyError, OSError):
+                mark_unreachable(url)
+                raise
         return _ENGINES[url]
+
+
+def mark_unreachable(location: StoreLocation | None = None) -> None:
+    """Do not try the store again for :data:`RETRY_AFTER_S`."""
+    _DOWN_UNTIL[database_url(location)] = time.monotonic() + RETRY_AFTER_S
 
 
 def _create(url: str) -> sa.Engine:
@@ -116,6 +134,11 @@ def _create(url: str) -> sa.Engine:
     else:
         server = {"connect_args": {"connect_timeout": int(BUSY_TIMEOUT_S)}} if url.startswith("postgresql") else {}
         made = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, pool_timeout=BUSY_TIMEOUT_S, **server)
+    try:
+        made.connect().close()  # unreachable: said at once, without the retries below (meant for a race)
+    except sa.exc.SQLAlchemyError:
+        made.dispose()
+        raise
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             METADATA.create_all(made)
@@ -203,8 +226,14 @@ def insert(table: str, rows: list[dict[str, Any]], location: StoreLocation | Non
             connection.execute(target.insert(), rows)
             if retention:
                 connection.execute(target.delete().where(target.c.time < time.time() - retention * 86400.0))
+    except StoreError:
+        return 0  # already logged when it went down
     except (sa.exc.SQLAlchemyError, OSError) as error:
-        log.warning("monitoring store not written (%s)", type(error).__name__)
+        if database_url(location).startswith("sqlite:"):
+            log.warning("monitoring store not written (%s)", type(error).__name__)  # a busy file: the next write tries
+        else:
+            mark_unreachable(location)  # a server that is down: the next answers do not wait for it
+            log.warning("monitoring store not written (%s); rows dropped for %.0f s", type(error).__name__, RETRY_AFTER_S)
         return 0
     return len(rows)
 
@@ -217,6 +246,8 @@ def answers(since: float | None = None, location: StoreLocation | None = None, t
     try:
         with engine(location).connect() as connection:
             rows = connection.execute(query).all()
+    except StoreError:
+        raise
     except (sa.exc.SQLAlchemyError, OSError) as error:
         raise StoreError(f"The monitoring store {describe(location)} cannot be read ({type(error).__name__}).") from None
     return {name: np.array([row[i] for row in rows], dtype=object) for i, name in enumerate(TABLES[table])}
