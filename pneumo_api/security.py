@@ -114,6 +114,8 @@ class RateLimit:
             limiter = self.local
             allowed = limiter.hit(item, identity)
         if not allowed:
-            reset = limiter.get_window_stats(item, identity).reset_time
-            wait = max(1, math.ceil(reset - time.time()))
+            try:
+                wait = max(1, math.ceil(limiter.get_window_stats(item, identity).reset_time - time.time()))
+            except StorageError:  # the store went down between the two calls: the whole window, to be safe
+                wait = item.get_expiry()
             raise Problem(429, "Too many requests", f"The limit is {item}; try again in {wait} s.", {"Retry-After": str(wait)})

@@ -180,3 +180,18 @@ def test_two_replicas_behind_nginx_share_the_monitoring_store_and_the_rate_limit
     assert json.loads(report.stdout)["answers"] == 32  # every answer of both replicas, in one store
     for replica in ("a", "b"):
         assert not any(Path(tmp_path / replica).iterdir())  # nothing written in a replica's working directory
+
+
+def test_a_store_lost_between_counting_and_reading_the_window_still_answers_429(monkeypatch):
+    from limits.errors import StorageError
+
+    limit = RateLimit("1/minute", "memory://")
+    limit(_request())
+
+    def store_gone(*_):
+        raise StorageError(ConnectionError("gone"))
+
+    monkeypatch.setattr(limit.limiter, "get_window_stats", store_gone)
+    with pytest.raises(Problem) as refused:
+        limit(_request())
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "60"
