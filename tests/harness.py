@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,20 +59,20 @@ def chromium_available() -> bool:
 @contextmanager
 def running_server(
     command: list[str],
-    health_url: str,
+    ready: Callable[[], bool],
     log: Path,
     deadline_s: float = HEALTH_DEADLINE_S,
     cwd: Path = PROJECT_ROOT,
     **env: str,
 ) -> Iterator[tuple[subprocess.Popen, float]]:
     """``command`` started in ``cwd`` (the project root, or a baseline checkout) with extra environment variables,
-    its output in ``log``: (the process, seconds to health) once ``health_url`` answers 200 (``ServerStartError`` if
-    it exits or the deadline passes first); stopped on exit."""
+    its output in ``log``: (the process, seconds to health) once ``ready()`` is true (``ServerStartError`` if it
+    exits or the deadline passes first); stopped on exit."""
     with open(log, "w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
         try:
-            while not _answers(health_url):
+            while not ready():
                 if process.poll() is not None or time.perf_counter() - started > deadline_s:
                     raise ServerStartError(f"{' '.join(command[:3])} was not healthy within {deadline_s:.0f} s; see {log}")
                 time.sleep(0.1)
@@ -92,7 +93,10 @@ def streamlit_server(log: Path, deadline_s: float = HEALTH_DEADLINE_S, **env: st
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1"]
-    with running_server(command, f"{url}/_stcore/health", log, deadline_s, **env) as (process, healthy_after_s):
+    with running_server(command, partial(_answers, f"{url}/_stcore/health"), log, deadline_s, **env) as (
+        process,
+        healthy_after_s,
+    ):
         yield RunningServer(url, process, log, healthy_after_s)
 
 
@@ -111,7 +115,8 @@ def api_server(
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "uvicorn", "pneumo_api:app", "--host", "127.0.0.1", "--port", str(port), *options]
     path = os.pathsep.join([str(cwd), str(PROJECT_ROOT)])
-    with running_server(command, f"{url}/readyz", log, deadline_s, cwd, PYTHONPATH=path, **env) as (process, healthy_after_s):
+    ready = partial(_answers, f"{url}/readyz")
+    with running_server(command, ready, log, deadline_s, cwd, PYTHONPATH=path, **env) as (process, healthy_after_s):
         yield RunningServer(url, process, log, healthy_after_s)
 
 
@@ -133,7 +138,7 @@ def nginx_proxy(replicas: list[str], prefix: Path, deadline_s: float = 30.0) -> 
     (prefix / "nginx.conf").write_text(config)
     command = ["nginx", "-c", str(prefix / "nginx.conf"), "-p", str(prefix), "-g", "daemon off;"]
     url = f"http://127.0.0.1:{port}"
-    with running_server(command, f"{url}/healthz", prefix / "output.log", deadline_s):
+    with running_server(command, partial(_answers, f"{url}/healthz"), prefix / "output.log", deadline_s):
         yield url
 
 
@@ -142,18 +147,8 @@ def redis_server(log: Path, deadline_s: float = 30.0) -> Iterator[str]:
     """A throwaway Redis (Debian's ``redis-server``: loopback, nothing saved to disk) on a free port; yields its URI."""
     port = free_port()
     command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            started = time.perf_counter()
-            while not _accepts(port):
-                if process.poll() is not None or time.perf_counter() - started > deadline_s:
-                    raise ServerStartError(f"redis-server did not start within {deadline_s:.0f} s; see {log}")
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with running_server(command, partial(_accepts, port), log, deadline_s):
+        yield f"redis://127.0.0.1:{port}"
 
 
 def _accepts(port: int) -> bool:

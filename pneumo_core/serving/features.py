@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PARTS = 5
-"""The whole map and its four quadrants."""
-
 
 def film_features(activations: np.ndarray) -> np.ndarray:
     """``(N, h, w, C)`` last-block activations → ``(N, 5 C)`` features: the pooled average, then each quadrant's."""
