@@ -90,10 +90,10 @@ class RateLimit:
     def __init__(self, rate: str | None = None, storage: str | None = None):
         self.item = parse(rate or api_rate())
         self.failed = parse(FAILED_AUTH_RATE)
-        self.storage_uri = storage or api_rate_storage()
-        shared = self.storage_uri.split(":", 1)[0] != "memory"
+        uri = storage or api_rate_storage()
+        shared = uri.split(":", 1)[0] != "memory"
         options = {"socket_timeout": STORE_TIMEOUT_S, "socket_connect_timeout": STORE_TIMEOUT_S} if shared else {}
-        self.limiter = MovingWindowRateLimiter(storage_from_string(self.storage_uri, wrap_exceptions=True, **options))
+        self.limiter = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
         self.local = MovingWindowRateLimiter(MemoryStorage()) if shared else self.limiter
         self._store_down_until = 0.0  # monotonic time before which the shared store is not tried again
 
