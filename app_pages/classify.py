@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pneumo_core.common.decisions import promise_sentence
 from pneumo_core.config import MAX_FILES_PER_REQUEST as PAGE
 from pneumo_core.config import PROJECT_ROOT
 from pneumo_core.operations.answer_store import record as record_answers
@@ -23,7 +24,6 @@ from ui.report import ReportContext, case_report_pdf
 from ui.resources import Served, served_model, shadow_challenger, start_loading
 from ui.widgets import (
     decision_words,
-    expected_range_words,
     operating_point_label,
     probability_scale,
     probability_words,
@@ -204,7 +204,7 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
         served.metadata.get("model_sha256", "?"),
         served.predictor.operating_point,
         method,
-        expected_range_words(served.predictor.profile),
+        served.predictor.promise,
     )
     st.download_button(
         "Download case report (PDF)",
@@ -257,12 +257,12 @@ for digest, case in shown:
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
     right.image(heat, caption=f"{method}: evidence for {explained_class(case, evidence)}", width="stretch")
     low, high = prediction.band
-    expected = expected_range_words(served.predictor.profile)
+    promised = promise_sentence(prediction.decision, served.predictor.promise)
     st.caption(
         f"Operating point: {operating_point_label(served.predictor.operating_point)} "
         f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
         "is referred, since the model cannot tell it apart reliably."
-        + (f" {expected}" if expected else "")
+        + (f" {promised}" if promised else "")
         + f" The heat map shows where the model found evidence for {explained_class(case, evidence)}"
         + (": for NORMAL that is normal-looking anatomy, not disease." if explained_class(case, evidence) == "NORMAL" else ".")
         + " It shows where the model looked, not where disease is."

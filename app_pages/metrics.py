@@ -15,8 +15,7 @@ from pneumo_core.config import default_data_dir, mlflow_tracking_uri, training_d
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.evaluation.reports import confusion_figure, pr_figure
 from pneumo_core.jobs.history import recent_runs
-from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
-from pneumo_core.operations.simulation import describe_next_films
+from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.serving.film_files import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
@@ -33,7 +32,7 @@ from ui.site_charts import (
     reliability_comparison,
     roc_comparison,
 )
-from ui.widgets import expected_range_words, operating_point_label
+from ui.widgets import operating_point_label, promise_table_words
 
 PUBLISHED = pd.DataFrame(
     [
@@ -133,15 +132,16 @@ def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> N
 
 
 RULES = {
-    DEFAULT_RULE: "best specificity whose 95% lower bound of sensitivity (over patients) is ≥ 0.97 (recommended)",
-    "sensitivity-bound:0.95": "best specificity whose 95% lower bound of sensitivity is ≥ 0.95",
-    "sensitivity:0.97": "best specificity with the sample's own sensitivity ≥ 0.97 (optimistic)",
+    DEFAULT_RULE: "the highest threshold whose promised sensitivity on the next films is at least 0.90 (recommended)",
+    "sensitivity-bound:0.92": "the same, promising at least 0.92 (a lower threshold: more films called PNEUMONIA)",
+    "sensitivity:0.97": "the sample's own sensitivity at least 0.97 (optimistic: promises only what its bounds say)",
     "cost:10": "a missed pneumonia costs 10 false alarms",
     "youden": "maximise sensitivity + specificity",
 }
 BANDS = {
-    DEFAULT_BAND: "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.95 (recommended)",
-    "band:0.99/0.97": "NORMAL below sample sensitivity 0.99, PNEUMONIA above sample specificity 0.97 (refers more)",
+    DEFAULT_BAND: "NORMAL only where at most 8% of next pneumonia films fall, PNEUMONIA where at most 12% of normal films do "
+    "(recommended)",
+    "band:0.92/0.9": "the same NORMAL edge, PNEUMONIA only where at most 10% of normal films fall (refers more)",
     "band:none": "no referral: every film gets the binary call",
 }
 
@@ -197,8 +197,10 @@ def site_result(served: Served, profile: SiteProfile) -> None:
     )
     st.dataframe(comparison_table(served.metadata, [profile], ""), hide_index=True, width="stretch")
     st.caption(profile.note)
-    if profile.next_films:
-        st.markdown(describe_next_films(profile.next_films))
+    if promised := promise_table_words(profile.promise):
+        st.markdown(promised)
+    for line in [*profile.shortfalls, *profile.notes]:
+        st.info(line)
     st.dataframe(referral_table([profile]), hide_index=True, width="stretch")
     left, right = st.columns(2)
     left.plotly_chart(probability_histograms(profile), width="stretch", key="site_probabilities")
@@ -389,8 +391,8 @@ def main() -> None:
         + f"), at the validation threshold **{validation_threshold:.3f}**"
         + (f": {rule}." if rule else ".")
     )
-    if expected := expected_range_words(served.predictor.profile):
-        st.markdown(expected)
+    if promised := promise_table_words(served.predictor.promise):
+        st.markdown(promised)
     roc = roc_curve(labels, scores)[:2]  # the same curve at every temperature: computed once
     external_validity(served, frame, labels, scores, roc)
     stored_intervals_table(metadata, classification_metrics(labels, scores, validation_threshold), labels)

@@ -24,17 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import append_results
+from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, site_sample_dir
 from pneumo_core.evaluation.comparison import REPLICATES, SERVING_RULE, ScoredFilms, compared, scored_films
-from pneumo_core.evaluation.metrics import bootstrap_intervals, classification_metrics
+from pneumo_core.evaluation.metrics import classification_metrics, patient_intervals
 from pneumo_core.store.model_dir import read_metadata
 
 
-def auc_with_interval(labels: np.ndarray, logits: np.ndarray) -> str:
+def auc_with_interval(labels: np.ndarray, logits: np.ndarray, files: list[str]) -> str:
     probabilities = sigmoid(logits)
     auc = classification_metrics(labels, probabilities, 0.5)["roc_auc"]
-    low, high = bootstrap_intervals(labels, probabilities, 0.5)["roc_auc"]
+    patients = [patient_id(Path(file).name) for file in files]
+    low, high = patient_intervals(labels, probabilities, 0.5, patients)["roc_auc"]
     return f"{auc:.4f} ({low:.3f}–{high:.3f})"
 
 
@@ -44,7 +46,7 @@ def against_reference(
     """One table row: the candidate's AUCs, its paired differences from the reference and the rule's verdict."""
     result = compared(reference, candidate)
     site, internal = result["site"], result["internal"]
-    cells = [auc_with_interval(*candidate[d][:2]) for d in ("site", "internal")]
+    cells = [auc_with_interval(*candidate[d]) for d in ("site", "internal")]
     return (
         name,
         f"AUC: site sample {cells[0]}; internal test {cells[1]}",
@@ -67,7 +69,7 @@ def main() -> None:
     rows = [
         (
             f"{names[reference_dir]} (reference)",
-            "AUC: " + "; ".join(f"{d} {auc_with_interval(*reference[d][:2])}" for d in ("site", "internal")),
+            "AUC: " + "; ".join(f"{d} {auc_with_interval(*reference[d])}" for d in ("site", "internal")),
             "—",
             "—",
         )

@@ -72,6 +72,7 @@ def model_info(served: Annotated[Predictor, Depends(predictor)]) -> ModelInfo:
         operating_point=served.operating_point,
         threshold=served.threshold,
         temperature=served.temperature,
+        promise=served.promise,
         metrics=metrics,
     )
 
@@ -114,7 +115,7 @@ async def predict(
     """One answer per file, in order: exactly the ``predict`` command line's records."""
     payloads = await _payloads(files)
     cases = await run_in_threadpool(_answer, request, served, payloads, False)  # off the event loop
-    records = [answer_record(name, case, served.operating_point) for (name, _), case in zip(payloads, cases)]
+    records = [answer_record(name, case, served.operating_point, served.promise) for (name, _), case in zip(payloads, cases)]
     request.app.state.telemetry.count_films(records)
     return {"model": served.metadata.get("name", "unnamed"), "operating_point": served.operating_point, "results": records}
 
@@ -132,7 +133,7 @@ async def explain(
         raise Problem(422, "One film at a time", "Send exactly one file in the field 'file' (several: /v1/predict).")
     payloads = await _payloads([file])
     case = (await run_in_threadpool(_answer, request, served, payloads, True))[0]
-    record = answer_record(payloads[0][0], case, served.operating_point)
+    record = answer_record(payloads[0][0], case, served.operating_point, served.promise)
     request.app.state.telemetry.count_films([record])
     body = {
         "model": served.metadata.get("name", "unnamed"),

@@ -20,9 +20,13 @@ class Answer(BaseModel):
         description="the answer to act on: REFER inside the referral band (needs a radiologist); null without a verdict",
     )
     probability: float | None = Field(None, description="calibrated P(PNEUMONIA); null when no verdict is given")
+    logit: float | None = Field(None, description="the model's raw logit, before any temperature; null without a verdict")
     threshold: float | None = None
     referral_band: list[float] | None = Field(None, description="[low, high): probabilities referred")
     operating_point: str | None = Field(None, description="validation, site:NAME or manual")
+    promise: str | None = Field(
+        None, description="the site profile's promise behind the decision, in one sentence (only at a site operating point)"
+    )
     warnings: list[str] | None = None
     error: str | None = Field(None, description="why the file could not be read (then no other field but file)")
 
@@ -52,6 +56,14 @@ class ModelInfo(BaseModel):
     threshold: float
     temperature: float
     metrics: dict[str, dict[str, float]]
+    promise: dict[str, float | int] | None = Field(
+        None,
+        description=(
+            "at a site operating point: one-sided bounds on the site's next `next_films` films, each holding with "
+            "probability `confidence` (at least: sensitivity, specificity, decided_sensitivity, decided_specificity; "
+            "at most: referred, missed_by_normal, normal_called_pneumonia)"
+        ),
+    )
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "pneumo_core"
 HEAVY = ("tensorflow", "keras", "tf_keras_vis", "pandas", "sklearn", "scipy", "mlflow")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras_vis")
-LIGHT_PACKAGES = ("common", "serving", "store", "operations")
+LIGHT_PACKAGES = ("common", "serving", "store", "operations", "operating_point")
 """Free of every heavy library at import: what answering a film needs (their ``__init__`` docstrings say so)."""
 TENSORFLOW_PACKAGES = ("modeling", "training")
 """The only packages whose modules may import TensorFlow at import time; every other one is TensorFlow-free."""

@@ -61,15 +61,25 @@ def test_ece_is_zero_for_perfect_calibration_and_large_for_overconfidence():
     assert expected_calibration_error(labels, np.round(probabilities)) > 0.2
 
 
-def test_bootstrap_intervals_contain_the_point_estimate(scored):
-    from pneumo_core.evaluation.metrics import CI_METRICS, bootstrap_intervals
+def test_patient_intervals_contain_the_point_estimate_and_widen_with_clustering(scored):
+    from scipy.stats import beta
+
+    from pneumo_core.evaluation.metrics import CI_METRICS, patient_intervals
 
     labels, scores = scored
     point = classification_metrics(labels, scores, 0.5)
-    intervals = bootstrap_intervals(labels, scores, 0.5, resamples=200)
+    intervals = patient_intervals(labels, scores, 0.5, np.arange(len(labels)), resamples=200)
     assert set(intervals) == set(CI_METRICS)
     for name, (low, high) in intervals.items():
         assert low <= point[name] <= high and high - low < 0.2
+    # one film per patient: a proportion's interval is exactly Clopper-Pearson's
+    hits, n = point["tp"], point["tp"] + point["fn"]
+    assert intervals["sensitivity"] == pytest.approx((beta.ppf(0.025, hits, n - hits + 1), beta.ppf(0.975, hits + 1, n - hits)))
+    # the same films as patients of four: a quarter of the evidence, wider intervals
+    grouped = patient_intervals(labels, scores, 0.5, np.arange(len(labels)) // 4, resamples=200)
+    assert np.diff(grouped["accuracy"])[0] > np.diff(intervals["accuracy"])[0]
+    # every pneumonia film called: the exact interval reaches 1, a percentile bootstrap would have no width
+    assert patient_intervals(np.ones(8), np.ones(8), 0.5, np.arange(8), resamples=10)["sensitivity"][1] == 1.0
 
 
 def test_reliability_curve_of_a_calibrated_model_is_near_the_diagonal():

@@ -12,9 +12,10 @@ import streamlit as st
 
 from pneumo_core.evaluation.scoring import score_labelled_folder
 from pneumo_core.jobs.launcher import Job, cancel_job, start_job
+from pneumo_core.operating_point.calibration import calibrate
+from pneumo_core.operating_point.rules import ReferralRule, Rule
+from pneumo_core.operating_point.samples import sample_from_folder
 from pneumo_core.operations.audit import record_action
-from pneumo_core.operations.calibration import calibrate
-from pneumo_core.operations.rules import ReferralRule, Rule
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.profiles import SiteProfile, activate, save_profile
@@ -58,7 +59,8 @@ def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, band
     require_operator()
     scores = score_labelled_folder(predictor, folder, progress)
     reference = predictor.density.reference if predictor.density else None
-    return calibrate(scores, predictor.metadata, name, Rule.parse(rule), ReferralRule.parse(band), reference, predictor.runtime)
+    sample = sample_from_folder(scores)
+    return calibrate(sample, predictor.metadata, name, Rule.parse(rule), ReferralRule.parse(band), reference, predictor.runtime)
 
 
 def save_site_profile(profile: SiteProfile, make_active: bool) -> None:

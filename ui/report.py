@@ -16,6 +16,7 @@ from fpdf import FPDF
 from PIL import Image
 
 from pneumo_core import DISCLAIMER
+from pneumo_core.common.decisions import promise_sentence
 from pneumo_core.serving.answers import Case
 from ui.widgets import decision_words, probability_words
 
@@ -37,7 +38,7 @@ class ReportContext:
     model_sha256: str
     operating_point: str
     method: str
-    expected: str | None = None  # what the operating point should give on the site's next films (a site profile's)
+    promise: dict | None = None  # a site profile's promise about the site's next films
 
 
 def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext, explained: str | None = None) -> bytes:
@@ -115,7 +116,7 @@ def _facts(case: Case, context: ReportContext) -> list[str]:
         lines.append(f"Probability of pneumonia: {probability_words(prediction)} (at this operating point's temperature)")
     lines += [
         f"Operating threshold: {prediction.threshold:.1%} · operating point: {context.operating_point}",
-        *([context.expected] if context.expected else []),
+        *([sentence] if case.verdict and (sentence := promise_sentence(case.verdict.decision, context.promise)) else []),
         f"Referral band: {low:.1%} – {high:.1%} (a result inside it is referred: the model cannot tell)",
         f"Model: {context.model_name} · model file SHA-256 {context.model_sha256[:16]}…",
     ]

@@ -56,13 +56,15 @@ def comparison_table(
                 **{PLAIN_NAMES[k]: _cell(profile.metrics[k], profile.intervals.get(k)) for k in HEADLINE},
             }
         )
-        expected = profile.next_films
-        if expected:
+        promise = profile.promise
+        if promise:
             rows.append(
                 {
-                    "data": f"site {profile.name}: its next films, simulated",
-                    "operating point": f"site rule refitted on {1 - expected['next_share']:.0%} of the patients",
-                    **{PLAIN_NAMES[k]: _cell(expected[k]["mean"], expected[k]["range"]) for k in HEADLINE if k in expected},
+                    "data": f"site {profile.name}: promised for its next {promise['next_films']} films",
+                    "operating point": f"site profile {profile.threshold:.3f}, {promise['confidence']:.0%} confidence",
+                    PLAIN_NAMES["accuracy"]: "—",
+                    PLAIN_NAMES["sensitivity"]: f"at least {promise['sensitivity']:.3f}",
+                    PLAIN_NAMES["specificity"]: f"at least {promise['specificity']:.3f}",
                     PLAIN_NAMES["roc_auc"]: "—",
                 }
             )
@@ -89,13 +91,13 @@ def comparison_table(
 
 def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
     """Per site profile: its referral band, the share referred and the decided films' sensitivity and specificity, on
-    the sample and on its next films as simulated (mean, and the 90% range in brackets)."""
+    the sample and as promised for its next films."""
     rows = []
     for profile in profiles:
         if not profile.referral:
             continue
         low, high = profile.band_edges
-        sample, expected = profile.referral, (profile.next_films or {}).get("referral")
+        sample, promise = profile.referral, profile.promise
         rows.append(
             {
                 "site": profile.name,
@@ -103,13 +105,9 @@ def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
                 "referred (sample)": f"{sample['referred']:.1%}",
                 "decided sensitivity (sample)": f"{sample['decided_sensitivity']:.3f}",
                 "decided specificity (sample)": f"{sample['decided_specificity']:.3f}",
-                "referred (next films)": _cell(expected["referred"]["mean"], expected["referred"]["range"]) if expected else "—",
-                "decided sensitivity (next films)": (
-                    _cell(expected["decided_sensitivity"]["mean"], expected["decided_sensitivity"]["range"]) if expected else "—"
-                ),
-                "decided specificity (next films)": (
-                    _cell(expected["decided_specificity"]["mean"], expected["decided_specificity"]["range"]) if expected else "—"
-                ),
+                "referred (promised)": f"at most {promise['referred']:.1%}" if promise else "—",
+                "decided sensitivity (promised)": f"at least {promise['decided_sensitivity']:.3f}" if promise else "—",
+                "decided specificity (promised)": f"at least {promise['decided_specificity']:.3f}" if promise else "—",
             }
         )
     return pd.DataFrame(rows)

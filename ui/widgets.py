@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core import DISCLAIMER
 from pneumo_core.serving.answers import Prediction
-from pneumo_core.store.profiles import SiteProfile
 
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
@@ -77,17 +78,27 @@ def probability_words(prediction: Prediction) -> str:
     return f"{prediction.probability:.1%}, {side} the threshold of {prediction.threshold:.1%}"
 
 
-def expected_range_words(profile: SiteProfile | None) -> str | None:
-    """What a site profile expects on the site's next films (its simulation's 90% ranges), in one sentence; None at the
-    validation operating point or for a profile fitted without the simulation."""
-    expected = profile.next_films if profile else None
-    if not expected:
+def promise_table_words(promise: dict | None) -> str | None:
+    """A site profile's promise in plain words, one line (None at the validation operating point)."""
+    if not promise:
         return None
-    (sens_low, sens_high), (spec_low, spec_high) = expected["sensitivity"]["range"], expected["specificity"]["range"]
     return (
-        f"Expected on this site's next films: sensitivity {sens_low:.0%}–{sens_high:.0%}, specificity "
-        f"{spec_low:.0%}–{spec_high:.0%} (90% of {expected['splits']} simulated splits of its sample)."
+        f"Promised for this site's next {promise['next_films']} films ({promise['confidence']:.0%} confidence each): "
+        f"at least {floor_percent(promise['sensitivity'])}% of films with pneumonia called PNEUMONIA by the threshold, "
+        f"at least {floor_percent(1 - promise['missed_by_normal'])}% flagged or referred; at most "
+        f"{ceil_percent(promise['normal_called_pneumonia'])}% of films without pneumonia called PNEUMONIA; at most "
+        f"{ceil_percent(promise['referred'])}% of films referred."
     )
+
+
+def floor_percent(share: float) -> int:
+    """A share as a whole percentage rounded down (what an "at least" promise may say)."""
+    return math.floor(100 * share + 1e-9)
+
+
+def ceil_percent(share: float) -> int:
+    """A share as a whole percentage rounded up (what an "at most" promise may say)."""
+    return math.ceil(100 * share - 1e-9)
 
 
 def verdict_text(prediction: Prediction) -> str:

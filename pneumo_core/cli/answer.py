@@ -40,7 +40,7 @@ def answers(predictor: Predictor, files: list[Path], with_maps: bool) -> Iterato
             if isinstance(result, ImageDecodeError):
                 yield path, {"file": str(path), "error": str(result)}, None
             else:
-                yield path, answer_record(str(path), result, predictor.operating_point), result
+                yield path, answer_record(str(path), result, predictor.operating_point, predictor.promise), result
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from pneumo_core import CLASS_NAMES, DISCLAIMER
 from pneumo_core.common.films import IMAGE_SUFFIXES
 from pneumo_core.config import SERVING_RUNTIMES as RUNTIMES
-from pneumo_core.operations.rules import DEFAULT_BAND, DEFAULT_RULE
+from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.decode import ImageDecodeError
 from pneumo_core.store.model_dir import ModelLoadError
@@ -94,9 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     evaluate.add_argument("--operating-point", default=None, help=OPERATING_POINT_HELP)
     evaluate.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
-    calibrate = commands.add_parser("calibrate", help="fit a site's operating point on its labelled films (a site profile)")
-    calibrate.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/")
-    calibrate.add_argument("--site", required=True, help="the profile's name (letters, digits, . _ -)")
+    calibrate = commands.add_parser(
+        "calibrate", help="fit a site's operating point on its labelled films or their scores (a site profile)"
+    )
+    calibrate.add_argument(
+        "data_dir", type=Path, nargs="?", metavar="DATA_DIR", help="folder with NORMAL/ and PNEUMONIA/ (or give --scores)"
+    )
+    calibrate.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help='score records instead of films: one JSON object a line with "logit", "truth" (NORMAL/PNEUMONIA) and '
+        'optionally "patient" and "file" (predict\'s records carry "logit")',
+    )
+    calibrate.add_argument(
+        "--patients", type=Path, default=None, metavar="CSV", help="a manifest file,patient naming each film's patient"
+    )
+    calibrate.add_argument(
+        "--site", default=None, help="the profile's name (letters, digits, . _ -); without it nothing is written"
+    )
     calibrate.add_argument("--model", type=Path, default=None)
     calibrate.add_argument(
         "--rule", default=DEFAULT_RULE, help=f"sensitivity-bound:S | sensitivity:S | cost:R | youden (default {DEFAULT_RULE})"
@@ -104,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--band", default=DEFAULT_BAND, help=f"the referral band: band:S/P | band:none (default {DEFAULT_BAND})"
     )
+    calibrate.add_argument(
+        "--next-films",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many next films the promise is about (default: the sample's size)",
+    )
+    calibrate.add_argument("--json", action="store_true", help="print the fitted operating point as one JSON line")
     calibrate.add_argument("--runtime", choices=RUNTIMES, default="auto")
     calibrate.add_argument("--activate", action="store_true", help="make it the default operating point of every entry point")
     for command in (evaluate, calibrate):

@@ -13,10 +13,13 @@ from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_p
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.evaluation.reports import format_metrics_table, predictions_frame, write_evaluation
 from pneumo_core.evaluation.scoring import FolderScores, internal_test_films, labelled_folder_films, score_labelled_folder
-from pneumo_core.operations.calibration import calibrate
-from pneumo_core.operations.rules import ReferralRule, Rule
-from pneumo_core.operations.simulation import describe_next_films
+from pneumo_core.operating_point.calibration import calibrate
+from pneumo_core.operating_point.fit import fit_operating_point
+from pneumo_core.operating_point.promises import AT_MOST, FIGURES
+from pneumo_core.operating_point.rules import ReferralRule, Rule
+from pneumo_core.operating_point.samples import read_manifest, sample_from_folder, sample_from_records
 from pneumo_core.serving.predictor import Predictor
+from pneumo_core.store.model_dir import read_metadata
 from pneumo_core.store.profiles import SiteProfile, activate, check_name, save_profile
 
 
@@ -54,44 +57,106 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     model_dir = args.model or served_model_dir()
     rule, band = Rule.parse(args.rule), ReferralRule.parse(args.band)
-    check_name(args.site)
-    predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
-    with folder_progress(args.quiet) as progress:
-        scores = score_labelled_folder(predictor, args.data_dir, progress)
-    reference = predictor.density.reference if predictor.density else None
-    profile = calibrate(scores, predictor.metadata, args.site, rule, band, reference, predictor.runtime)
+    if args.site is not None:
+        check_name(args.site)
+    if (args.data_dir is None) == (args.scores is None):
+        raise UsageError("give a DATA_DIR of films or --scores FILE.jsonl (one of them)")
+    if args.next_films is not None and args.next_films < 2:
+        raise UsageError("--next-films must be at least 2")
+    manifest = read_manifest(args.patients) if args.patients else None
+    if args.scores is not None:
+        sample = sample_from_records(read_text_lines(args.scores), manifest)
+        point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
+        if args.json:
+            print(json.dumps(point.as_json()))
+        if args.site is None:
+            if not args.json:
+                print(promise_table(point.promise.as_dict()))
+                for line in [*point.shortfalls, *sample.notes]:
+                    print(line)
+            return EXIT_OK
+        metadata, reference, runtime, errors = read_metadata(model_dir), None, "scores file", {}
+    else:
+        predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
+        with folder_progress(args.quiet) as progress:
+            scores = score_labelled_folder(predictor, args.data_dir, progress)
+        _report_unreadable(scores)
+        sample, errors = sample_from_folder(scores, manifest), scores.errors
+        metadata, runtime = predictor.metadata, predictor.runtime
+        reference = predictor.density.reference if predictor.density else None
+        point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
+        if args.json:
+            print(json.dumps(point.as_json()))
+    if args.site is None:
+        if not args.json:
+            print(promise_table(point.promise.as_dict()))
+        return EXIT_SOME_FAILED if errors else EXIT_OK
+    profile = calibrate(sample, metadata, args.site, rule, band, reference, runtime, next_films=args.next_films)
     path = save_profile(profile, model_dir)
     if args.activate:
         activate(model_dir, profile.name)
-    _report_unreadable(scores)
-    print(
-        f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
-        f"{profile.n_pneumonia} PNEUMONIA)  rule: {profile.rule}  band: {profile.band}"
-        + (f"  withheld as not an X-ray: {profile.withheld}" if profile.withheld else "")
-    )
-    print(f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  (scores of the {profile.runtime} runtime)")
-    print(profile_table(profile))
+    if not args.json:
+        print(profile_report(profile))
+        print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
+    return EXIT_SOME_FAILED if errors else EXIT_OK
+
+
+def read_text_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path} ({getattr(error, 'strerror', None) or error})") from None
+
+
+def profile_report(profile: SiteProfile) -> str:
+    """What ``calibrate`` prints about a fitted profile."""
     low, high = profile.band_edges
-    print(referral_line(profile.referral, f"{low:.4f}-{high:.4f} on the sample"))
-    print(profile.note)
-    if profile.next_films:
-        print(describe_next_films(profile.next_films))
-    print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
-    return EXIT_SOME_FAILED if scores.errors else EXIT_OK
+    lines = [
+        f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
+        f"{profile.n_pneumonia} PNEUMONIA; patients {profile.patients.get('NORMAL')} / {profile.patients.get('PNEUMONIA')})"
+        f"  rule: {profile.rule}  band: {profile.band}"
+        + (f"  withheld as not an X-ray: {profile.withheld}" if profile.withheld else ""),
+        f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  referral band {low:.4f}-{high:.4f}"
+        f"  (scores of the {profile.runtime} runtime)",
+        promise_table(profile.promise),
+        *profile.shortfalls,
+        *profile.notes,
+    ]
+    if profile.simulation:
+        lines.append(simulation_line(profile.simulation))
+    lines += [profile_table(profile), referral_line(profile.referral, f"{low:.4f}-{high:.4f} on the sample"), profile.note]
+    return "\n".join(lines)
+
+
+def promise_table(promise: dict) -> str:
+    """The promise as a text table: each figure, at least or at most."""
+    lines = [f"promise for the site's next {promise['next_films']} films ({promise['confidence']:.0%} confidence each):"]
+    for name in FIGURES:
+        side = "at most " if name in AT_MOST else "at least"
+        lines.append(f"  {name.replace('_', ' '):<26}{side} {promise[name]:.3f}")
+    return "\n".join(lines)
+
+
+def simulation_line(simulation: dict) -> str:
+    """How often the promises held on the simulated sites, in one line."""
+    kept = min(figure["kept"] for figure in simulation["figures"].values())
+    return (
+        f"checked on {simulation['sites']} simulated sites of this size (drawn by patient): every promise kept in at "
+        f"least {kept:.1%} of them"
+    )
 
 
 def profile_table(profile: SiteProfile) -> str:
-    """The profile's metrics with their intervals beside the validation operating point's, as a text table."""
+    """The profile's metrics with their intervals (by patient) beside the validation operating point's, as a text
+    table."""
     validation = profile.validation_operating_point
-    lines = [f"{'metric':<12}{'site profile':>16}{'95% interval':>18}{'validation point':>18}"]
+    lines = [f"{'metric':<12}{'on the sample':>16}{'95% interval':>18}{'validation point':>18}"]
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
         low, high = profile.intervals[key]
         lines.append(f"{key:<12}{profile.metrics[key]:>16.4f}{f'{low:.3f}-{high:.3f}':>18}{validation[key]:>18.4f}")
-        if key == "sensitivity":
-            bound = profile.metrics["sensitivity_lower_bound"]
-            lines.append(f"{'  bound':<12}{bound:>16.4f}   (one-sided 95% lower bound over patients)")
     for key in ("tp", "fp", "tn", "fn"):
         lines.append(f"{key:<12}{profile.metrics[key]:>16d}{'':>18}{validation[key]:>18d}")
+    lines.append("intervals by patient: exact (Clopper-Pearson) for proportions, patient bootstrap for ROC AUC")
     return "\n".join(lines)
 
 

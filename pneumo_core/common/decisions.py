@@ -8,13 +8,15 @@ coverage (the share decided) for fewer errors among the decided: the risk–cove
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import log_odds, sigmoid
 
 REFER = "REFER"
-DECISIONS = (*CLASS_NAMES, REFER)
 
 
 def decide(probability: float, low: float, high: float) -> str:
@@ -39,6 +41,32 @@ def decided_metrics(labels: np.ndarray, probabilities: np.ndarray, low: float, h
         "refer": int((~decided).sum()),
         "pneumonia": int(called_pneumonia.sum()),
     }
+
+
+def promise_sentence(decision: str | None, promise: dict[str, Any] | None) -> str | None:
+    """One plain sentence: what the decision asks of the reader and the site's promise behind it (None without a site
+    promise or a decision). "At least" figures are rounded down and "at most" figures up, so the sentence keeps the
+    promise (:mod:`pneumo_core.operating_point.promises`)."""
+    if not promise or decision is None:
+        return None
+    scope = f"({promise['confidence']:.0%} confidence, for this site's next {promise['next_films']} films)"
+    if decision == CLASS_NAMES[0]:
+        flagged = math.floor(100 * (1 - promise["missed_by_normal"]) + 1e-9)
+        return (
+            f"Called NORMAL: at this site's operating point, at least {flagged} of every 100 films with pneumonia are "
+            f"flagged or referred {scope}."
+        )
+    if decision == CLASS_NAMES[1]:
+        wrong = math.ceil(100 * promise["normal_called_pneumonia"] - 1e-9)
+        return (
+            f"Called PNEUMONIA: at this site's operating point, at most {wrong} of every 100 films without pneumonia are "
+            f"called PNEUMONIA {scope}."
+        )
+    return (
+        "Referred: the film scores between the edges where NORMAL or PNEUMONIA could be called with this site's "
+        "promises, so a radiologist should read it; at most "
+        f"{math.ceil(100 * promise['referred'] - 1e-9)} of every 100 films are referred {scope}."
+    )
 
 
 def risk_coverage(

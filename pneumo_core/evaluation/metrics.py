@@ -83,32 +83,67 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 
 
 CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc", "pr_auc")
+PROPORTIONS = ("accuracy", "sensitivity", "specificity", "precision", "npv")
+"""The metrics that are proportions of films: their intervals are exact (Clopper–Pearson), never bootstrapped."""
 
 
-def bootstrap_intervals(
-    labels: np.ndarray, probabilities: np.ndarray, threshold: float, resamples: int = 1000, seed: int = 0
+def patient_intervals(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    patients: np.ndarray,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, tuple[float, float]]:
-    """95% percentile-bootstrap intervals (scipy.stats.bootstrap, resampling images) for :data:`CI_METRICS`."""
-    from scipy.stats import bootstrap
+    """Two-sided ``confidence`` intervals for :data:`CI_METRICS`, with the patient as the unit.
+
+    A proportion (:data:`PROPORTIONS`) gets the exact Clopper–Pearson interval at its effective sample size: the
+    films it counts weigh as many as the patients they come from (Kish's design effect at its worst case, an
+    intra-class correlation of 1: a child's films count as one child), ``k`` successes of ``n`` films becoming
+    ``k · p / n`` of ``p`` patients. F1, ROC AUC and PR AUC, which are no proportion, get a percentile bootstrap that
+    resamples patients (seeded: the same films give the same intervals).
+    """
+    from scipy.stats import beta
 
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
-
-    def statistic(index: np.ndarray) -> np.ndarray:
-        sample = classification_metrics(labels[index], probabilities[index], threshold)
-        return np.array([sample[name] for name in CI_METRICS])
-
-    result = bootstrap(
-        (np.arange(len(labels)),),
-        statistic,
-        n_resamples=resamples,
-        method="percentile",
-        vectorized=False,
-        random_state=np.random.default_rng(seed),
-        confidence_level=0.95,
-    )
-    low, high = result.confidence_interval
-    return {name: (float(lo), float(hi)) for name, lo, hi in zip(CI_METRICS, low, high)}
+    patients = np.asarray(patients)
+    called = probabilities >= threshold
+    alpha = (1 - confidence) / 2
+    counted = {
+        "accuracy": (np.ones(len(labels), bool), called == (labels == 1)),
+        "sensitivity": (labels == 1, called),
+        "specificity": (labels == 0, ~called),
+        "precision": (called, labels == 1),
+        "npv": (~called, labels == 0),
+    }
+    intervals: dict[str, tuple[float, float]] = {}
+    for name, (films, right) in counted.items():
+        n_patients = len(np.unique(patients[films]))
+        if not n_patients:
+            intervals[name] = (float("nan"), float("nan"))
+            continue
+        k = right[films].mean() * n_patients
+        low = 0.0 if k == 0 else float(beta.ppf(alpha, k, n_patients - k + 1))
+        high = 1.0 if k == n_patients else float(beta.ppf(1 - alpha, k + 1, n_patients - k))
+        intervals[name] = (low, high)
+    unique, index = np.unique(patients, return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(resamples):
+        chosen = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
+        truth, scores = labels[chosen], probabilities[chosen]
+        if len(np.unique(truth)) == 2:
+            hits = int((called[chosen] & (truth == 1)).sum())
+            f1 = 2 * hits / (called[chosen].sum() + truth.sum())
+            replicates.append([f1, skm.roc_auc_score(truth, scores), skm.average_precision_score(truth, scores)])
+    values = np.asarray(replicates)
+    for column, name in enumerate(("f1", "roc_auc", "pr_auc")):
+        low, high = np.quantile(values[:, column], [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan)
+        intervals[name] = (float(low), float(high))
+    return {name: intervals[name] for name in CI_METRICS}
 
 
 def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
-"""Running a deployed model: a site's operating point (threshold rules, fitting and its checks, diagnostics),
-monitoring of what was answered, the shadow challenger, operator access and the audit log.
+"""Running a deployed model: monitoring of what was answered (the answer store and drift), the shadow challenger,
+operator access and the audit log. A site's operating point is fitted in :mod:`pneumo_core.operating_point`.
 
-TensorFlow-free; light at import (scikit-learn and SciPy are imported by the functions that fit). May import
+TensorFlow-free; light at import (SciPy is imported by the functions that test drift). May import
 :mod:`pneumo_core.common`, :mod:`pneumo_core.serving`, :mod:`pneumo_core.store` and :mod:`pneumo_core.evaluation`.
 """

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pneumo_core import CLASS_NAMES
-from pneumo_core.common.decisions import REFER, decide
+from pneumo_core.common.decisions import REFER, decide, promise_sentence
 from pneumo_core.common.logits import log_odds, sigmoid
 from pneumo_core.serving import cams
 
@@ -40,7 +40,7 @@ class Prediction:
     @property
     def band(self) -> tuple[float, float]:
         """The probabilities ``[low, high)`` referred: the site profile's band (see
-        :class:`~pneumo_core.operations.rules.ReferralRule`), else :data:`DEFAULT_REFERRAL_LOG_ODDS` around the
+        :class:`~pneumo_core.operating_point.rules.ReferralRule`), else :data:`DEFAULT_REFERRAL_LOG_ODDS` around the
         threshold."""
         return self.referral_band if self.referral_band is not None else default_band(self.threshold)
 
@@ -74,11 +74,13 @@ class Case:
         return None if self.withheld else self.prediction
 
 
-def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]:
+def answer_record(name: str, case: Case, operating_point: str, promise: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one answer format of every entry point (CLI ``predict``, REST API): ``file``, ``label`` (the binary verdict
-    at the threshold), ``decision`` (NORMAL, PNEUMONIA or REFER), ``probability``, ``threshold``, ``referral_band``,
-    ``operating_point`` and ``warnings`` when any; ``label``, ``decision`` and ``probability`` are null when the film
-    is clearly not a chest X-ray; or ``file`` and ``error`` when it could not be read."""
+    at the threshold), ``decision`` (NORMAL, PNEUMONIA or REFER), ``probability``, ``logit`` (the model's raw logit,
+    before any temperature), ``threshold``, ``referral_band``, ``operating_point``, ``promise`` (a site profile's
+    promise behind the decision, in one sentence, when there is one) and ``warnings`` when any; ``label``,
+    ``decision``, ``probability`` and ``logit`` are null when the film is clearly not a chest X-ray; or ``file`` and
+    ``error`` when it could not be read."""
     if case.error or case.prediction is None:
         return {"file": name, "error": case.error or "The file could not be classified."}
     verdict = case.verdict
@@ -87,10 +89,14 @@ def answer_record(name: str, case: Case, operating_point: str) -> dict[str, Any]
         "label": verdict.label if verdict else None,
         "decision": verdict.decision if verdict else None,
         "probability": round(verdict.probability, 6) if verdict else None,
+        "logit": round(verdict.logit, 6) if verdict else None,
         "threshold": round(case.prediction.threshold, 6),
         "referral_band": [round(edge, 6) for edge in case.prediction.band],
         "operating_point": operating_point,
     }
+    sentence = promise_sentence(verdict.decision if verdict else None, promise)
+    if sentence:
+        record["promise"] = sentence
     if case.warnings:
         record["warnings"] = list(case.warnings)
     return record

@@ -106,6 +106,11 @@ class Predictor:
         return self.network.runtime
 
     @property
+    def promise(self) -> dict[str, Any] | None:
+        """The site profile's promise about the site's next films, when the profile sets the operating point."""
+        return self.profile.promise or None if self.profile and self.operating_point == self.profile.operating_point else None
+
+    @property
     def band(self) -> tuple[float, float]:
         """The referral band ``[low, high)`` of the operating point (a site profile's, else the default around the
         threshold)."""

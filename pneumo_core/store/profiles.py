@@ -1,6 +1,6 @@
 """Site profiles: a model's operating point fitted on a hospital's own labelled sample, kept beside the model.
 
-A profile (fitted by :func:`pneumo_core.operations.calibration.calibrate`) holds a temperature, a threshold, the rule
+A profile (fitted by :func:`pneumo_core.operating_point.calibration.calibrate`) holds a temperature, a threshold, the rule
 that chose it and what it gave on the sample. It is saved as ``MODEL_DIR/site_profiles/NAME.json``, bound to the
 model file by its SHA-256; :func:`activate` makes it the operating point every entry point uses by default
 (:func:`active_profile`). A profile holds aggregates only (metrics, curves, histograms), never file names or images.
@@ -20,7 +20,10 @@ from pneumo_core.store.model_dir import ModelLoadError, read_metadata
 PROFILES_DIR = "site_profiles"
 ACTIVE_FILE = "active.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-OPTIMISM_NOTE = "Metrics on the same films the temperature and threshold were fitted on: optimistic for this site's future films."
+OPTIMISM_NOTE = (
+    "Metrics on the same films the temperature, threshold and band were fitted on: optimistic for this site's next "
+    "films. The promise is what holds for them."
+)
 
 
 class ProfileError(ValueError):
@@ -52,8 +55,12 @@ class SiteProfile:
     band: str = "band:none"
     band_description: str = ""
     referral: dict[str, Any] = field(default_factory=dict)  # on the sample: share referred, decided films' metrics
-    next_films: dict[str, Any] | None = None  # the site's next films, simulated on the sample (operations.simulation)
     withheld: int = 0  # films withheld as not an X-ray: no verdict, as predict answers them; not scored
+    promise: dict[str, Any] = field(default_factory=dict)  # bounds on the next films (operating_point.promises.Promise)
+    shortfalls: list[str] = field(default_factory=list)  # targets the sample cannot support, and the sample that would
+    simulation: dict[str, Any] | None = None  # the fit checked on simulated sites (operating_point.simulation)
+    patients: dict[str, Any] = field(default_factory=dict)  # patients per class in the sample
+    notes: list[str] = field(default_factory=list)  # what the fit found worth saying (e.g. no patient structure)
 
     @property
     def operating_point(self) -> str:

@@ -12,14 +12,15 @@ import keras
 import numpy as np
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import portable_path
 from pneumo_core.evaluation.metrics import (
     THRESHOLD_RULE,
-    bootstrap_intervals,
     choose_threshold,
     classification_metrics,
     fit_temperature,
+    patient_intervals,
 )
 from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 from pneumo_core.jobs.request import TrainConfig
@@ -61,7 +62,8 @@ def package_candidate(
         frame = predictions_frame(splits[name].files, splits[name].labels, logits[name], temperature, threshold)
         metrics[name] = write_evaluation(frame, threshold, candidate / EVALUATION_DIR, name)
         uncalibrated[name] = classification_metrics(splits[name].labels, sigmoid(logits[name]), 0.5)
-        intervals[name] = bootstrap_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold)
+        patients = [patient_id(Path(file).name) for file in splits[name].files]
+        intervals[name] = patient_intervals(splits[name].labels, frame["probability"].to_numpy(), threshold, patients)
     metadata = {
         "name": f"pneumo-{architecture_of(model)}-{cfg.run_name}",
         "architecture": architecture_of(model),

@@ -10,12 +10,13 @@ import numpy as np
 def diagnostics(
     labels: np.ndarray,
     probabilities: np.ndarray,
-    distances: np.ndarray,
-    warned: np.ndarray,
+    distances: np.ndarray | None,
+    warned: np.ndarray | None,
     reference_distances: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Aggregates for the shift diagnostics: ROC curve, reliability bins, per-class probability histograms,
-    the feature-distance distribution (and the training reference's, when given). No per-film data."""
+    the feature-distance distribution (and the training reference's, when given). No per-film data. ``distances`` and
+    ``warned`` are None for scores computed elsewhere (score records): their aggregates are then empty."""
     from sklearn.metrics import roc_curve
 
     from pneumo_core.evaluation.metrics import reliability_curve
@@ -23,6 +24,7 @@ def diagnostics(
     fpr, tpr, _ = roc_curve(labels, probabilities)
     predicted, observed, counts = reliability_curve(labels, probabilities)
     edges = np.linspace(0.0, 1.0, 21)
+    distances = np.asarray(distances if distances is not None else [], dtype=float)
     finite = distances[np.isfinite(distances)]
     reference = np.asarray(reference_distances if reference_distances is not None else [], dtype=float)
     both = np.concatenate([finite, reference])
@@ -41,7 +43,7 @@ def diagnostics(
             "site": np.histogram(np.clip(finite, 0, top), distance_edges)[0].tolist(),
         },
         "distance_median": float(np.median(finite)) if len(finite) else None,
-        "not_an_xray_warnings": int(np.asarray(warned).sum()),
+        "not_an_xray_warnings": int(np.asarray(warned).sum()) if warned is not None else None,
     }
     if len(reference):
         result["distance_histogram"]["reference"] = np.histogram(np.clip(reference, 0, top), distance_edges)[0].tolist()
