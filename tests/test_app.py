@@ -509,7 +509,8 @@ def test_validate_on_your_data_saves_and_activates_a_site_profile(app_env, app_m
     assert not at.exception, [e.value for e in at.exception]
     assert "Site north" in texts(at) and "optimistic" in texts(at)
     operating_points = [str(p) for frame in at.dataframe for p in frame.value.get("operating point", [])]
-    assert any(p.startswith("site rule refitted on") for p in operating_points), operating_points
+    assert any(p.endswith("95% confidence") for p in operating_points), operating_points  # the promise's row
+    assert "Promised for this site's next" in texts(at)
     try:
         next(b for b in at.button if b.label == "Save and serve at this operating point").click().run()
         assert list_profiles(app_model_dir) == ["north"] and active_profile(app_model_dir).name == "north"

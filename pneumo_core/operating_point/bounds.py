@@ -113,6 +113,7 @@ def population_upper_share(k: int, n: int, confidence: float = CONFIDENCE) -> fl
 def films_to_support(target: float, confidence: float = CONFIDENCE, design: float = 1.0, largest: int = 100_000) -> int | None:
     """The fewest films of a class, none beyond the edge, that support a share beyond it of at most ``1 - target``
     on as many next films (``None`` beyond ``largest``)."""
+
     def supported(n: int) -> bool:
         return _beta_binomial_shares(np.zeros(1), n / design, n, confidence, design)[0] <= 1 - target
 

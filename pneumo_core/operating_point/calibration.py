@@ -23,6 +23,7 @@ from pneumo_core.common.decisions import decided_metrics
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.operating_point.diagnostics import diagnostics
 from pneumo_core.operating_point.fit import fit_operating_point
+from pneumo_core.operating_point.promises import realised
 from pneumo_core.operating_point.rules import ReferralRule, Rule
 from pneumo_core.operating_point.simulation import SITES, simulate_sites
 from pneumo_core.store.profiles import ProfileError, SiteProfile, check_name
@@ -96,7 +97,10 @@ def calibrate(
         referral_band=[low, high],
         band=str(band),
         band_description=band.describe(),
-        referral=decided_metrics(labels, probabilities, low, high),
+        referral={
+            **decided_metrics(labels, probabilities, low, high),
+            **realised(labels, logits, point.threshold_logit, point.low_logit, point.high_logit),
+        },
         withheld=sample.withheld,
         promise=point.promise.as_dict(),
         shortfalls=list(point.shortfalls),
