@@ -197,8 +197,8 @@ def results_table(served: Served, cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report_button(served: Served, case: Case, heat, digest: str, method: str, evidence: str) -> None:
-    """The one-page PDF report of this film, drawn only when clicked."""
+def report_button(served: Served, case: Case, heat, digest: str, method: str, evidence: str, position: int) -> None:
+    """The one-page PDF report of the film at ``position`` among the files, drawn only when clicked."""
     context = ReportContext(
         served.metadata.get("name", "unnamed"),
         served.metadata.get("model_sha256", "?"),
@@ -211,7 +211,7 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
         partial(case_report_pdf, case, heat, context, explained_class(case, evidence) if case.verdict else None),
         f"{Path(case.name).stem}_report.pdf",
         "application/pdf",
-        key=f"report_{digest}",
+        key=f"report_{position}_{digest}",
         on_click="ignore",
     )
 
@@ -222,7 +222,10 @@ st.dataframe(table, hide_index=True, width="stretch")
 # No rerun on a download: a rerun would replace the reports' deferred files while another click may be on its way.
 st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv", on_click="ignore")
 
-shown = list(zip(digests, cases))
+first_of = {}  # each film's first file: byte-identical files are one film, answered alike, each with its section
+for position, (digest, (name, _)) in enumerate(zip(digests, named_payloads)):
+    first_of.setdefault(digest, (position, name))
+shown = list(enumerate(zip(digests, cases)))
 if len(shown) > PAGE:
     pages = [f"Films {start + 1}–{min(start + PAGE, len(shown))}" for start in range(0, len(shown), PAGE)]
     st.divider()
@@ -234,16 +237,18 @@ if len(shown) > PAGE:
     )
     first = pages.index(chosen) * PAGE if chosen in pages else 0
     shown = shown[first : first + PAGE]
-for digest, case in shown:
+for position, (digest, case) in shown:
     st.divider()
     st.subheader(case.name)
+    if first_of[digest][0] != position:
+        st.info(f"The same film as {first_of[digest][1]} (the files are byte-identical): the same answer.")
     if case.error:
         st.error(f"Not classified: {case.error}")
         continue
     if case.withheld:
         st.warning(f"**Not assessed.** {case.withheld} No NORMAL/PNEUMONIA answer is given for it.", icon=":material/block:")
         st.image(case.canonical, caption="The image as received (grayscale)", width=320)
-        report_button(served, case, None, digest, method, evidence)
+        report_button(served, case, None, digest, method, evidence, position)
         continue
     prediction = case.prediction
     for warning in case.warnings:
@@ -251,7 +256,9 @@ for digest, case in shown:
     # The answer first, across the page (the scale stays legible on a narrow screen), then the film and its map.
     st.markdown(f"### {verdict_text(prediction)}")
     st.markdown(f"Probability of pneumonia: **{probability_words(prediction)}**")
-    st.plotly_chart(probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{digest}")
+    st.plotly_chart(
+        probability_scale(prediction), width="stretch", config={"displayModeBar": False}, key=f"scale_{position}_{digest}"
+    )
     left, right = st.columns(2)
     heat = overlay(case.canonical, cam_for(served, cams, digest, case, method, evidence), opacity, colormap)
     left.image(case.canonical, caption="X-ray (as the model sees it)", width="stretch")
@@ -260,8 +267,10 @@ for digest, case in shown:
     promised = promise_sentence(prediction.decision, served.predictor.promise)
     st.caption(
         f"Operating point: {operating_point_label(served.predictor.operating_point)} "
-        f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}: a film there "
-        "is referred, since the model cannot tell it apart reliably."
+        f"(threshold {prediction.threshold:.1%}). Shaded: the referral band, {low:.1%} to {high:.1%}. Below it a film "
+        "is called NORMAL, from its top PNEUMONIA; inside it the film is referred for a radiologist to read: its lower "
+        "part holds films that score like the pneumonias a NORMAL call would miss, its upper part films that score "
+        "like normal films a PNEUMONIA call would flag."
         + (f" {promised}" if promised else "")
         + f" The heat map shows where the model found evidence for {explained_class(case, evidence)}"
         + (": for NORMAL that is normal-looking anatomy, not disease." if explained_class(case, evidence) == "NORMAL" else ".")
@@ -270,4 +279,4 @@ for digest, case in shown:
     if case.dicom_fields:
         with st.expander("DICOM header fields (may identify the patient)"):
             st.table(pd.DataFrame(case.dicom_fields.items(), columns=["field", "value"]))
-    report_button(served, case, heat, digest, method, evidence)
+    report_button(served, case, heat, digest, method, evidence, position)

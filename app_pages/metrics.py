@@ -69,25 +69,32 @@ def external_validity(
         st.markdown("**Referral bands**: films between the edges are referred to a radiologist instead of answered.")
         st.dataframe(referrals, hide_index=True, width="stretch")
     st.caption(
-        "Brackets: 95% bootstrap intervals (resampling films). A site profile's temperature and threshold are fitted on "
+        "Brackets: 95% intervals by patient (exact for proportions, a patient bootstrap for ROC AUC). "
+        "A site profile's temperature and threshold are fitted on "
         "that site's films, so its numbers there are optimistic for the site's future films; the validation rows show "
-        "the same films at the threshold chosen on the training collection. The simulated row refits the site's rule on "
-        "part of its patients and calls the others' films, 200 times (brackets there: the range that held 90% of them): "
-        "what to expect of the site's next films. A profile is for its site: the last rows "
+        "the same films at the threshold chosen on the training collection. The promised row is what the site profile "
+        "promises for the site's next films, each figure at 95% confidence: what holds there, where the sample's own "
+        "numbers are optimistic. A profile is for its site: the last rows "
         "show what it does to films of the training collection (fewer false alarms, more missed pneumonia)."
         + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder below.")
     )
     internal = classification_metrics(labels, scores, float(metadata["threshold"]))
     columns = st.columns(1 + len(profiles[:3]))
     columns[0].plotly_chart(
-        confusion_figure(internal["tn"], internal["fp"], internal["fn"], internal["tp"], "internal test"),
+        confusion_figure(
+            internal["tn"],
+            internal["fp"],
+            internal["fn"],
+            internal["tp"],
+            f"internal test, threshold {metadata['threshold']:.3f}",
+        ),
         width="stretch",
         key="confusion_internal",
     )
     for column, profile in zip(columns[1:], profiles):
         m = profile.metrics
         column.plotly_chart(
-            confusion_figure(m["tn"], m["fp"], m["fn"], m["tp"], f"site {profile.name}"),
+            confusion_figure(m["tn"], m["fp"], m["fn"], m["tp"], f"site {profile.name}, threshold {profile.threshold:.3f}"),
             width="stretch",
             key=f"confusion_{profile.name}",
         )
@@ -108,9 +115,10 @@ def external_validity(
 
 
 def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> None:
-    """The served threshold's metrics with the 95% bootstrap intervals training stored (never recomputed here)."""
+    """The internal test's metrics at the validation threshold with the 95% intervals by patient stored with the model
+    (never recomputed here)."""
     stored = metadata.get("confidence_intervals", {}).get("test", {})
-    st.subheader("At the operating threshold, with 95% bootstrap intervals")
+    st.subheader(f"Internal test at the validation threshold {metadata['threshold']:.3f}, with 95% intervals")
     rows = [
         {
             "metric": PLAIN_NAMES.get(name, name),
@@ -139,7 +147,7 @@ RULES = {
     "youden": "maximise sensitivity + specificity",
 }
 BANDS = {
-    DEFAULT_BAND: "NORMAL only where at most 8% of next pneumonia films fall, PNEUMONIA where at most 12% of normal films do "
+    DEFAULT_BAND: "NORMAL only where at most 8% of next pneumonia films fall, PNEUMONIA where at most 15% of normal films do "
     "(recommended)",
     "band:0.92/0.9": "the same NORMAL edge, PNEUMONIA only where at most 10% of normal films fall (refers more)",
     "band:none": "no referral: every film gets the binary call",
@@ -263,7 +271,7 @@ def explore_threshold(served: Served, frame: pd.DataFrame, labels: np.ndarray, r
                 explored["fp"],
                 explored["fn"],
                 explored["tp"],
-                f"Confusion matrix at threshold {threshold:.2f} — click a cell to see its images",
+                f"At threshold {threshold:.3f}: click a cell to see its films",
             ),
             width="stretch",
             on_select="rerun",

@@ -59,7 +59,8 @@ else:
     st.dataframe(pd.DataFrame(table), width="stretch")  # one row per metric: fits any window
     st.caption(
         f"Validation threshold {meta.get('threshold', 0):.3f}: {meta.get('threshold_rule', 'not recorded')}. Calibration "
-        f"temperature {meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% bootstrap intervals. The saliency "
+        f"temperature {meta.get('temperature', 1):.3f} fitted on validation. Brackets: 95% intervals by patient "
+        "(exact for proportions, a patient bootstrap for the AUCs). The saliency "
         "sanity check's results are in the card below."
     )
 st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())

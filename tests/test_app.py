@@ -172,6 +172,23 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     assert set(table["operating point"]) == {"validation"}
 
 
+def test_byte_identical_films_each_get_their_section_and_are_named_the_same_film(app_env):
+    at = run_page()
+    film = encode(synthetic_xray(160, seed=5))
+    uploads = [
+        ("film.png", film, "image/png"),
+        ("copy_of_film.png", film, "image/png"),
+        ("other.png", encode(synthetic_xray(140, seed=6)), "image/png"),
+    ]
+    at.file_uploader(key="uploads_0").set_value(uploads).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.subheader if s.value.endswith(".png")] == ["film.png", "copy_of_film.png", "other.png"]
+    assert len(probability_lines(at)) == 3  # every film its answer, its scale and its report
+    assert any("The same film as film.png" in i.value for i in at.info)
+    table = at.dataframe[0].value
+    assert table.loc[0, "P(pneumonia)"] == table.loc[1, "P(pneumonia)"] != ""
+
+
 def test_every_added_film_is_classified_in_pages_of_twelve_and_one_click_clears_the_batch(app_env):
     at = run_page()
     first = [(f"first_{i}.png", encode(synthetic_xray(96, seed=i)), "image/png") for i in range(12)]

@@ -73,7 +73,11 @@ def decision_words(prediction: Prediction) -> str:
 
 
 def probability_words(prediction: Prediction) -> str:
-    """P(pneumonia) beside the threshold it is judged against, e.g. "86.4%, below the threshold of 86.5%"."""
+    """P(pneumonia) beside what it is judged against: the referral band when the film is referred ("61.2%, inside
+    the referral band 46.5%–92.9%"), else the threshold ("86.4%, below the threshold of 86.5%")."""
+    if prediction.referred:
+        low, high = prediction.band
+        return f"{prediction.probability:.1%}, inside the referral band {low:.1%}–{high:.1%}"
     side = "at or above" if prediction.probability >= prediction.threshold else "below"
     return f"{prediction.probability:.1%}, {side} the threshold of {prediction.threshold:.1%}"
 

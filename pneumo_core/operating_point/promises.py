@@ -112,7 +112,7 @@ def promise(
         specificity=1 - share_beyond(normal >= threshold, next_n, 0),
         decided_sensitivity=1 - share_beyond(decided_p < low, _scaled(len(decided_p), n_p, next_p), 1),
         decided_specificity=1 - share_beyond(decided_n >= high, _scaled(len(decided_n), n_n, next_n), 0),
-        referred=share_beyond(referred, next_p + next_n, None),
+        referred=share_beyond(referred, next_p + next_n, None) if low < high else 0.0,  # no band: none referred
         missed_by_normal=share_beyond(pneumonia < low, next_p, 1),
         normal_called_pneumonia=share_beyond(normal >= high, next_n, 0),
         next_films=next_p + next_n,

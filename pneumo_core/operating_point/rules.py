@@ -18,7 +18,7 @@ from pneumo_core.operating_point.promises import next_counts
 from pneumo_core.store.profiles import ProfileError
 
 DEFAULT_RULE = "sensitivity-bound:0.9"
-DEFAULT_BAND = "band:0.92/0.88"
+DEFAULT_BAND = "band:0.92/0.85"
 
 
 @dataclass(frozen=True)
