@@ -69,6 +69,7 @@ def require_key(request: Request) -> None:
     given = _given_key(request)
     if not keys:
         raise Problem(401, "An API key is required", f"Requests from other machines need a key: set {API_KEYS_ENV}.")
+    request.app.state.rate_limit.refuse_locked_out(request)  # while locked out, no key is tried: a hit looks like a miss
     if given is None or not any(password_matches(given, key) for key in keys):
         request.app.state.rate_limit.failed_authentication(request)
         raise Problem(
@@ -104,6 +105,18 @@ class RateLimit:
         """Count a wrong or missing key against the client's address: 429 once it guesses too often."""
         self._hit(self.failed, "failed:" + _address(request))
 
+    def refuse_locked_out(self, request: Request) -> None:
+        """429 for an address that used up its failed authentications, whatever key it sends now (the right one
+        included), until its window frees a slot."""
+        identity = "failed:" + _address(request)
+        limiter = self.local if time.monotonic() < self._store_down_until else self.limiter
+        try:
+            locked = not limiter.test(self.failed, identity)
+        except StorageError:
+            locked = not self.local.test(self.failed, identity)
+        if locked:
+            self._refuse(limiter, self.failed, identity)
+
     def _hit(self, item: RateLimitItem, identity: str) -> None:
         limiter = self.local if time.monotonic() < self._store_down_until else self.limiter
         try:
@@ -114,8 +127,12 @@ class RateLimit:
             limiter = self.local
             allowed = limiter.hit(item, identity)
         if not allowed:
-            try:
-                wait = max(1, math.ceil(limiter.get_window_stats(item, identity).reset_time - time.time()))
-            except StorageError:  # the store went down between the two calls: the whole window, to be safe
-                wait = item.get_expiry()
-            raise Problem(429, "Too many requests", f"The limit is {item}; try again in {wait} s.", {"Retry-After": str(wait)})
+            self._refuse(limiter, item, identity)
+
+    @staticmethod
+    def _refuse(limiter: MovingWindowRateLimiter, item: RateLimitItem, identity: str) -> None:
+        try:
+            wait = max(1, math.ceil(limiter.get_window_stats(item, identity).reset_time - time.time()))
+        except StorageError:  # the store went down between the two calls: the whole window, to be safe
+            wait = item.get_expiry()
+        raise Problem(429, "Too many requests", f"The limit is {item}; try again in {wait} s.", {"Retry-After": str(wait)})

@@ -402,7 +402,7 @@ def test_a_tampered_model_file_is_refused_with_a_message(monkeypatch, tiny_model
 
 def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_path):
     at = run_page("app_pages/metrics.py")
-    assert "95% bootstrap intervals" in texts(at)
+    assert "95% intervals by patient" in texts(at)
     published = next(f.value for f in at.dataframe if "reference (official 624-image test split)" in f.value)
     assert all(isinstance(v, str) for column in published.columns[1:] for v in published[column])  # one type a column
     metric_names = set(next(f.value for f in at.dataframe if "metric" in f.value)["metric"])

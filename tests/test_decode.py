@@ -164,3 +164,13 @@ def test_very_large_film_decodes_and_canonicalizes():
     decoded = decode_image(encode(big, "PNG"))
     assert decoded.shape == (3000, 3000)
     assert canonicalize(decoded).shape == (224, 224)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "TIFF", "BMP"])
+def test_a_palette_film_of_any_size_decodes_like_its_grey_original(fmt):
+    """Films saved with a palette (mode P) at 512 px and more were refused as damaged: Pillow cannot reduce mode P."""
+    grey = synthetic_xray(640, seed=3)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).convert("P").save(buffer, format=fmt)
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.shape == grey.shape and np.abs(decoded.astype(int) - grey.astype(int)).mean() < 2

@@ -221,7 +221,9 @@ def test_guessing_keys_is_rate_limited_and_unverified_tokens_name_no_client(tiny
     monkeypatch.setenv("PNEUMO_API_KEYS", "the-key")
     with TestClient(create_app(tiny_model_dir, "1000/minute"), client=("10.0.0.7", 1)) as client:
         statuses = [client.get("/v1/model", headers={"Authorization": f"Bearer guess-{i}"}).status_code for i in range(30)]
+        right_key = client.get("/v1/model", headers={"Authorization": "Bearer the-key"})
     assert statuses[:allowed] == [401] * allowed and set(statuses[allowed:]) == {429}
+    assert right_key.status_code == 429 and "Retry-After" in right_key.headers  # locked out: the right key too
     monkeypatch.delenv("PNEUMO_API_KEYS")
     with TestClient(create_app(tiny_model_dir, "2/minute"), client=("127.0.0.1", 1)) as client:  # no key needed here
         statuses = [client.get("/v1/model", headers={"Authorization": f"Bearer random-{i}"}).status_code for i in range(3)]

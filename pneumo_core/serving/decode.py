@@ -144,12 +144,18 @@ def _oriented(gray: np.ndarray, orientation: int) -> np.ndarray:
     return gray if method is None else np.asarray(Image.fromarray(gray).transpose(method))
 
 
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+"""The modes :meth:`PIL.Image.Image.reduce` works on; others are converted to RGB before the colourfulness thumbnail."""
+
+
 def _colourfulness(image: Image.Image) -> float:
     """Hasler & Süsstrunk's colourfulness of a small RGB thumbnail (0 for a gray picture)."""
     if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
         return 0.0
+    if image.mode not in REDUCIBLE_MODES:  # a palette (P, PA), LAB, HSV...: Pillow cannot reduce it as it is
+        image = image.convert("RGB")
     factor = max(1, max(image.size) // 256)
-    thumbnail = (image.reduce(factor) if factor > 1 else image).convert("RGB")  # never a full-size RGB copy
+    thumbnail = (image.reduce(factor) if factor > 1 else image).convert("RGB")  # no full-size RGB copy of RGB modes
     thumbnail.thumbnail((128, 128))
     rgb = np.asarray(thumbnail, dtype=np.float64)
     rg = rgb[..., 0] - rgb[..., 1]
