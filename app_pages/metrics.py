@@ -100,12 +100,13 @@ def external_validity(
         )
     predicted, observed, _ = reliability_curve(labels, scores)
     internal_point = (1 - internal["specificity"], internal["sensitivity"])
-    roc_curves = [("internal test", *(curve.tolist() for curve in roc), internal_point)]
+    roc_curves = [(f"internal test (threshold {metadata['threshold']:.3f})", *(curve.tolist() for curve in roc), internal_point)]
     reliability_curves = [("internal test", predicted.tolist(), observed.tolist())]
     for profile in profiles:
         diagnostics = profile.diagnostics
         point = (1 - profile.metrics["specificity"], profile.metrics["sensitivity"])
-        roc_curves.append((f"site {profile.name}", diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], point))
+        name = f"site {profile.name} (threshold {profile.threshold:.3f})"
+        roc_curves.append((name, diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], point))
         reliability_curves.append(
             (f"site {profile.name}", diagnostics["reliability"]["predicted"], diagnostics["reliability"]["observed"])
         )

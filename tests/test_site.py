@@ -148,6 +148,17 @@ def test_calibrate_writes_a_profile_whose_metrics_predict_reproduces(capsys, mod
     ]
     assert all(r["referral_band"] == [round(low, 6), round(high, 6)] for r in answered)
 
+    # predict's records with their truth are score records: calibrate --scores fits the same operating point
+    assert all(isinstance(r["logit"], float) for r in answered)
+    scores = site_folder.parent / "north-scores.jsonl"
+    scores.write_text("\n".join(json.dumps({**r, "truth": r["file"].split("/")[-2]}) for r in records if "label" in r))
+    code, out, _ = run_cli(capsys, "calibrate", "--scores", scores, "--json", "--rule", "youden")
+    fitted = json.loads(out)
+    assert code == 0 and fitted["threshold"] == pytest.approx(profile["threshold"], abs=1e-5)
+    assert fitted["referral_band"] == pytest.approx([low, high], abs=1e-5) and fitted["promise"] == pytest.approx(
+        {key: profile["promise"][key] for key in fitted["promise"]}
+    )
+
 
 def test_activation_changes_every_default_and_can_be_undone(capsys, model_dir, site_folder):
     assert Predictor.load(model_dir).operating_point == "validation"
