@@ -18,6 +18,7 @@ from pneumo_core.operations.monitor import (
     MIN_ANSWERS,
     PSI_ALERT,
     drift_report,
+    drift_verdict,
     model_window,
     parse_since,
     validation_reference,
@@ -61,12 +62,13 @@ def distribution(title: str, reference: np.ndarray | None, current: np.ndarray, 
 
 def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits) -> None:
     drift = report["drift"]
-    if drift["alert"]:
-        st.error("**Drift alert**: the films answered differ from the validation films.", icon=":material/warning:")
-    elif report["answers"] < MIN_ANSWERS:
-        st.info(f"{counted(report['answers'], 'answer')} in this window: drift is judged from {MIN_ANSWERS} on.")
+    kind, sentence = drift_verdict(report)
+    if kind == "alert":
+        st.error(sentence, icon=":material/warning:")
+    elif kind == "waiting":
+        st.info(sentence)
     else:
-        st.success("No drift: the films answered look like the validation films.", icon=":material/check_circle:")
+        st.success(sentence, icon=":material/check_circle:")
     st.dataframe(
         pd.DataFrame(
             [

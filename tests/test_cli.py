@@ -200,3 +200,19 @@ def test_folder_commands_draw_a_progress_bar_on_a_terminal_only(tiny_model_dir, 
     assert main(args + (["--quiet"] if quiet else [])) == 0
     drawn = terminal.getvalue()
     assert ("2/2" in drawn and "film" in drawn) != quiet  # done/total and the rate's unit
+
+
+def test_a_pipe_and_a_huge_file_are_refused_from_their_stat_before_any_read(capsys, tiny_model_dir, tmp_path):
+    """A FIFO would block a read forever, a 4 GB file fill memory: each gets its own record, the good film its answer."""
+    import os
+
+    fifo, huge, good = tmp_path / "pipe.png", tmp_path / "huge.dcm", tmp_path / "good.png"
+    os.mkfifo(fifo)
+    with open(huge, "wb") as handle:
+        handle.truncate(4 * 2**30)  # sparse: 4 GB long, no disk used
+    good.write_bytes(encode(synthetic_xray(128, seed=1)))
+    code = main(["predict", "--model", str(tiny_model_dir), str(fifo), str(huge), str(good)])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1 and [r["file"] for r in records] == [str(fifo), str(huge), str(good)]
+    assert "not a regular file" in records[0]["error"] and "too large (4096 MB" in records[1]["error"]
+    assert records[2]["label"] in ("NORMAL", "PNEUMONIA")

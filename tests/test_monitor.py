@@ -167,3 +167,16 @@ def test_the_later_collection_raises_the_drift_alert_and_held_out_patients_do_no
     report = _report(capsys, tmp_path / "site.db")
     assert report["answers"] == len(site) and report["drift"]["alert"], report
     assert {s["name"] for s in report["drift"]["signals"]} == {"feature distance", "logit"}
+
+
+def test_withheld_films_never_bring_a_window_to_an_all_clear():
+    """52 answers of which 4 withheld: the signals saw 48 films, so the headline waits; it never says "no drift"
+    below the minimum, and an alert is said whatever the count."""
+    signals = [{"name": name, "n": 48, "alert": False} for name in ("logit", "feature distance")]
+    report = {"answers": 52, "drift": {"alert": False, "signals": signals}}
+    kind, sentence = monitor.drift_verdict(report)
+    assert kind == "waiting" and "48 of 50" in sentence and "No drift" not in sentence
+    report["drift"]["signals"] = [{**signal, "n": 50} for signal in signals]
+    assert monitor.drift_verdict(report)[0] == "clear"
+    report["drift"]["alert"] = True
+    assert monitor.drift_verdict(report)[0] == "alert"

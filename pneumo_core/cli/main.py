@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from pneumo_core.common.films import IMAGE_SUFFIXES
 from pneumo_core.config import SERVING_RUNTIMES as RUNTIMES
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.serving.cams import METHOD_NAMES
-from pneumo_core.serving.decode import ImageDecodeError
+from pneumo_core.serving.decode import MAX_FILE_BYTES, ImageDecodeError
 from pneumo_core.store.model_dir import ModelLoadError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -214,12 +215,21 @@ def folder_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
 
 
 def read_file(path: Path) -> bytes | ImageDecodeError:
+    """A file's bytes, or why it is not read: what is not a regular file (a folder, a pipe, a device) and a file over
+    :data:`~pneumo_core.serving.decode.MAX_FILE_BYTES` are refused from their ``stat``, before any byte is read."""
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            return ImageDecodeError("This is a folder, not a file.")
+        if not stat.S_ISREG(info.st_mode):
+            return ImageDecodeError("This is not a regular file (a pipe, a device or a socket): it is not read.")
+        if info.st_size > MAX_FILE_BYTES:
+            return ImageDecodeError(
+                f"The file is too large ({info.st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB)."
+            )
         return path.read_bytes()
     except FileNotFoundError:
         return ImageDecodeError("No such file.")
-    except IsADirectoryError:
-        return ImageDecodeError("This is a folder, not a file.")
     except OSError as error:
         return ImageDecodeError(f"The file cannot be read ({error.strerror or error}).")
 
