@@ -123,10 +123,10 @@ if served is None:
     st.error(f"No model is available, so nothing can be classified. {problem}")
     st.stop()
 
-# Results live in this session only, keyed by the files' content and the model and operating point that answered
-# (sliders re-render without re-running the model; a promotion or a new site profile answers again).
+# Results live in this session only, keyed by the files' content and everything that changes an answer (sliders
+# re-render without re-running the model; a promotion, a quantize or a new site profile answers again).
 cache: dict[str, Case] = st.session_state.setdefault("cases", {})
-answering = f"{served.metadata.get('model_sha256')}|{served.predictor.operating_point}|{served.predictor.threshold}".encode()
+answering = served.predictor.answer_key.encode()
 digests = [hashlib.sha256(answering + payload).hexdigest() for _, payload in named_payloads]
 missing = list(dict((d, item) for d, item in zip(digests, named_payloads) if d not in cache).items())
 if missing:

@@ -88,3 +88,17 @@ def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_p
     future = save_model_dir(model, tmp_path / "future", {**metadata, "preprocessing": {"intensity_mode": "clahe"}})
     with pytest.raises(ModelLoadError, match="Unknown intensity mode 'clahe'.*Update pneumo to serve this model"):
         Predictor.load(future, runtime="tensorflow")
+
+
+def test_the_answer_key_changes_with_everything_that_changes_an_answer(tiny_model_dir):
+    """Kept answers are keyed on it: a re-calibration that keeps the threshold or a new band must not leave stale
+    answers in an open session; the same model loaded again keeps its key."""
+    from pneumo_core.serving.predictor import Predictor
+
+    predictor = Predictor.load(tiny_model_dir)
+    original = predictor.answer_key
+    assert Predictor.load(tiny_model_dir).answer_key == original and predictor.runtime in original
+    predictor.temperature *= 2  # a new temperature, the same threshold
+    with_temperature = predictor.answer_key
+    predictor.referral_band = (0.2, 0.9)  # a new band
+    assert len({original, with_temperature, predictor.answer_key}) == 3

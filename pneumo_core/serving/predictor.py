@@ -106,6 +106,15 @@ class Predictor:
         return self.network.runtime
 
     @property
+    def answer_key(self) -> str:
+        """Everything that changes an answer, as one string: the model file, the runtime (int8 and float32 differ),
+        the operating point, threshold, temperature and band, and the not-an-X-ray limit. Answers kept under
+        another key are stale."""
+        limit = self.density.limit if self.density else None
+        parts = (self.metadata.get("model_sha256"), self.runtime, self.operating_point, self.threshold, self.temperature)
+        return "|".join(str(part) for part in (*parts, *self.band, limit))
+
+    @property
     def promise(self) -> dict[str, Any] | None:
         """The site profile's promise about the site's next films, when the profile sets the operating point."""
         return self.profile.promise or None if self.profile and self.operating_point == self.profile.operating_point else None
