@@ -45,13 +45,13 @@ ANSWERING = {"response_model_exclude_unset": True, "tags": ["answers"], "respons
 router = APIRouter()
 
 
-@router.get("/healthz", response_model=Health, tags=["health"])
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["health"])
 def healthz() -> Health:
     """The process is alive."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, tags=["health"], responses=documented(503))
+@router.api_route("/readyz", methods=["GET", "HEAD"], response_model=Health, tags=["health"], responses=documented(503))
 def readyz(request: Request) -> Health:
     """The model is loaded and warmed up (503 until then)."""
     request.app.state.model.get()

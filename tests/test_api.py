@@ -45,6 +45,7 @@ def no_configured_keys(monkeypatch, tmp_path):
 def test_health_ready_and_model(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/readyz").json() == {"status": "ready"}
+    assert api.head("/readyz").status_code == api.head("/healthz").status_code == 200  # load balancers probe with HEAD
     info = api.get("/v1/model").json()
     assert info["name"] == "tiny-test-model" and info["operating_point"] == "validation" and info["input_size"] == 64
     assert len(info["model_sha256"]) == 64 and info["threshold"] == 0.5
@@ -58,6 +59,7 @@ def test_predict_answers_each_file_and_explains_bad_ones(api):
     assert body["model"] == "tiny-test-model" and body["operating_point"] == "validation"
     first, second = body["results"]
     assert first["file"] == "a.png" and first["label"] in ("NORMAL", "PNEUMONIA") and 0 <= first["probability"] <= 1
+    assert isinstance(first["logit"], float) and "promise" not in first  # no site promise at the validation point
     assert set(second) == {"file", "error"} and "damaged" in second["error"]
 
 
