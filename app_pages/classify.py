@@ -89,7 +89,7 @@ uploads = st.file_uploader(
 def clear_batch() -> None:
     """Empty the uploader and forget the example, every answer and every heat map of this session."""
     st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
-    for key in ("example", "cases", "cams", "film_page"):
+    for key in ("example", "cases", "answered_at", "cams", "film_page"):
         st.session_state.pop(key, None)
 
 
@@ -126,6 +126,7 @@ if served is None:
 # Results live in this session only, keyed by the files' content and everything that changes an answer (sliders
 # re-render without re-running the model; a promotion, a quantize or a new site profile answers again).
 cache: dict[str, Case] = st.session_state.setdefault("cases", {})
+times: dict[str, str] = st.session_state.setdefault("answered_at", {})  # when each film was answered (UTC)
 answering = served.predictor.answer_key.encode()
 digests = [hashlib.sha256(answering + payload).hexdigest() for _, payload in named_payloads]
 missing = list(dict((d, item) for d, item in zip(digests, named_payloads) if d not in cache).items())
@@ -145,14 +146,17 @@ if missing:
         record_answers(answered, served.predictor, "app", seconds)  # no image, no file name
         if (shadow := shadow_challenger()) is not None:
             shadow.submit(answered, served.predictor, seconds, "app")  # scored afterwards, in the background
+        answered_at = datetime.now(UTC).isoformat(timespec="seconds")
         for (digest, _), case in zip(page, answered):
             cache[digest] = case
+            times[digest] = answered_at
     progress.empty()
 cases = [replace(cache[d], name=name) for d, (name, _) in zip(digests, named_payloads)]
 
 cams: dict[tuple[str, str, str], object] = st.session_state.setdefault("cams", {})
 for digest in [d for d in cache if d not in digests]:  # a removed file is forgotten, image and maps alike
     del cache[digest]
+    times.pop(digest, None)
 for key in [k for k in cams if k[0] not in digests]:
     del cams[key]
 
@@ -172,11 +176,11 @@ def cam_for(served: Served, cams: dict, digest: str, case: Case, method: str, ev
     return cams[key]
 
 
-def results_table(served: Served, cases: list[Case]) -> pd.DataFrame:
-    """One row per file, for one film as for many: no label for a failed file or a withheld verdict, and why."""
-    answered_at = datetime.now(UTC).isoformat(timespec="seconds")
+def results_table(served: Served, cases: list[Case], answered_at: list[str]) -> pd.DataFrame:
+    """One row per file, for one film as for many: no label for a failed file or a withheld verdict, and why; each
+    with the time its answer was given."""
     rows = []
-    for c in cases:
+    for c, when in zip(cases, answered_at):
         verdict = c.verdict
         low, high = c.prediction.band if c.prediction else (None, None)
         rows.append(
@@ -191,7 +195,7 @@ def results_table(served: Served, cases: list[Case]) -> pd.DataFrame:
                 "model": served.metadata.get("name", "unnamed"),
                 "reason no label": c.error or c.withheld or "",
                 "warnings": " | ".join(c.warnings),
-                "time (UTC)": answered_at,
+                "time (UTC)": when,
             }
         )
     return pd.DataFrame(rows)
@@ -216,7 +220,7 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
     )
 
 
-table = results_table(served, cases)
+table = results_table(served, cases, [times.get(d, "") for d in digests])
 st.subheader("Results")
 st.dataframe(table, hide_index=True, width="stretch")
 # No rerun on a download: a rerun would replace the reports' deferred files while another click may be on its way.

@@ -10,6 +10,8 @@ import streamlit as st
 from pneumo_core import DISCLAIMER
 from pneumo_core.serving.answers import Prediction
 
+REFER_ASKS = "have a radiologist read this film"
+"""What a REFER decision asks of the reader, in the same words on every surface (page, table, CSV, PDF)."""
 CALM_BLUE, CALM_AMBER, GREY = "#1f5f8b", "#b7791f", "#8a99a6"
 
 
@@ -68,7 +70,7 @@ def probability_scale(prediction: Prediction) -> go.Figure:
 def decision_words(prediction: Prediction) -> str:
     """The decision in the words every surface uses (page, table, CSV, PDF): the class, or the referral and why."""
     if prediction.referred:
-        return f"REFER: uncertain, needs a radiologist (leaning {prediction.label})"
+        return f"REFER: {REFER_ASKS} (the model leans {prediction.label})"
     return prediction.decision
 
 
@@ -108,5 +110,5 @@ def ceil_percent(share: float) -> int:
 def verdict_text(prediction: Prediction) -> str:
     """The decision as the page's headline (Markdown)."""
     if prediction.referred:
-        return f"**Refer** · uncertain, needs a radiologist (leaning {prediction.label})"
+        return f"**REFER**: {REFER_ASKS} (the model leans {prediction.label})"
     return f"**{prediction.decision}**"
