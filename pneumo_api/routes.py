@@ -82,7 +82,13 @@ async def _payloads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
         raise Problem(422, "No file was sent", "Send one or more files in the multipart field 'files'.")
     if len(files) > MAX_FILES_PER_REQUEST:
         raise Problem(422, "Too many files", f"At most {MAX_FILES_PER_REQUEST} files per request.")
-    return [(upload.filename or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
+    return [(_printable(upload.filename) or f"file{i}", await upload.read()) for i, upload in enumerate(files)]
+
+
+def _printable(name: str | None) -> str | None:
+    """A file name as JSON can carry it: a client-chosen multipart charset can decode one into lone surrogates, which
+    become "?" here instead of failing the whole response."""
+    return name.encode("utf-8", "replace").decode("utf-8") if name else name
 
 
 def _answer(request: Request, served: Predictor, payloads: list[tuple[str, bytes]], with_maps: bool) -> list[Case]:

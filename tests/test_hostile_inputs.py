@@ -271,3 +271,23 @@ def test_the_docs_page_loads_nothing_from_outside(api_client):
     assert sources and all(source.startswith("/") for source in sources), sources  # this server only, no CDN
     for source in sources:
         assert api_client.get(source).status_code == 200, source
+
+
+@pytest.mark.parametrize("route", ["/v1/predict", "/v1/explain"])
+def test_a_client_chosen_charset_decoding_names_to_lone_surrogates_loses_no_answer(api_client, route):
+    """``charset=unicode_escape`` turns a part named ``\\ud800.jpeg`` into a lone surrogate that JSON cannot carry:
+    the name is answered with "?" in its place, never a 500 that loses the batch."""
+    film = encode(synthetic_xray(96, seed=4), "JPEG")
+    count, field = (1, b"file") if route.endswith("explain") else (3, b"files")
+    body = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="' + field + b'"; filename="\\ud800-' + str(i).encode() + b'.jpeg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + film + b"\r\n"
+        for i in range(count)
+    )
+    body += b"--b--\r\n"
+    response = api_client.post(
+        route, content=body, headers={"content-type": "multipart/form-data; charset=unicode_escape; boundary=b"}
+    )
+    assert response.status_code == 200, response.text[:300]
+    results = response.json()["results"] if "results" in response.json() else [response.json()["result"]]
+    assert len(results) == count and all(r.get("label") in ("NORMAL", "PNEUMONIA") for r in results)
