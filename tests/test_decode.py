@@ -174,3 +174,19 @@ def test_a_palette_film_of_any_size_decodes_like_its_grey_original(fmt):
     Image.fromarray(grey).convert("P").save(buffer, format=fmt)
     decoded = decode_image(buffer.getvalue())
     assert decoded.shape == grey.shape and np.abs(decoded.astype(int) - grey.astype(int)).mean() < 2
+
+
+def test_decoding_never_switches_the_process_warning_filters(monkeypatch):
+    """Warning filters are process-wide: a decode that switched them (``catch_warnings``) in one thread changed the
+    record of a file decoded at the same time in another. A bomb is still refused from its header."""
+    from types import SimpleNamespace
+
+    from pneumo_core.serving import decode
+
+    def shared_state(*args, **kwargs):
+        raise AssertionError("a decode switched the process-wide warning filters")
+
+    monkeypatch.setattr(decode, "warnings", SimpleNamespace(catch_warnings=shared_state, simplefilter=shared_state))
+    assert decode_image(encode(synthetic_xray(128, seed=2))).shape == (128, 128)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        decode_image(png_declaring(12_000, 12_000))  # 144 megapixels: Pillow only warns, the header check refuses

@@ -20,6 +20,10 @@ MAX_FILE_BYTES = 30 * 1024 * 1024
 
 MAX_PIXELS = 50_000_000
 """Largest image accepted (e.g. 7000 × 7000), checked from the header before decoding."""
+# Pillow warns of a decompression bomb from 89 megapixels; the header check refuses far less, so its warning says
+# nothing to a user. Ignored once for the process: a filter switched per decode (catch_warnings) is shared by every
+# thread and leaked between concurrent decodes.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 MIN_SIDE = 32
 """Smallest side accepted: anything smaller carries no diagnostic detail."""
@@ -75,19 +79,17 @@ def _check_pixel_count(width: int, height: int) -> None:
 
 def _decode_raster(data: bytes) -> DecodedImage:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                _check_pixel_count(*image.size)  # header only: nothing allocated yet
-                image.load()
-                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-                colourfulness = _colourfulness(image)
-                gray, alpha = _gray_and_alpha(image)  # 8-bit planes: the decoded pixels can go
-            del image
-            return DecodedImage(_oriented(_over_black(gray, alpha), orientation), colourfulness)
+        with Image.open(io.BytesIO(data)) as image:
+            _check_pixel_count(*image.size)  # header only: nothing allocated yet
+            image.load()
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            colourfulness = _colourfulness(image)
+            gray, alpha = _gray_and_alpha(image)  # 8-bit planes: the decoded pixels can go
+        del image
+        return DecodedImage(_oriented(_over_black(gray, alpha), orientation), colourfulness)
     except ImageDecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageDecodeError(
             f"The image declares an implausibly large size (over {MAX_PIXELS / 1e6:.0f} megapixels) and was refused."
         ) from None
