@@ -65,17 +65,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--next-films must be at least 2")
     manifest = read_manifest(args.patients) if args.patients else None
     if args.scores is not None:
-        sample = sample_from_records(read_text_lines(args.scores), manifest)
-        point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
-        if args.json:
-            print(json.dumps(point.as_json()))
-        if args.site is None:
-            if not args.json:
-                print(promise_table(point.promise.as_dict()))
-                for line in [*point.shortfalls, *sample.notes]:
-                    print(line)
-            return EXIT_OK
-        metadata, reference, runtime, errors = read_metadata(model_dir), None, "scores file", {}
+        sample, errors = sample_from_records(read_text_lines(args.scores), manifest), {}
+        metadata, reference, runtime = read_metadata(model_dir) if args.site else {}, None, "scores file"
     else:
         predictor = Predictor.load(model_dir, runtime=args.runtime, operating_point="validation")
         with folder_progress(args.quiet) as progress:
@@ -84,13 +75,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
         sample, errors = sample_from_folder(scores, manifest), scores.errors
         metadata, runtime = predictor.metadata, predictor.runtime
         reference = predictor.density.reference if predictor.density else None
-        point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
-        if args.json:
-            print(json.dumps(point.as_json()))
-    if args.site is None:
+    exit_code = EXIT_SOME_FAILED if errors else EXIT_OK
+    point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
+    if args.json:
+        print(json.dumps(point.as_json()))
+    if args.site is None:  # the operating point only: nothing written
         if not args.json:
-            print(promise_table(point.promise.as_dict()))
-        return EXIT_SOME_FAILED if errors else EXIT_OK
+            print("\n".join([promise_table(point.promise.as_dict()), *point.shortfalls, *sample.notes]))
+        return exit_code
     profile = calibrate(sample, metadata, args.site, rule, band, reference, runtime, next_films=args.next_films)
     path = save_profile(profile, model_dir)
     if args.activate:
@@ -98,7 +90,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if not args.json:
         print(profile_report(profile))
         print(f"written: {path}" + ("  (active: every entry point now uses it by default)" if args.activate else ""))
-    return EXIT_SOME_FAILED if errors else EXIT_OK
+    return exit_code
 
 
 def read_text_lines(path: Path) -> list[str]:
