@@ -178,5 +178,7 @@ def test_withheld_films_never_bring_a_window_to_an_all_clear():
     assert kind == "waiting" and "48 of 50" in sentence and "No drift" not in sentence
     report["drift"]["signals"] = [{**signal, "n": 50} for signal in signals]
     assert monitor.drift_verdict(report)[0] == "clear"
+    report["drift"]["signals"][1]["n"] = 0  # no feature reference: a signal without data judges nothing
+    assert monitor.drift_verdict(report)[0] == "clear"
     report["drift"]["alert"] = True
     assert monitor.drift_verdict(report)[0] == "alert"

@@ -146,10 +146,10 @@ def drift_report(window: dict[str, np.ndarray], reference_distances: np.ndarray,
 
 def drift_verdict(report: dict) -> tuple[str, str]:
     """The drift report's headline: ``("alert" | "waiting" | "clear", sentence)``. "clear" only when every signal
-    was judged on at least :data:`MIN_ANSWERS` films: films withheld as not an X-ray count for no signal, so
-    they never bring a window to the minimum."""
+    with data (a model without a feature reference has no distances) was judged on at least :data:`MIN_ANSWERS`
+    films: films withheld as not an X-ray count for no signal, so they never bring a window to the minimum."""
     drift = report["drift"]
-    judged = min((signal["n"] for signal in drift["signals"]), default=0)
+    judged = min((signal["n"] for signal in drift["signals"] if signal["n"]), default=0)
     if drift["alert"]:
         return "alert", "**Drift alert**: the films answered differ from the validation films."
     if judged < MIN_ANSWERS:
