@@ -347,6 +347,10 @@ def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, m
         time.sleep(ui.access._THROTTLE.retry_after() + 0.1)
         unlock(at, "s3cret")
         assert operator_controls(at) == ["Start training"]
+        assert not [t for t in at.text_input if t.label == "Operator password"]  # the box is gone at once
+        assert any("Signed in as operator" in s.value for s in at.success)
+        next(b for b in at.button if b.label == "Sign out").click().run()
+        assert operator_controls(at) == [] and [t for t in at.text_input if t.label == "Operator password"]
 
 
 def test_operator_actions_refuse_a_viewer_and_are_logged_for_an_operator(app_env, tmp_path):

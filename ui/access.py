@@ -62,11 +62,23 @@ def _password_form() -> None:
     outcome = throttle.check(given, operator_password() or "")
     if outcome:
         st.session_state[SESSION_KEY] = True
+        st.rerun()  # the page again, signed in: the password box goes at once
     elif outcome is None:
         st.error(f"Too many wrong passwords: try again in {throttle.retry_after():.0f} s.", icon=":material/timer:")
     else:
         wait = throttle.retry_after()
         st.error("Wrong password." + (f" The next try is accepted in {wait:.0f} s." if wait else ""))
+
+
+def signed_in_status() -> None:
+    """For a session signed in with the operator password: say so, and offer to sign out (drawn once, in the
+    sidebar)."""
+    if current_mode() is not OperatorMode.PASSWORD or not st.session_state.get(SESSION_KEY):
+        return
+    st.success("Signed in as operator.", icon=":material/lock_open:")
+    if st.button("Sign out", key="operator_sign_out", icon=":material/logout:"):
+        st.session_state.pop(SESSION_KEY, None)
+        st.rerun()
 
 
 class OperatorRequired(PermissionError):
