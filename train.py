@@ -119,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         candidate = trainer.run()
     except BaseException as error:  # noqa: BLE001 - every ending must leave a readable final state
-        message = CANCELLED if isinstance(error, (KeyboardInterrupt, SystemExit)) else f"{type(error).__name__}: {error}"
+        cancelled = isinstance(error, (KeyboardInterrupt, SystemExit))
+        message = CANCELLED if cancelled else f"{type(error).__name__}: {error}"
         trainer.progress.emit("failed", error=message)
-        logging.error("training failed: %s", message)
+        if cancelled:
+            logging.info("training cancelled")  # asked for: no error in the log
+        else:
+            logging.error("training failed: %s", message)
         return 143 if isinstance(error, SystemExit) else 1
     if not trainer.role.is_chief:
         print(json.dumps({"worker": trainer.role.index, "run_dir": str(trainer.run_dir)}))  # the chief has the model

@@ -182,3 +182,37 @@ def test_the_start_is_described_step_by_step_with_its_time():
     assert "compiling the training graph, then the first step (2 min 10 s so far)" in describe(
         JobStatus("running", [start, compiling]), t0 + 200
     )
+
+
+def test_a_cancelled_run_logs_no_error_and_a_failed_one_does(monkeypatch, caplog):
+    """Cancel is asked for: the log says 'training cancelled', not 'ERROR ... training failed: cancelled'."""
+    import logging
+    from types import SimpleNamespace
+
+    import train as train_py
+    from pneumo_core.training import trainer
+
+    emitted = []
+
+    def fake_trainer(error: BaseException):
+        class Fake:
+            def __init__(self, config, resume=None):
+                self.progress = SimpleNamespace(emit=lambda state, **fields: emitted.append((state, fields)))
+
+            def run(self):
+                raise error
+
+        return Fake
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(train_py.signal, "signal", lambda *args: None)  # this test process keeps its own handlers
+    monkeypatch.setattr(trainer, "Trainer", fake_trainer(SystemExit(143)))
+    assert train_py.main(["--smoke"]) == 143
+    assert "training cancelled" in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    caplog.clear()
+    monkeypatch.setattr(trainer, "Trainer", fake_trainer(RuntimeError("out of memory")))
+    assert train_py.main(["--smoke"]) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "training failed: RuntimeError: out of memory"
+    ]
+    assert [state for state, _ in emitted] == ["failed", "failed"]
