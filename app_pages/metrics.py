@@ -299,7 +299,13 @@ def reliability_figure(labels: np.ndarray, scores: np.ndarray, ece: float) -> go
         }
     )
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
-    figure.add_scatter(x=predicted_mean, y=observed, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
+    figure.add_scatter(
+        x=predicted_mean,
+        y=observed,
+        mode="lines+markers",
+        name="model",
+        text=[f"{c} film" + ("" if c == 1 else "s") for c in counts],
+    )
     return figure
 
 
@@ -326,7 +332,7 @@ def misclassified_films(
     cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
     truth, called = CELLS[cell]
     chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]
-    st.caption(f"{len(chosen)} images at threshold {threshold:.2f}.")
+    st.caption(f"{len(chosen)} film" + ("" if len(chosen) == 1 else "s") + f" at threshold {threshold:.3f}.")
     root = class_root(default_data_dir(), "train")
     if not (root / CLASS_NAMES[0]).is_dir():
         st.warning(f"The data folder ({default_data_dir()}) is not available, so the images themselves cannot be shown.")

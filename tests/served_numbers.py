@@ -59,9 +59,9 @@ def _lines(metadata: dict, profile: SiteProfile) -> list[str]:
         held = f"{kept[name]['kept']:.1%}" if name in kept else "—"
         lines.append(f"| {NAMES[name]} | {side} {promise[name]:.3f} | {sample[name]:.3f} | {held} |")
     metrics, intervals = profile.metrics, profile.intervals
+    labels = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", "roc_auc": "ROC AUC"}
     cells = ", ".join(
-        f"{name.replace('_', ' ')} {metrics[name]:.3f} ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})"
-        for name in ("accuracy", "sensitivity", "specificity", "roc_auc")
+        f"{label} {metrics[name]:.3f} ({intervals[name][0]:.3f}–{intervals[name][1]:.3f})" for name, label in labels.items()
     )
     lines += [
         "",
