@@ -1,0 +1,73 @@
+# syntax=docker/dockerfile:1
+# pneumo in a container: two targets from one file.
+#   serve  the Streamlit app and the REST API on LiteRT, without TensorFlow (`docker run IMAGE app` or `... api`)
+#   train  serve plus TensorFlow and train.py, for training jobs (`docker run IMAGE train --epochs 15`)
+# Build: deploy/build-image.sh serve|train (Docker when a daemon answers, else buildah), or
+#   docker build --target serve -t pneumo:serve .
+# Behind a TLS-inspecting proxy give pip its CA bundle as a build secret, `--secret id=pip_cert,src=CA.crt`
+# (deploy/build-image.sh does): mounted for the pip steps only, never copied into the image.
+
+FROM debian:bookworm-slim AS runtime-base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# The Python environment for serving, built with pip in a stage of its own (pip and the venv module stay out of it).
+FROM runtime-base AS serve-env
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements-serve.txt /tmp/requirements/
+RUN --mount=type=secret,id=pip_cert \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install -r /tmp/requirements/requirements-serve.txt \
+ && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+
+FROM serve-env AS train-env
+COPY requirements.txt /tmp/requirements/
+RUN --mount=type=secret,id=pip_cert \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt \
+ && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+
+# What both images share: a user without privileges, the code and the served model owned by root (read-only to the
+# user), and one writable volume for everything the app writes.
+FROM runtime-base AS app-base
+RUN useradd --uid 10001 --no-create-home --home-dir /data --shell /usr/sbin/nologin pneumo \
+ && mkdir -p /data \
+ && chown pneumo:pneumo /data
+ENV PATH=/opt/venv/bin:$PATH \
+    PNEUMO_RUNS_DIR=/data/runs \
+    PNEUMO_PROFILES_DIR=/data/site_profiles \
+    MLFLOW_TRACKING_URI=sqlite:////data/mlflow.db \
+    PNEUMO_HOST=0.0.0.0 \
+    HOME=/data
+WORKDIR /app
+COPY .streamlit/config.toml .streamlit/config.toml
+COPY streamlit_app.py train.py pyproject.toml ./
+COPY pneumo_core pneumo_core
+COPY pneumo_api pneumo_api
+COPY ui ui
+COPY app_pages app_pages
+COPY examples examples
+COPY deploy/entrypoint.sh deploy/healthcheck.py deploy/
+COPY models/served models/served
+VOLUME /data
+EXPOSE 8501 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "/app/deploy/healthcheck.py"]
+ENTRYPOINT ["/app/deploy/entrypoint.sh"]
+CMD ["app"]
+
+FROM app-base AS train
+COPY --from=train-env /opt/venv /opt/venv
+USER pneumo
+
+FROM app-base AS serve
+COPY --from=serve-env /opt/venv /opt/venv
+ENV PNEUMO_TRAINING=off
+USER pneumo
