@@ -25,15 +25,22 @@ COPY requirements-serve.txt /tmp/requirements/
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install -r /tmp/requirements/requirements-serve.txt \
- && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+ && /opt/venv/bin/pip install -r /tmp/requirements/requirements-serve.txt
 
 FROM serve-env AS train-env
 COPY requirements.txt /tmp/requirements/
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
- && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt \
- && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+ && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt
+
+# Each environment without what it never runs (deploy/prune-venv.sh), ready to be copied into its image.
+FROM serve-env AS serve-venv
+COPY deploy/prune-venv.sh /tmp/
+RUN sh /tmp/prune-venv.sh /opt/venv
+
+FROM train-env AS train-venv
+COPY deploy/prune-venv.sh /tmp/
+RUN sh /tmp/prune-venv.sh /opt/venv
 
 # What both images share: a user without privileges, the code and the served model owned by root (read-only to the
 # user), and one writable volume for everything the app writes.
@@ -64,10 +71,10 @@ ENTRYPOINT ["/app/deploy/entrypoint.sh"]
 CMD ["app"]
 
 FROM app-base AS train
-COPY --from=train-env /opt/venv /opt/venv
+COPY --from=train-venv /opt/venv /opt/venv
 USER pneumo
 
 FROM app-base AS serve
-COPY --from=serve-env /opt/venv /opt/venv
+COPY --from=serve-venv /opt/venv /opt/venv
 ENV PNEUMO_TRAINING=off
 USER pneumo

@@ -36,12 +36,22 @@ image=localhost/pneumo:$target
 if ! "${bah[@]}" inspect --type image "$base" >/dev/null 2>&1 && ! "${bah[@]}" pull -q "docker.io/library/$base" >/dev/null 2>&1; then
   echo "Cannot pull $base: bootstrapping Debian bookworm locally (debootstrap, about a minute)." >&2
   command -v debootstrap >/dev/null 2>&1 || { echo "Install debootstrap (apt-get install debootstrap)." >&2; exit 1; }
-  mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-    | grep -oE 'https?://[^ ]+' | grep -v security | head -1)
+  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -1 | tr -d ' ' || true)
   rootfs=$(mktemp -d /tmp/pneumo-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
   debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # Slim as Debian's own slim image: no documentation, manuals or translations, now or from later installs.
+  cat >"$rootfs/etc/dpkg/dpkg.cfg.d/slim" <<'SLIM'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+SLIM
+  find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright -delete 2>/dev/null || true
+  rm -rf "$rootfs"/usr/share/{man,info,locale,lintian}/* "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/*
   container=$("${bah[@]}" from scratch)
   mount=$("${bah[@]}" mount "$container")
   cp -a "$rootfs"/. "$mount"/

@@ -20,6 +20,7 @@ DATA_ROOTS_ENV = "PNEUMO_DATA_ROOTS"
 MODEL_DIR_ENV = "PNEUMO_MODEL_DIR"
 MODEL_URI_ENV = "PNEUMO_MODEL_URI"
 RUNS_DIR_ENV = "PNEUMO_RUNS_DIR"
+PROFILES_DIR_ENV = "PNEUMO_PROFILES_DIR"
 RUNTIME_ENV = "PNEUMO_RUNTIME"
 LITE_THREADS_ENV = "PNEUMO_LITE_THREADS"
 BASE_WEIGHTS_ENV = "PNEUMO_BASE_WEIGHTS"
@@ -125,6 +126,13 @@ def challenger_spec() -> str | None:
 def runs_dir() -> Path:
     """Where training runs keep checkpoints, progress files and candidate models (not in git)."""
     return Path(os.environ.get(RUNS_DIR_ENV, PROJECT_ROOT / "runs"))
+
+
+def profiles_root() -> Path | None:
+    """``$PNEUMO_PROFILES_DIR``: a writable folder for site profiles when the model directory is read-only (the
+    container image); unset, each model keeps its profiles in its own directory."""
+    value = os.environ.get(PROFILES_DIR_ENV)
+    return Path(value) if value else None
 
 
 def audit_log_path() -> Path:

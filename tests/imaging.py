@@ -144,3 +144,55 @@ def harsh_crop(film: bytes) -> bytes:
     gray = np.asarray(Image.open(io.BytesIO(film)).convert("L"))
     rows, cols = gray.shape
     return encode(gray[: rows - int(rows * 0.10), int(cols * 0.10) : cols - int(cols * 0.10)], "JPEG")
+
+
+def deflated_dicom_bomb(inflated_bytes: int) -> bytes:
+    """A DICOM in the deflated transfer syntax whose dataset inflates to about ``inflated_bytes``: a small film, then a
+    private element of zeros (compressed piece by piece, so the bomb itself is never held in memory)."""
+    import zlib
+
+    from pydicom import dcmread
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(synthetic_xray(64).astype("uint16"))))
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    deflated = buffer.getvalue()
+    dataset_start = 132 + 12 + int.from_bytes(deflated[140:144], "little")
+    body = zlib.decompress(deflated[dataset_start:], -zlib.MAX_WBITS)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [compressor.compress(body + b"\xe1\x7f\x00\x10OB\x00\x00" + inflated_bytes.to_bytes(4, "little"))]
+    zeros = bytes(2**20)
+    for _ in range(inflated_bytes // len(zeros)):
+        parts.append(compressor.compress(zeros))
+    parts.append(compressor.compress(bytes(inflated_bytes % len(zeros))) + compressor.flush())
+    return deflated[:dataset_start] + b"".join(parts)
+
+
+def rescanned_jpeg(film: np.ndarray, repeats: int) -> bytes:
+    """A progressive JPEG of ``film`` whose last scan is repeated ``repeats`` more times: valid, and each repeat is
+    one more pass over the whole image for the decoder."""
+    buffer = io.BytesIO()
+    Image.fromarray(film).save(buffer, format="JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda") : data.rindex(b"\xff\xd9")]
+    return data[: data.rindex(b"\xff\xd9")] + last_scan * repeats + b"\xff\xd9"
+
+
+def encapsulated_dicom(frame: bytes, rows: int, columns: int) -> bytes:
+    """A DICOM whose header declares ``rows × columns`` 8-bit grey and whose one frame is the JPEG ``frame``."""
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(np.zeros((8, 8), dtype=np.uint16))))
+    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    dataset.Rows, dataset.Columns = rows, columns
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.PixelData = encapsulate([frame])
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -14,7 +17,16 @@ from pneumo_core.serving import predictor as predictor_module
 from pneumo_core.serving.decode import ImageDecodeError, decode_upload
 
 from .conftest import PROJECT_ROOT
-from .imaging import WINDOWED_BUT_READABLE, crafted_dicoms, encode, synthetic_xray
+from .imaging import (
+    WINDOWED_BUT_READABLE,
+    crafted_dicoms,
+    deflated_dicom_bomb,
+    dicom_bytes,
+    encapsulated_dicom,
+    encode,
+    rescanned_jpeg,
+    synthetic_xray,
+)
 
 GOOD = encode(synthetic_xray(160, seed=4), "JPEG")
 
@@ -291,3 +303,82 @@ def test_a_client_chosen_charset_decoding_names_to_lone_surrogates_loses_no_answ
     assert response.status_code == 200, response.text[:300]
     results = response.json()["results"] if "results" in response.json() else [response.json()["result"]]
     assert len(results) == count and all(r.get("label") in ("NORMAL", "PNEUMONIA") for r in results)
+
+
+def _peak_bytes(decode, data: bytes) -> tuple[object, int]:
+    """What ``decode(data)`` returned or raised, and the most memory Python and NumPy held meanwhile."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome = decode(data)
+        except ImageDecodeError as error:
+            outcome = error
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_deflated_dicom_that_inflates_to_gigabytes_is_refused_without_inflating_it():
+    bomb = deflated_dicom_bomb(200 * 2**20)  # 200 MB of zeros in about 200 KB
+    assert len(bomb) < 2**20
+    outcome, peak = _peak_bytes(decode_upload, bomb)
+    assert isinstance(outcome, ImageDecodeError) and "inflates to more than" in str(outcome)
+    assert peak < 16 * 2**20  # read in 1 MB pieces, none kept (pydicom alone holds all 200 MB)
+
+
+def test_a_small_deflated_dicom_still_decodes():
+    assert decode_upload(deflated_dicom_bomb(2**20)).gray.shape == (64, 64)
+
+
+def test_a_jpeg_repeating_its_scans_is_refused_at_once_and_an_ordinary_progressive_one_decodes():
+    film = np.asarray(synthetic_xray(96, seed=2))
+    film = np.kron(film, np.ones((20, 20), dtype=np.uint8))  # 1920 px: each scan is a pass over 3.7 megapixels
+    assert decode_upload(rescanned_jpeg(film, 0)).gray.shape == film.shape
+    hostile = rescanned_jpeg(film, 200)
+    started = time.perf_counter()
+    with pytest.raises(ImageDecodeError, match="repeats its scans"):
+        decode_upload(hostile)
+    assert time.perf_counter() - started < 1.0  # refused from its markers, not decoded
+
+
+def test_a_dicom_frame_larger_than_its_header_says_is_refused():
+    frame = encode(synthetic_xray(96), "JPEG")  # 96 × 96, declared as 48 × 48
+    with pytest.raises(ImageDecodeError, match="frame is 96 × 96 pixels but its header says 48 × 48"):
+        decode_upload(encapsulated_dicom(frame, 48, 48))
+    assert decode_upload(encapsulated_dicom(frame, 96, 96)).gray.shape == (96, 96)
+
+
+def test_a_dicom_that_would_need_too_much_memory_is_refused_from_its_header():
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(np.zeros((8, 8), dtype=np.uint16))))
+    dataset.Rows, dataset.Columns, dataset.SamplesPerPixel, dataset.BitsAllocated = 7000, 7000, 3, 32
+    dataset.PhotometricInterpretation, dataset.PlanarConfiguration = "RGB", 0
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ImageDecodeError, match="would take 561 MB of memory"):
+        decode_upload(buffer.getvalue())
+
+
+def test_a_large_dicom_decodes_in_a_bounded_working_set():
+    side = 3000
+    film = np.kron(synthetic_xray(100, seed=5).astype(np.uint16) * 16, np.ones((30, 30), dtype=np.uint16))
+    data = dicom_bytes(film, RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=1000, WindowWidth=3000)
+    outcome, peak = _peak_bytes(decode_upload, data)
+    assert outcome.gray.shape == (side, side)
+    # the file and pydicom's copy of its pixel data, the uint16 pixels, one float32 plane and the uint8 result, plus
+    # float64 strips (windowing the whole film in float64, as pydicom does, holds over 3 × 72 MB on top)
+    assert peak < 2 * len(data) + side * side * (2 + 4 + 1) + 24 * 2**20
+
+
+def test_a_dicom_written_without_its_preamble_is_read():
+    data = dicom_bytes(synthetic_xray(64).astype(np.uint16) * 16)
+    assert np.array_equal(decode_upload(data[132:]).gray, decode_upload(data).gray)
+
+
+@pytest.mark.parametrize("fraction", [0.001, 0.3, 0.999])
+def test_a_truncated_jpeg_declaring_a_large_size_is_reported_damaged(fraction):
+    film = np.kron(synthetic_xray(100, seed=6), np.ones((40, 40), dtype=np.uint8))  # 4000 × 4000
+    data = encode(film, "JPEG")
+    with pytest.raises(ImageDecodeError, match="damaged or incomplete"):
+        decode_upload(data[: min(int(len(data) * fraction) + 400, len(data) - 2)])

@@ -195,3 +195,20 @@ def test_a_profile_for_another_model_is_refused(capsys, model_dir, site_folder, 
 def test_bad_site_names_are_refused(capsys, model_dir, site_folder, name):
     code, _, err = run_cli(capsys, "calibrate", site_folder, "--site", name, "--model", model_dir)
     assert code == 2 and "site name" in err
+
+
+def test_a_read_only_model_keeps_its_profiles_in_the_profiles_folder(capsys, model_dir, site_folder, tmp_path, monkeypatch):
+    run_cli(capsys, "calibrate", site_folder, "--site", "shipped", "--model", model_dir, "--activate")
+    model_dir.chmod(0o555)  # as in the container image: the model directory cannot be written
+    (model_dir / "site_profiles").chmod(0o555)
+    try:
+        monkeypatch.setenv("PNEUMO_PROFILES_DIR", str(tmp_path / "profiles"))
+        assert Predictor.load(model_dir).operating_point == "site:shipped"  # the shipped profiles come along
+        run_cli(capsys, "calibrate", site_folder, "--site", "north", "--model", model_dir, "--activate")
+        assert Predictor.load(model_dir).operating_point == "site:north" and list_profiles(model_dir) == ["north", "shipped"]
+        sha = read_metadata(model_dir)["model_sha256"]
+        assert (tmp_path / "profiles" / sha[:16] / "north.json").is_file()
+        assert not (model_dir / "site_profiles" / "north.json").exists()
+    finally:
+        (model_dir / "site_profiles").chmod(0o755)
+        model_dir.chmod(0o755)

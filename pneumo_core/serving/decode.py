@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,23 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 MIN_SIDE = 32
 """Smallest side accepted: anything smaller carries no diagnostic detail."""
 
+MAX_JPEG_SCANS = 64
+"""Most scans a JPEG may hold: encoders write 1 (baseline) to about 12 (progressive); each scan is a pass over the whole
+image, so a file that repeats scans costs decode time without limit (thousands of 75-byte scans: tens of seconds)."""
+
+MAX_DICOM_PIXEL_BYTES = 160 * 2**20
+"""Most memory a DICOM image may take once decoded (rows × columns × samples × bits allocated): 7000 × 7000 16-bit
+grey or 8-bit RGB fits; a chest film takes under 40 MB."""
+
+MAX_INFLATED_BYTES = 4 * MAX_FILE_BYTES
+"""Most bytes a deflated DICOM dataset may inflate to (checked while inflating, before pydicom reads it)."""
+
+_STRIP_ROWS = 256
+"""Rows windowed at a time: pydicom's LUT functions work in float64, so a whole 7000² film would take 392 MB per copy."""
+
 _DICOM_MAGIC_OFFSET = 128
+_DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+_JPEG_SCAN_MARKER = b"\xff\xda"  # start of scan; inside entropy-coded data every 0xFF is followed by 0x00 or RSTn
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
 
 
@@ -46,8 +63,11 @@ class DecodedImage:
 
 
 def is_dicom(data: bytes) -> bool:
-    """True when the bytes carry the DICOM Part 10 preamble (``DICM`` at byte 128)."""
-    return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
+    """True when the bytes carry the DICOM Part 10 preamble (``DICM`` at byte 128), or start as a DICOM dataset
+    written without it: the file meta group (0002,xxxx) or the identifying group (0008,xxxx) in explicit VR."""
+    if data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM":
+        return True
+    return data[:2] in (b"\x02\x00", b"\x08\x00") and data[4:6].isalpha() and data[4:6].isupper()
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -78,6 +98,7 @@ def _check_pixel_count(width: int, height: int) -> None:
 
 
 def _decode_raster(data: bytes) -> DecodedImage:
+    _check_jpeg_scans(data)
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_pixel_count(*image.size)  # header only: nothing allocated yet
@@ -103,6 +124,15 @@ def _decode_raster(data: bytes) -> DecodedImage:
         raise ImageDecodeError("This file is not an image format that can be read (JPEG, PNG, BMP, TIFF or DICOM).") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageDecodeError("The image file is damaged or incomplete and cannot be read.") from None
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG (or an encapsulated JPEG frame) with more scans than any encoder writes."""
+    if data.startswith(b"\xff\xd8") and (scans := data.count(_JPEG_SCAN_MARKER)) > MAX_JPEG_SCANS:
+        raise ImageDecodeError(
+            f"The JPEG file repeats its scans {scans} times (encoders write at most a dozen) and was refused: "
+            "re-export the X-ray."
+        )
 
 
 def _gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -166,16 +196,28 @@ def _colourfulness(image: Image.Image) -> float:
 
 
 def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Map an array's own min..max to 0..255 (for 16-bit PNG/TIFF and DICOM)."""
+    """Map an array's own min..max to 0..255 (for 16-bit PNG/TIFF and DICOM), in one float32 working copy."""
     low, high = float(pixels.min()), float(pixels.max())
     if high <= low:
         return np.zeros(pixels.shape, dtype=np.uint8)
-    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
+    work = np.array(pixels, dtype=np.float32)  # a copy: the caller's array is left as it was
+    work -= low
+    work *= 255.0 / (high - low)
+    np.rint(work, out=work)
+    return work.astype(np.uint8)
 
 
 def _windowed(pixels: np.ndarray, dataset) -> np.ndarray:
-    """The modality LUT (rescale) and the VOI LUT or window the file asks for; a window the file states but that
-    cannot be applied (a width of 0 or below, which real films carry) is ignored: the film's own range is used."""
+    """The modality LUT (rescale) and the VOI LUT or window the file asks for, as float32; a window the file states but
+    that cannot be applied (a width of 0 or below, which real films carry) is ignored: the film's own range is used.
+    Both are pixel-wise, so they run on strips of rows into one float32 result (pydicom computes in float64)."""
+    windowed = np.empty(pixels.shape, dtype=np.float32)
+    for start in range(0, pixels.shape[0], _STRIP_ROWS):
+        windowed[start : start + _STRIP_ROWS] = _windowed_strip(pixels[start : start + _STRIP_ROWS], dataset)
+    return windowed
+
+
+def _windowed_strip(pixels: np.ndarray, dataset) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
@@ -186,6 +228,72 @@ def _windowed(pixels: np.ndarray, dataset) -> np.ndarray:
         return apply_voi_lut(pixels, dataset)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError):
         return pixels
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """The mean of a colour image's three samples, accumulated in one float32 plane."""
+    plane = rgb[..., 0].astype(np.float32)
+    plane += rgb[..., 1]
+    plane += rgb[..., 2]
+    plane /= 3
+    return plane
+
+
+def _check_inflated_size(data: bytes) -> None:
+    """A deflated DICOM (the whole dataset zlib-compressed after the file meta) is inflated here first, in pieces and
+    without keeping them, up to :data:`MAX_INFLATED_BYTES`: pydicom would inflate it whole, whatever it grows to."""
+    meta_start = _DICOM_MAGIC_OFFSET + 4 if data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM" else 0
+    meta = data[meta_start : meta_start + 4096]
+    if _DEFLATED_UID not in meta:
+        return
+    if meta[:4] != b"\x02\x00\x00\x00" or meta[4:6] != b"UL":
+        raise ImageDecodeError("The DICOM file is deflated but its header does not say where the data starts.")
+    dataset_start = meta_start + 12 + int.from_bytes(meta[8:12], "little")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, inflated = data[dataset_start:], 0
+    try:
+        while pending and not inflater.eof:
+            inflated += len(inflater.decompress(pending, 2**20))
+            pending = inflater.unconsumed_tail
+            if inflated > MAX_INFLATED_BYTES:
+                raise ImageDecodeError(
+                    f"The DICOM file inflates to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB "
+                    "(a chest film takes far less) and was refused."
+                )
+    except zlib.error:
+        raise ImageDecodeError("The DICOM file is damaged and cannot be read.") from None
+
+
+def _check_decoded_size(dataset, columns: int, rows: int, samples: int) -> None:
+    """Refuse what would take more than :data:`MAX_DICOM_PIXEL_BYTES` decoded, and a compressed frame whose own size
+    differs from the header's (the pixel count is checked on the header: the frame must be what it declares)."""
+    bits = int(dataset.get("BitsAllocated") or 16)
+    needed = columns * rows * samples * max(bits, 8) // 8
+    if needed > MAX_DICOM_PIXEL_BYTES:
+        raise ImageDecodeError(
+            f"The DICOM image would take {needed / 2**20:.0f} MB of memory to decode (the limit is "
+            f"{MAX_DICOM_PIXEL_BYTES / 2**20:.0f} MB; a chest film takes under 40 MB)."
+        )
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_encapsulated:
+        return
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    except (StopIteration, ValueError, TypeError, KeyError):
+        raise ImageDecodeError("The DICOM pixel data is damaged or incomplete.") from None
+    _check_jpeg_scans(frame)
+    try:
+        with Image.open(io.BytesIO(frame)) as image:  # JPEG and JPEG 2000 frames: the header only
+            size = image.size
+    except Exception:  # noqa: BLE001 - a codec Pillow cannot open (RLE, JPEG-LS): pydicom decodes it to its header's size
+        return
+    if size != (columns, rows):
+        raise ImageDecodeError(
+            f"The DICOM frame is {size[0]} × {size[1]} pixels but its header says {columns} × {rows}: the file is "
+            "damaged or altered."
+        )
 
 
 DICOM_PATIENT_FIELDS = (
@@ -204,9 +312,10 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    _check_inflated_size(data)
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError):
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)  # force: a dataset written without its preamble
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError):
         raise ImageDecodeError("The DICOM file is damaged and cannot be read.") from None
     if "PixelData" not in dataset or not dataset.get("PixelData"):
         raise ImageDecodeError("The DICOM file holds no image (no pixel data).")
@@ -223,17 +332,15 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     if samples not in (1, 3):
         raise ImageDecodeError("The DICOM image has an unsupported colour layout.")
     _check_pixel_count(columns, rows)
+    _check_decoded_size(dataset, columns, rows, samples)
     try:
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError):
         raise ImageDecodeError("The DICOM image uses a compression this app cannot decode.") from None
     except (ValueError, AttributeError, TypeError, KeyError):
         raise ImageDecodeError("The DICOM pixel data is damaged or incomplete.") from None
-    if pixels.ndim == 3:  # colour DICOM: a plain luminance is the best we can do
-        pixels = pixels.astype(np.float64).mean(axis=-1)
-    else:
-        pixels = _windowed(pixels, dataset)
-    gray = _stretch_to_uint8(np.asarray(pixels, dtype=np.float64))
+    pixels = _luminance(pixels) if pixels.ndim == 3 else _windowed(pixels, dataset)  # colour: a plain luminance
+    gray = _stretch_to_uint8(pixels)
     if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         gray = 255 - gray  # MONOCHROME1 stores bone dark: invert to the usual look
     fields = {name: str(dataset.get(name, "")) for name in DICOM_PATIENT_FIELDS if dataset.get(name, "") not in ("", None)}

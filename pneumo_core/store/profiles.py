@@ -1,20 +1,22 @@
 """Site profiles: a model's operating point fitted on a hospital's own labelled sample, kept beside the model.
 
 A profile (fitted by :func:`pneumo_core.operating_point.calibration.calibrate`) holds a temperature, a threshold, the rule
-that chose it and what it gave on the sample. It is saved as ``MODEL_DIR/site_profiles/NAME.json``, bound to the
-model file by its SHA-256; :func:`activate` makes it the operating point every entry point uses by default
-(:func:`active_profile`). A profile holds aggregates only (metrics, curves, histograms), never file names or images.
+that chose it and what it gave on the sample. It is saved as ``MODEL_DIR/site_profiles/NAME.json`` (or, with
+``$PNEUMO_PROFILES_DIR`` set, in a folder of that model's own there), bound to the model file by its SHA-256;
+:func:`activate` makes it the operating point every entry point uses by default (:func:`active_profile`). A profile holds aggregates only (metrics, curves, histograms), never file names or images.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pneumo_core.config import profiles_root
 from pneumo_core.store.model_dir import ModelLoadError, read_metadata
 
 PROFILES_DIR = "site_profiles"
@@ -82,7 +84,19 @@ def check_name(name: str) -> str:
 
 
 def profiles_dir(model_dir: Path) -> Path:
-    return Path(model_dir) / PROFILES_DIR
+    """``MODEL_DIR/site_profiles``; with ``$PNEUMO_PROFILES_DIR`` set (a read-only model directory), the folder there
+    named by the model file's SHA-256, started on first use with the profiles shipped in the model directory."""
+    shipped = Path(model_dir) / PROFILES_DIR
+    root = profiles_root()
+    if root is None:
+        return shipped
+    own = root / str(read_metadata(model_dir).get("model_sha256", "unbound"))[:16]
+    if not own.is_dir():
+        if shipped.is_dir():
+            shutil.copytree(shipped, own, dirs_exist_ok=True)
+        else:
+            own.mkdir(parents=True, exist_ok=True)
+    return own
 
 
 def save_profile(profile: SiteProfile, model_dir: Path) -> Path:
