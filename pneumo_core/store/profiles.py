@@ -3,7 +3,8 @@
 A profile (fitted by :func:`pneumo_core.operating_point.calibration.calibrate`) holds a temperature, a threshold, the rule
 that chose it and what it gave on the sample. It is saved as ``MODEL_DIR/site_profiles/NAME.json`` (or, with
 ``$PNEUMO_PROFILES_DIR`` set, in a folder of that model's own there), bound to the model file by its SHA-256;
-:func:`activate` makes it the operating point every entry point uses by default (:func:`active_profile`). A profile holds aggregates only (metrics, curves, histograms), never file names or images.
+:func:`activate` makes it the operating point every entry point uses by default (:func:`active_profile`). A profile
+holds aggregates only (metrics, curves, histograms), never file names or images.
 """
 
 from __future__ import annotations
