@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Run the built serve image here and check it: deploy/check-image.sh serve [IMAGE]
+# Run the built serve image here and check it: deploy/check-image.sh serve [IMAGE] [--answers FILE]
 #
 # Starts the REST API (on a loopback port, with an API key and a fresh volume) and the app from the image, waits for
 # their health endpoints, classifies one example film through the API from outside the container, checks the user
 # is not root and that TensorFlow cannot be imported inside, and prints one JSON line:
 #   {"image": ..., "size_mb": ..., "user": ..., "tensorflow": false, "readyz": 200, "app_health": 200,
 #    "label": ..., "start_to_ready_s": ...}
+# With --answers FILE, the API's answer for every film in examples/ is written to FILE (to compare with the CLI's).
 # Exits non-zero when any check fails. Uses Docker when a daemon answers, else buildah (as deploy/build-image.sh).
 set -euo pipefail
 target=${1:-}
+answers=""
+image_arg=""
+shift || true
+while (($#)); do
+  case $1 in
+    --answers) answers=${2:?--answers needs a file}; shift 2 ;;
+    *) image_arg=$1; shift ;;
+  esac
+done
 if [[ $target != serve ]]; then
-  echo "usage: deploy/check-image.sh serve [IMAGE]" >&2
+  echo "usage: deploy/check-image.sh serve [IMAGE] [--answers FILE]" >&2
   exit 2
 fi
 cd "$(dirname "$0")/.."
@@ -25,19 +35,18 @@ pids=()
 names=()
 
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  image=${2:-pneumo:$target}
-  size=$(docker image inspect --format '{{.Size}}' "$image")
+  image=${image_arg:-pneumo:$target}
   start() {  # start NAME PORT_ENV PORT MODE
     docker run -d --rm --name "$1" --network host -v "$volume:/data" -e PNEUMO_HOST=127.0.0.1 -e "$2=$3" \
       -e PNEUMO_API_KEYS="$key" "$image" "$4" >/dev/null
     names+=("$1")
   }
   inside() { docker run --rm --entrypoint "" "$image" "$@"; }
+  image_bytes() { docker image inspect --format '{{.Size}}' "$image"; }
   cleanup() { for name in "${names[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done; rm -rf "$volume"; }
 else
   bah=(buildah --storage-driver vfs)
-  image=${2:-localhost/pneumo:$target}
-  size=$("${bah[@]}" images --json "$image" | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['size'])")
+  image=${image_arg:-localhost/pneumo:$target}
   start() {  # start NAME PORT_ENV PORT MODE; buildah's chroot isolation shares the host's network
     "${bah[@]}" from -q --name "$1" "containers-storage:$image" >/dev/null
     names+=("$1")
@@ -46,6 +55,7 @@ else
     pids+=($!)
   }
   inside() { "${bah[@]}" run --isolation chroot "${names[0]}" -- "$@"; }
+  image_bytes() { du -sb "$("${bah[@]}" mount "${names[0]}")" | cut -f1; }  # unpacked, as Docker counts it
   cleanup() {
     for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
     # the servers run as children of buildah's chroot helper: stop whatever still listens on the two ports
@@ -75,7 +85,13 @@ start "pneumo-check-app-$$" PNEUMO_APP_PORT "$app_port" app
 app_health=$(wait_for "http://127.0.0.1:$app_port/_stcore/health" 180)
 label=$(curl -s -H "Authorization: Bearer $key" -F "files=@$film" "http://127.0.0.1:$api_port/v1/predict" \
   | python3 -c "import json, sys; print(json.load(sys.stdin)['results'][0].get('label', 'none'))" || echo none)
+if [[ -n $answers ]]; then
+  films=()
+  for film_file in examples/*.jpeg; do films+=(-F "files=@$film_file"); done
+  curl -s -H "Authorization: Bearer $key" "${films[@]}" "http://127.0.0.1:$api_port/v1/predict" >"$answers"
+fi
 user=$(inside id -un)
+size=$(image_bytes)
 if inside python3 -c "import tensorflow" >/dev/null 2>&1; then tensorflow=true; else tensorflow=false; fi
 
 python3 - "$image" "$size" "$user" "$tensorflow" "$readyz" "$app_health" "$label" "$ready_s" <<'PY'
