@@ -63,4 +63,4 @@ else:
         "(exact for proportions, a patient bootstrap for the AUCs). The saliency "
         "sanity check's results are in the card below."
     )
-st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text())
+st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text().split("\n", 1)[1])  # its title is the page's

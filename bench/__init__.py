@@ -1,1 +1,1 @@
-"""Benchmarks: ``python -m bench.NAME`` from the project root; each appends its table to ``bench/RESULTS.md``."""
+"""Benchmarks: ``python -m bench.NAME`` from the project root; each writes its own section of ``bench/RESULTS.md``."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
@@ -101,7 +101,7 @@ def main() -> None:
         ),
     ]
     print(
-        append_results(
+        record_results(
             "One acquisition style and the site sample's false alarms",
             "python -m bench.acquisition",
             rows,

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 import httpx
 import numpy as np
 
-from bench.common import append_results, p50_p95, rss_mb
+from bench.common import p50_p95, record_results, rss_mb
 from pneumo_core.serving.predictor import Predictor
 from tests.harness import PROJECT_ROOT, api_server, nginx_proxy, redis_server
 
@@ -111,7 +111,7 @@ def replicas(payloads: list[tuple[str, bytes]], requests: int, monitor_db: str) 
                 )
             )
     print(
-        append_results(
+        record_results(
             "REST API: two replicas behind nginx, shared monitoring (PostgreSQL) and rate limit (Redis)",
             f"python -m bench.api --replicas --monitor-db URL --requests {requests}",
             rows,
@@ -173,7 +173,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "REST API under load",
             f"python -m bench.api --requests {args.requests}",
             rows,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from bench.common import append_results, rss_mb
+from bench.common import record_results, rss_mb
 from tests.harness import PROJECT_ROOT, launch_chromium, streamlit_server
 
 SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
@@ -113,7 +113,7 @@ def main() -> None:
         ("serving process memory (RSS) after the other methods", f"{memory_methods:.0f} MB", "—", "—"),
         ("serving process memory (RSS) after also opening every other page", f"{memory:.0f} MB", "—", "—"),
     ]
-    print(append_results("App", "python -m bench.app", rows, "Includes browser upload and rendering round trips."))
+    print(record_results("App", "python -m bench.app", rows, "Includes browser upload and rendering round trips."))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, site_sample_dir
@@ -84,7 +84,7 @@ def main() -> None:
             name = f"mean logit of {' + '.join(names[model_dir] for model_dir, _ in members)}"
             rows.append(against_reference(name, mean, reference))
     print(
-        append_results(
+        record_results(
             "Candidates against the served model: paired ROC-AUC differences and the serving rule",
             "python -m bench.candidates " + " ".join(f"--model {path}" for path in args.model),
             rows,

@@ -1,9 +1,10 @@
-"""Shared benchmark helpers: timing statistics, machine facts, appending results to bench/RESULTS.md."""
+"""Shared benchmark helpers: timing statistics, machine facts, writing results into bench/RESULTS.md."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -62,8 +63,15 @@ def machine() -> str:
     )
 
 
-def append_results(title: str, command: str, rows: list[tuple[str, str, str, str]], notes: str = "") -> str:
-    """Append a table (measure, value, ratio, goal) to RESULTS.md and return it as text."""
+RESULTS_HEADER = (
+    "# Benchmark results\n\nThe latest result of each benchmark in `bench/`, one section each (each script replaces its own "
+    "section; git keeps\nthe history). Ratios compare against a baseline run in the same process.\n"
+)
+
+
+def record_results(title: str, command: str, rows: list[tuple[str, str, str, str]], notes: str = "") -> str:
+    """Write a table (measure, value, ratio, goal) into RESULTS.md as the section ``title`` (replacing that section's
+    previous result: git keeps the history) and return it as text."""
     lines = [
         f"## {title} — {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
         "",
@@ -76,12 +84,12 @@ def append_results(title: str, command: str, rows: list[tuple[str, str, str, str
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if notes:
         lines += ["", notes]
-    text = "\n".join(lines) + "\n\n"
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Benchmark results\n\n"
-            "Each section is appended by a script in `bench/`; ratios compare against a baseline run in the same process.\n\n"
-        )
-    with RESULTS.open("a") as handle:
-        handle.write(text)
-    return text
+    section = "\n".join(lines) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
+    previous = re.compile(rf"(?ms)^## {re.escape(title)} — .*?(?=^## |\Z)")
+    if previous.search(text):
+        text = previous.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+    return section

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import append_results, p50_p95, timed
+from bench.common import p50_p95, record_results, timed
 from pneumo_core.config import served_model_dir
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.preprocess import CANONICAL_SIZE
@@ -55,7 +55,7 @@ def main() -> None:
         for name, directory in (("single", args.single), ("ensemble", args.ensemble))
     }
     print(
-        append_results(
+        record_results(
             "Ensemble serving cost (issue 12)",
             f"python -m bench.ensemble --ensemble {args.ensemble} --single {args.single}",
             rows,

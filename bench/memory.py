@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import append_results, rss_mb
+from bench.common import record_results, rss_mb
 from tests.harness import PROJECT_ROOT, api_server
 
 SIDE = 7000
@@ -101,7 +101,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "Small files that need large images: the API server's memory",
             "python -m bench.memory" + (f" --baseline {args.baseline}" if args.baseline else ""),
             rows,

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import class_root
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
@@ -171,7 +171,7 @@ def main() -> None:
             f"Model: {predictor.metadata.get('name')} on the {predictor.runtime} runtime; limit {predictor.density.limit:.1f} "
             f"(Mahalanobis, Ledoit-Wolf, in {space}); verdicts are withheld beyond {WITHHOLD_FACTOR} × the limit."
         )
-    print(append_results("Not-a-chest-X-ray checks", "python -m bench.ood", rows, note))
+    print(record_results("Not-a-chest-X-ray checks", "python -m bench.ood", rows, note))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 
-from bench.common import append_results
+from bench.common import record_results
 
 STEP = """
 import json, time, numpy as np, keras
@@ -54,7 +54,7 @@ def main() -> None:
         ("mixed_bfloat16 train step", f"{mixed:.2f} s", f"{baseline / mixed:.2f} × the float32 speed", "> 1 × to adopt"),
     ]
     notes = "DenseNet121, 128 px, batch 32, AdamW; one subprocess per policy."
-    print(append_results("Mixed precision (training)", f"python -m bench.precision --steps {args.steps}", rows, notes))
+    print(record_results("Mixed precision (training)", f"python -m bench.precision --steps {args.steps}", rows, notes))
 
 
 if __name__ == "__main__":

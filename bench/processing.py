@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from bench.common import append_results
+from bench.common import record_results
 from bench.tta import zoom
 from pneumo_core.common.films import class_root
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
@@ -120,7 +120,7 @@ def main() -> None:
                 )
             )
     print(
-        append_results(
+        record_results(
             "Processing, spectrum and framing, and the model's scores",
             "python -m bench.processing" + (f" --model {args.model}" if args.model else ""),
             rows,

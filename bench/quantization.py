@@ -21,7 +21,7 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
@@ -132,7 +132,7 @@ def main() -> None:
         )
     passing = [mode for mode in MODES[1:] if all(ok for m, ok in decisions if m == mode)]
     print(
-        append_results(
+        record_results(
             "int8 quantisation of the serving graph",
             "python -m bench.quantization" + (f" --model {args.model}" if args.model else ""),
             rows,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.config import served_model_dir, site_sample_dir
 from pneumo_core.evaluation.scoring import score_labelled_folder
 from pneumo_core.operating_point.promises import AT_MOST, FIGURES
@@ -34,8 +34,8 @@ from pneumo_core.operating_point.samples import sample_from_folder, sample_from_
 from pneumo_core.operating_point.simulation import SITES, simulate_sites
 from pneumo_core.serving.predictor import Predictor
 
-RULES = (DEFAULT_RULE, "sensitivity-bound:0.92", "sensitivity-bound:0.91", "sensitivity:0.97", "cost:5", "youden")
-BANDS = (DEFAULT_BAND, "band:0.93/0.9", "band:0.92/0.9", "band:0.92/0.88", "band:0.91/0.88", "band:none")
+RULES = (DEFAULT_RULE, "sensitivity-bound:0.92", "sensitivity:0.97", "cost:5", "youden")
+BANDS = (DEFAULT_BAND, "band:0.93/0.9", "band:0.92/0.88", "band:0.915/0.89", "band:0.913/0.89", "band:none")
 REALISED_GOALS = {"decided_sensitivity": 0.98, "decided_specificity": 0.93, "referred": 0.20, "specificity": 0.75}
 PROMISE_GOALS = {"sensitivity": 0.93, "decided_sensitivity": 0.95, "decided_specificity": 0.85, "referred": 0.30}
 SHORT = {
@@ -57,13 +57,14 @@ def row(summary: dict) -> tuple[str, str, str, str]:
     """One table row: the combination, what was promised and given, how often each promise held, the goals met."""
     figures = summary["figures"]
     given = ", ".join(f"{SHORT[name]} {figures[name]['promised']:.3f} / {figures[name]['realised']:.3f}" for name in FIGURES)
-    kept = ", ".join(f"{SHORT[name]} {figures[name]['kept']:.1%}" for name in FIGURES)
+    weakest = min(FIGURES, key=lambda name: figures[name]["kept"])
+    kept = f"every promise in >= {figures[weakest]['kept']:.1%} of sites (the least: {SHORT[weakest]})"
     realised = sum(_met(figures[k]["realised"], g, k in AT_MOST) for k, g in REALISED_GOALS.items())
     promised = sum(_met(figures[k]["promised"], g, k in AT_MOST) for k, g in PROMISE_GOALS.items())
     return (
         f"{summary['rule']}, {summary['band']}",
         f"promised / given: {given}",
-        f"kept: {kept}",
+        kept,
         f"goals met: {realised}/4 given, {promised}/4 promised",
     )
 
@@ -91,18 +92,16 @@ def main() -> None:
         print(" | ".join(rows[-1]), flush=True)
     counts = sample.patient_counts()
     print(
-        append_results(
+        record_results(
             "Operating-point rules: their promises checked on simulated sites of the site sample's size",
             "python -m bench.rules" + (f" --sites {args.sites}" if args.sites != SITES else ""),
             rows,
             f"Model: {name}. {len(sample.labels)} films ({counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} "
-            f"PNEUMONIA patients); {args.sites} sites per row, each drawn by patient from the sample (as many "
-            "patients per class), fitted as `calibrate` fits, and checked on an independent draw of the same size. "
-            "Promised / given: the mean promise and the mean of what the next films gave; kept: the share of sites "
-            "whose next films kept that promise (95% confidence each). Goals on the given means: decided "
-            "sensitivity >= 0.98, decided specificity >= 0.93, referred <= 20%, specificity >= 0.75; on the promised "
-            f"means: sensitivity >= 0.93, decided sensitivity >= 0.95, decided specificity >= 0.85, referred <= 30%. "
-            f"Default: {DEFAULT_RULE} with {DEFAULT_BAND}.",
+            f"PNEUMONIA patients); {args.sites} sites per row, drawn by patient at the sample's size, fitted as "
+            "`calibrate` fits, checked on an independent draw of the same size. Promised / given: the mean promise "
+            "and the mean of what the next films gave. Goals (given): decided sensitivity >= 0.98, decided "
+            "specificity >= 0.93, referred <= 20%, specificity >= 0.75; (promised): sensitivity >= 0.93, decided "
+            f"sensitivity >= 0.95, decided specificity >= 0.85, referred <= 30%. Default: {DEFAULT_RULE}, {DEFAULT_BAND}.",
         )
     )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bench.common import append_results, timed
+from bench.common import record_results, timed
 from pneumo_core.config import served_model_dir
 from pneumo_core.modeling.architectures import LOGIT_LAYER
 from pneumo_core.store.model_dir import load_model_dir
@@ -108,7 +108,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "Alternative runtimes",
             "python -m bench.runtimes",
             rows,

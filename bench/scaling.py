@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir
 from pneumo_core.serving.predictor import Predictor
@@ -120,7 +120,7 @@ def main() -> None:
         )
     )
     print(
-        append_results(
+        record_results(
             "Scaling with the number of films",
             f"python -m bench.scaling --sizes {args.sizes} --steps {args.steps} --runtime {args.runtime}",
             rows,

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from bench.common import append_results, p50_p95, timed
+from bench.common import p50_p95, record_results, timed
 from pneumo_core.config import served_model_dir
 from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM
 from pneumo_core.serving.predictor import Predictor
@@ -159,7 +159,7 @@ def main() -> None:
         rows.append((f"{method} by tf-keras-vis (the old way)", f"{seconds * 1000:.0f} ms", ratio, "—"))
 
     print(
-        append_results(
+        record_results(
             "Serving",
             "python -m bench.serving" + (f" --model {args.model}" if args.model else ""),
             rows,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import append_results
+from bench.common import record_results
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("tensorflow", "keras", "pandas", "sklearn", "scipy", "mlflow")
@@ -74,7 +74,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "One film from the command line: process start to answer",
             f"python -m bench.startup --baseline {args.baseline} --runs {args.runs}",
             rows,

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir
 from pneumo_core.modeling.architectures import POOLED_LAYER, build_classifier, build_head
@@ -108,7 +108,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "Training",
             f"python -m bench.training --images {args.images}",
             rows,

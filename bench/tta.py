@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bench.common import append_results
+from bench.common import record_results
 from pneumo_core.config import served_model_dir, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.film_files import load_canonical_images
@@ -94,7 +94,7 @@ def main() -> None:
             )
         )
     print(
-        append_results(
+        record_results(
             "Test-time augmentation on the site sample",
             "python -m bench.tta",
             rows,
