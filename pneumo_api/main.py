@@ -26,6 +26,7 @@ from . import problems
 from .routes import router
 from .security import RateLimit, require_key
 from .telemetry import Telemetry
+from .uploads import UploadBudget, UploadGuard
 
 log = logging.getLogger("pneumo_api")
 
@@ -36,6 +37,20 @@ UPLOAD_PATHS = ("/v1/predict", "/v1/explain")
 DOCS_ASSETS = "/docs-assets"
 RELOAD_AFTER_S = 30.0
 """A failed model load is started again once this long has passed since it was first reported."""
+
+
+class WithoutQueryStrings(logging.Filter):
+    """uvicorn's access log without query strings: a client that puts its key (or anything else) in the URL does not
+    get it written to the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            record.args = (client, method, str(path).split("?", 1)[0], version, status)
+        return True
+
+
+logging.getLogger("uvicorn.access").addFilter(WithoutQueryStrings())
 
 # Uploads are patient data: keep every part in memory (Starlette spools parts over 1 MB to a temporary file).
 # The request body is capped at MAX_BODY_BYTES before it is read, so memory stays bounded.
@@ -133,6 +148,10 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
     # Innermost: counts the bytes actually received and stops at the limit, whatever the headers declared (a chunked
     # body, or a Content-Length smaller than what follows).
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
+    # Then, once the checks below let an upload in: room in the process's budget of bytes in flight, and a deadline
+    # for its body to arrive.
+    app.state.upload_budget = UploadBudget()
+    app.add_middleware(UploadGuard, paths=UPLOAD_PATHS, budget=app.state.upload_budget)
 
     @app.middleware("http")
     async def guard_uploads(request: Request, call_next):

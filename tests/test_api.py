@@ -172,3 +172,54 @@ def test_answers_are_recorded_for_monitoring(api, tmp_path, monkeypatch):
     assert api.post("/v1/explain", files={"file": ("b.png", FILM, "image/png")}).status_code == 200
     rows = answer_store.answers()
     assert list(rows["source"]) == ["api", "api"]  # two films answered; the unreadable one left no row
+
+
+def test_uploads_wait_for_room_in_the_process_budget(api):
+    budget = api.app.state.upload_budget
+    files = [("files", ("a.png", FILM, "image/png"))]
+    budget.take(budget.limit)  # stands for uploads already in flight
+    try:
+        busy = api.post("/v1/predict", files=files)
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "5" and "busy" in busy.json()["title"]
+    finally:
+        budget.give_back(budget.limit)
+    assert api.post("/v1/predict", files=files).status_code == 200 and budget.in_flight == 0
+
+
+def test_a_body_that_arrives_too_slowly_ends_the_request_and_frees_its_budget():
+    import asyncio
+
+    from pneumo_api.uploads import UploadBudget, UploadGuard
+
+    received = []
+
+    async def endpoint(scope, receive, send):
+        received.append(await receive())
+
+    async def stalled_client():
+        await asyncio.sleep(3600)  # never sends its body
+
+    budget = UploadBudget(limit=100)
+    guard = UploadGuard(endpoint, ("/v1/predict",), budget, deadline_s=0.05)
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": [(b"content-length", b"60")]}
+    asyncio.run(guard(scope, stalled_client, None))
+    assert received == [{"type": "http.disconnect"}] and budget.in_flight == 0
+    assert budget.take(60) and not budget.take(60) and budget.in_flight == 60  # the second would exceed the limit
+
+
+def test_the_access_log_never_holds_a_query_string():
+    import logging
+
+    import pneumo_api.main  # noqa: F401 - installs the filter
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", "/v1/model?key=s3cret", "1.1", 401),
+        None,
+    )
+    assert all(f.filter(record) for f in logging.getLogger("uvicorn.access").filters)
+    assert "s3cret" not in record.getMessage() and "/v1/model" in record.getMessage()

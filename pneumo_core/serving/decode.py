@@ -9,6 +9,7 @@ read. It never writes the bytes anywhere.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ MAX_PIXELS = 50_000_000
 # nothing to a user. Ignored once for the process: a filter switched per decode (catch_warnings) is shared by every
 # thread and leaked between concurrent decodes.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# pydicom warns of, and logs, each value a file breaks its rules with (a patient's name among them): the file is
+# decoded or refused with a plain reason instead, and none of its values reaches stderr or a log.
+warnings.filterwarnings("ignore", module="pydicom")
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 MIN_SIDE = 32
 """Smallest side accepted: anything smaller carries no diagnostic detail."""
