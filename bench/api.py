@@ -7,12 +7,12 @@ Starts ``uvicorn pneumo_api:app`` on a free 127.0.0.1 port (:func:`tests.harness
 single-file ``POST /v1/predict`` requests at concurrency 1, 4 and 16 (the four example films in turn), and
 records p50/p95 latency, throughput, errors and the server's memory. Baselines, measured in this process on the
 same films: one ``Predictor.classify`` call per film (single-film latency) and the folder rate (every film in one
-``classify`` call). Goals (issue 16): p50 at concurrency 1 ≤ 1.3 × in-process latency; throughput at concurrency
+``classify`` call). Goals: p50 at concurrency 1 ≤ 1.3 × in-process latency; throughput at concurrency
 16 ≥ 0.8 × the in-process folder rate; no errors; memory flat.
 
 With ``--replicas``: the README's deployment (``deploy/nginx.conf``, :func:`tests.harness.nginx_proxy`), two replicas
 behind nginx sharing a Redis rate-limit store (started here) and the PostgreSQL monitoring store ``--monitor-db``,
-against one replica with the same stores, both at concurrency 16. Goal (issue 37): no error, every answer recorded.
+against one replica with the same stores, both at concurrency 16. Goal: no error, every answer recorded.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Both model directories are loaded on the serving runtime (TFLite through LiteRT, as the app and the API serve) in
 the same process, and each is timed on the same canonical film: the answer (``forward``, batch 1) and the answer with
-its heat-map inputs (``forward_with_blocks``, what the app's Classify page runs). The goal (issue 12): the ensemble at
+its heat-map inputs (``forward_with_blocks``, what the app's Classify page runs). The goal: the ensemble at
 most 2 × the single model's latency.
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     }
     print(
         record_results(
-            "Ensemble serving cost (issue 12)",
+            "Ensemble serving cost",
             f"python -m bench.ensemble --ensemble {args.ensemble} --single {args.single}",
             rows,
             f"TFLite files: single {sizes['single']:.1f} MB, ensemble {sizes['ensemble']:.1f} MB. {args.runs} timed calls each "

@@ -1,12 +1,15 @@
-"""Small files that need large images: the REST API server's memory under 7000 × 7000 RGBA PNGs (about 200 KB each,
-under the 50-megapixel cap), against a baseline checkout of the project run in the same session.
+"""Small files that need large images, or inflate, or decode for long: the REST API server's memory and time,
+against a baseline checkout of the project run in the same session.
 
     python -m bench.memory [--baseline DIR]
 
 For each server (this tree, and ``DIR`` if given: ``git worktree add /tmp/base COMMIT``): its resident memory idle,
-its peak during one request with two such files, and its peak during 8 such requests at once (sampled every 20 ms,
-the process and its children). Goals (issue 35): two files raise the server's memory by less than 1 GB; 8 requests
-at once do not exhaust the machine.
+its peak during one request with two 7000 × 7000 RGBA PNGs (about 200 KB each, under the 50-megapixel cap) and
+during 8 such requests at once; its peak during one request of each hostile file (a deflated DICOM inflating to
+1 GB, a JPEG-compressed 7000 × 7000 RGB DICOM, two 16-bit 7000 × 7000 grey PNGs); and how long an ordinary film
+waits when sent just after two JPEGs repeating their scans (sampled every 20 ms, the process and its children).
+Goals: any single file raises the server's memory by less than 1 GB; 8 requests at once do not exhaust the machine;
+the ordinary film is answered in under 5 s.
 """
 
 from __future__ import annotations
@@ -38,6 +41,53 @@ def large_small_png() -> bytes:
     return buffer.getvalue()
 
 
+def hostile_files() -> dict[str, list[tuple[str, bytes]]]:
+    """One request's files for each hostile input (built with pydicom and Pillow)."""
+    from tests.imaging import deflated_dicom_bomb, dicom_bytes
+
+    rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
+    rgb[::50] = (200, 120, 40)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
+    jpeg_dicom = _encapsulated_rgb(dicom_bytes(np.zeros((8, 8), np.uint16)), buffer.getvalue())
+    grey16 = np.zeros((SIDE, SIDE), np.uint16)
+    grey16[::50] = 40000
+    buffer = io.BytesIO()
+    Image.fromarray(grey16).save(buffer, "PNG")
+    return {
+        "a deflated DICOM inflating to 1 GB": [("bomb.dcm", deflated_dicom_bomb(2**30))],
+        f"a JPEG {SIDE} × {SIDE} RGB DICOM": [("rgb.dcm", jpeg_dicom)],
+        f"two 16-bit {SIDE} × {SIDE} grey PNGs": [("a.png", buffer.getvalue()), ("b.png", buffer.getvalue())],
+    }
+
+
+def _encapsulated_rgb(template: bytes, frame: bytes) -> bytes:
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    dataset = dcmread(io.BytesIO(template))
+    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    dataset.Rows = dataset.Columns = SIDE
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.PixelData = encapsulate([frame])
+    dataset["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rescanned_flat_jpeg(scans: int) -> bytes:
+    """A flat 7000 × 7000 progressive JPEG (its last scan 75 bytes), that scan repeated up to ``scans`` scans."""
+    film = np.full((SIDE, SIDE), 120, np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(film).save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last = data[data.rindex(b"\xff\xda") : data.rindex(b"\xff\xd9")]
+    return data[: data.rindex(b"\xff\xd9")] + last * (scans - data.count(b"\xff\xda")) + b"\xff\xd9"
+
+
 class PeakMemory:
     """The highest resident memory of a process and its children while in use (sampled in a thread)."""
 
@@ -59,8 +109,9 @@ class PeakMemory:
         self._thread.join()
 
 
-def measure(checkout: Path, film: bytes) -> tuple[float, float, float, list[int]]:
-    """(idle MB, peak MB for one request of two films, peak MB for 8 such requests at once, their statuses)."""
+def measure(checkout: Path, film: bytes, hostile: dict[str, list[tuple[str, bytes]]]) -> dict:
+    """Idle MB, the peak MB for one request of two films and for 8 such requests at once (and their statuses), the
+    peak MB for each hostile request, and the seconds an ordinary film waits behind two rescanned JPEGs."""
     log = PROJECT_ROOT / "bench" / "out" / f"memory-{checkout.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with api_server(log, cwd=checkout, PNEUMO_API_RATE="1000000/minute") as server:
@@ -72,18 +123,38 @@ def measure(checkout: Path, film: bytes) -> tuple[float, float, float, list[int]
             post()
         with PeakMemory(server.process.pid) as eight, ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda _: post(), range(8)))
-        return idle, one.peak, eight.peak, statuses
+        peaks = {}
+        for name, request_files in hostile.items():
+            base = rss_mb(server.process.pid)
+            with PeakMemory(server.process.pid) as peak:
+                httpx.post(f"{server.url}/v1/predict", files=[("files", f) for f in request_files], timeout=600)
+            peaks[name] = (base, peak.peak)
+        slow = rescanned_flat_jpeg(2000)
+        ordinary = (PROJECT_ROOT / "examples" / "normal_IM-0162-0001.jpeg").read_bytes()
+        send = lambda name, data: httpx.post(  # noqa: E731
+            f"{server.url}/v1/predict", files=[("files", (name, data, "image/jpeg"))], timeout=600
+        )
+        with ThreadPoolExecutor(3) as pool:
+            hostile_requests = [pool.submit(send, f"slow{i}.jpg", slow) for i in range(2)]
+            time.sleep(0.2)
+            started = time.perf_counter()
+            send("ordinary.jpg", ordinary)
+            waited = time.perf_counter() - started
+            for request in hostile_requests:
+                request.result()
+        return {"idle": idle, "one": one.peak, "eight": eight.peak, "statuses": statuses, "hostile": peaks, "waited": waited}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, default=None, help="a checkout of an earlier commit")
     args = parser.parse_args()
-    film = large_small_png()
+    film, hostile = large_small_png(), hostile_files()
     checkouts = {"this tree": PROJECT_ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     rows = []
     for name, checkout in checkouts.items():
-        idle, one, eight, statuses = measure(checkout, film)
+        found = measure(checkout, film, hostile)
+        idle, one, eight, statuses = found["idle"], found["one"], found["eight"], found["statuses"]
         rows.append(
             (
                 f"{name}: one request, two {SIDE} × {SIDE} RGBA PNGs of {len(film) / 1e3:.0f} KB",
@@ -100,9 +171,19 @@ def main() -> None:
                 "bounded, every request answered",
             )
         )
+        for hostile_name, (base, peak) in found["hostile"].items():
+            rows.append((f"{name}: {hostile_name}", f"{base:.0f} → {peak:.0f} MB", f"+{(peak - base) / 1024:.2f} GB", "< +1 GB"))
+        rows.append(
+            (
+                f"{name}: an ordinary film sent just after two 7000 × 7000 JPEGs repeating their scans",
+                f"answered in {found['waited']:.2f} s",
+                "",
+                "< 5 s",
+            )
+        )
     print(
         record_results(
-            "Small files that need large images: the API server's memory",
+            "Hostile files: the API server's memory and time",
             "python -m bench.memory" + (f" --baseline {args.baseline}" if args.baseline else ""),
             rows,
             "Resident memory of the uvicorn process, sampled every 20 ms; the served model on LiteRT.",

@@ -6,7 +6,7 @@ Converts the served model's ``serve`` graph three ways — float32 (what serves 
 and full-integer (int8 weights and activations, calibrated on films of the model's own *training* split) — and
 measures each against float32 on the internal test (the manifest's held-out patients) and the site sample:
 verdict agreement at the served operating point, ROC AUC difference, largest probability difference, and time per
-film at batch 1 and batch 32. The rule (issue 15): adopt int8 only if verdicts agree on ≥ 99.5% of films and AUC
+film at batch 1 and batch 32. The rule: adopt int8 only if verdicts agree on ≥ 99.5% of films and AUC
 moves by ≤ 0.002 on both sets.
 """
 

@@ -56,7 +56,11 @@ def _met(value: float, goal: float, at_most: bool) -> bool:
 def row(summary: dict) -> tuple[str, str, str, str]:
     """One table row: the combination, what was promised and given, how often each promise held, the goals met."""
     figures = summary["figures"]
-    given = ", ".join(f"{SHORT[name]} {figures[name]['promised']:.3f} / {figures[name]['realised']:.3f}" for name in FIGURES)
+    given = ", ".join(
+        f"{SHORT[name]} {figures[name]['promised']:.3f} / {figures[name]['realised']:.3f}"
+        for name in FIGURES
+        if name in REALISED_GOALS or name in PROMISE_GOALS
+    )
     weakest = min(FIGURES, key=lambda name: figures[name]["kept"])
     kept = f"every promise in >= {figures[weakest]['kept']:.1%} of sites (the least: {SHORT[weakest]})"
     realised = sum(_met(figures[k]["realised"], g, k in AT_MOST) for k, g in REALISED_GOALS.items())

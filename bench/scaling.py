@@ -5,7 +5,7 @@
 Builds labelled folders of N films by hard-linking training films under unique names (no copies), then runs each
 as its own process and reads its peak RSS from ``wait4``: ``predict`` and ``evaluate`` over the folder, and a fixed
 number of 128-px DenseNet121 training steps fed in memory and streamed from the files. The table gives each
-figure's growth against the smallest N. Goals (issue 19): ``evaluate`` on 10 × the films: memory ≤ 1.5 × (goal
+figure's growth against the smallest N. Goals: ``evaluate`` on 10 × the films: memory ≤ 1.5 × (goal
 ≤ 1.1 ×), time ≤ 12 ×; streaming training steps ≥ 0.9 × the in-memory rate, peak RSS independent of N.
 """
 

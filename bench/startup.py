@@ -5,7 +5,7 @@ heavy libraries it imports, against a baseline checkout of the project run in th
 
 ``DIR`` is a checkout of an earlier commit (``git worktree add /tmp/base COMMIT``), answering with its own served
 model; the two commands run alternately, ``--runs`` times each, after one untimed run each (file caches warm).
-Goal (issue 33): the command imports none of TensorFlow, Keras, pandas, scikit-learn, SciPy and MLflow.
+Goal: the command imports none of TensorFlow, Keras, pandas, scikit-learn, SciPy and MLflow.
 """
 
 from __future__ import annotations

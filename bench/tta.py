@@ -5,7 +5,7 @@
 Scores every site-sample film through the serving path (:meth:`Predictor.logits_canonical`) as it is and under
 small changes of framing and exposure (zoom in or out about the centre, vertical shifts, gamma), then the mean
 logit over a few sets of views. Ranking is what a view can change (the threshold is refitted per site anyway), so
-the measure is ROC AUC. The rule (issue 12): serve TTA only if it gains ≥ 0.005 AUC over the film alone, the same
+the measure is ROC AUC. The rule: serve TTA only if it gains ≥ 0.005 AUC over the film alone, the same
 margin an ensemble must show, within the ensemble's budget of 2 × the compute. Selection on the site sample makes
 any gain optimistic.
 """

@@ -7,7 +7,7 @@ of the file and, with XNNPACK on this 2-core CPU, about 2.4 × faster at batch 1
 also measures full-integer quantisation). :func:`check_int8` scores the model's internal test (the held-out
 patients of its manifest) and any labelled site folders with both TFLite copies through the whole serving path, at
 the operating point in use, and compares them. The int8 copy serves (runtime ``auto``) only if on every set the
-verdicts agree on ≥ :data:`AGREEMENT_RULE` of the films and ROC AUC moves by ≤ :data:`AUC_RULE` (issue 15's rule);
+verdicts agree on ≥ :data:`AGREEMENT_RULE` of the films and ROC AUC moves by ≤ :data:`AUC_RULE`;
 the comparison is kept in the metadata as ``int8_check`` either way. Refit a site profile afterwards
 (``calibrate``): its temperature and threshold then belong to the scores that are served.
 """
