@@ -43,13 +43,13 @@ def large_small_png() -> bytes:
 
 def hostile_files() -> dict[str, list[tuple[str, bytes]]]:
     """One request's files for each hostile input (built with pydicom and Pillow)."""
-    from tests.imaging import deflated_dicom_bomb, dicom_bytes
+    from tests.imaging import deflated_dicom_bomb, encapsulated_dicom
 
     rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
     rgb[::50] = (200, 120, 40)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
-    jpeg_dicom = _encapsulated_rgb(dicom_bytes(np.zeros((8, 8), np.uint16)), buffer.getvalue())
+    jpeg_dicom = encapsulated_dicom(buffer.getvalue(), SIDE, SIDE, colour=True)
     grey16 = np.zeros((SIDE, SIDE), np.uint16)
     grey16[::50] = 40000
     buffer = io.BytesIO()
@@ -59,23 +59,6 @@ def hostile_files() -> dict[str, list[tuple[str, bytes]]]:
         f"a JPEG {SIDE} × {SIDE} RGB DICOM": [("rgb.dcm", jpeg_dicom)],
         f"two 16-bit {SIDE} × {SIDE} grey PNGs": [("a.png", buffer.getvalue()), ("b.png", buffer.getvalue())],
     }
-
-
-def _encapsulated_rgb(template: bytes, frame: bytes) -> bytes:
-    from pydicom import dcmread
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
-
-    dataset = dcmread(io.BytesIO(template))
-    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    dataset.Rows = dataset.Columns = SIDE
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PlanarConfiguration = 3, "YBR_FULL_422", 0
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
-    dataset.PixelData = encapsulate([frame])
-    dataset["PixelData"].VR = "OB"
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def rescanned_flat_jpeg(scans: int) -> bytes:

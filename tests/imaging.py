@@ -180,8 +180,9 @@ def rescanned_jpeg(film: np.ndarray, repeats: int) -> bytes:
     return data[: data.rindex(b"\xff\xd9")] + last_scan * repeats + b"\xff\xd9"
 
 
-def encapsulated_dicom(frame: bytes, rows: int, columns: int) -> bytes:
-    """A DICOM whose header declares ``rows × columns`` 8-bit grey and whose one frame is the JPEG ``frame``."""
+def encapsulated_dicom(frame: bytes, rows: int, columns: int, colour: bool = False) -> bytes:
+    """A DICOM whose header declares ``rows × columns`` 8-bit grey (or, with ``colour``, YCbCr as JPEG stores it) and
+    whose one frame is the JPEG ``frame``."""
     from pydicom import dcmread
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
@@ -190,6 +191,8 @@ def encapsulated_dicom(frame: bytes, rows: int, columns: int) -> bytes:
     dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     dataset.Rows, dataset.Columns = rows, columns
     dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    if colour:
+        dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PlanarConfiguration = 3, "YBR_FULL_422", 0
     dataset.PixelData = encapsulate([frame])
     dataset["PixelData"].VR = "OB"
     dataset["PixelData"].is_undefined_length = True

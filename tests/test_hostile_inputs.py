@@ -372,6 +372,17 @@ def test_a_large_dicom_decodes_in_a_bounded_working_set():
     assert peak < 2 * len(data) + side * side * (2 + 4 + 1) + 24 * 2**20
 
 
+def test_a_colour_dicom_decodes_from_its_luma_without_a_float_rgb_copy():
+    side = 3000
+    rgb = np.zeros((side, side, 3), np.uint8)
+    rgb[::50] = (200, 120, 40)
+    data = encapsulated_dicom(encode(rgb, "JPEG"), side, side, colour=True)
+    outcome, peak = _peak_bytes(decode_upload, data)
+    assert outcome.gray.shape == (side, side) and outcome.gray.max() == 255
+    # the decoder's YCbCr and one copy of it, a float32 plane, the uint8 result (converted to RGB: over 220 MB)
+    assert peak < 2 * len(data) + side * side * (2 * 3 + 4 + 1) + 8 * 2**20
+
+
 def test_a_dicom_written_without_its_preamble_is_read():
     data = dicom_bytes(synthetic_xray(64).astype(np.uint16) * 16)
     assert np.array_equal(decode_upload(data[132:]).gray, decode_upload(data).gray)

@@ -47,6 +47,13 @@ def test_distance_tiers_warn_then_withhold():
     assert withheld and "far from the X-rays" in withheld
 
 
+def test_a_film_closer_to_the_training_films_turned_than_as_sent_is_withheld_as_upside_down():
+    density = FeatureDensity(np.zeros(2), np.eye(2), limit=10.0)
+    assert ood_assessment(0.0, 6.0, density, turned_distance=9.0) == ((), None)
+    warnings, withheld = ood_assessment(0.0, 9.0, density, turned_distance=6.0)
+    assert withheld and "upside down" in withheld and warnings == (withheld,)
+
+
 def test_predictor_attaches_warnings_and_keeps_dicom_fields(tiny_predictor):
     from pydicom.data import get_testdata_file
     from sklearn.datasets import load_sample_images
@@ -110,6 +117,8 @@ def test_the_served_model_answers_real_films_as_sites_send_them_and_withholds_wh
     inverted = 255 - decode_upload(films[0].read_bytes()).gray
     cases = predictor.classify([("photo", encode(gray_photo)), ("inverted", encode(inverted))])
     assert all(c.withheld for c in cases)
+    upside_down = [(path.name, encode(np.rot90(decode_upload(path.read_bytes()).gray, 2).copy())) for path in films]
+    assert all(c.withheld and "upside down" in c.withheld for c in predictor.classify(upside_down))
 
 
 def test_film_features_are_the_pooled_map_then_each_quadrant_and_a_pooled_only_density_reads_the_first_part(tmp_path):

@@ -339,14 +339,19 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     _check_pixel_count(columns, rows)
     _check_decoded_size(dataset, columns, rows, samples)
     try:
+        dataset.pixel_array_options(as_rgb=False)  # YCbCr stays as stored: its Y is the grey plane (no float64 RGB)
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError):
         raise ImageDecodeError("The DICOM image uses a compression this app cannot decode.") from None
     except (ValueError, AttributeError, TypeError, KeyError):
         raise ImageDecodeError("The DICOM pixel data is damaged or incomplete.") from None
-    pixels = _luminance(pixels) if pixels.ndim == 3 else _windowed(pixels, dataset)  # colour: a plain luminance
+    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
+    if pixels.ndim == 3:  # colour: the luma of YCbCr as stored, else a plain luminance of RGB
+        pixels = pixels[..., 0] if photometric.startswith("YBR") else _luminance(pixels)
+    else:
+        pixels = _windowed(pixels, dataset)
     gray = _stretch_to_uint8(pixels)
-    if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         gray = 255 - gray  # MONOCHROME1 stores bone dark: invert to the usual look
     fields = {name: str(dataset.get(name, "")) for name in DICOM_PATIENT_FIELDS if dataset.get(name, "") not in ("", None)}
     return DecodedImage(gray, 0.0, fields)

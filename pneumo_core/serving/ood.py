@@ -18,6 +18,11 @@ its verdict with a warning. Where generated non-X-rays, internal-test films, sit
 them (re-sampling, EXIF rotation, JPEG re-encoding, 16-bit, DICOM windowing, mild crops) lie against the limit, per
 served model, is measured by ``python -m bench.ood`` (``bench/RESULTS.md``; the model card, "Not an X-ray"); the
 factor was chosen looking at those sets, so their withheld rates are not independent measurements.
+
+3. Orientation: a film turned 180° keeps its layout's statistics well enough to stay under the limit, and the model
+   would answer it. Each film is therefore also measured turned 180°: when the turned film lies closer to the
+   training films than the film as sent, the film is upside down and gets no verdict (``python -m bench.orientation``
+   measures both sides of that rule on the site sample).
 """
 
 from __future__ import annotations
@@ -134,13 +139,25 @@ class FeatureDensity:
             )
 
 
+UPSIDE_DOWN = (
+    "This film looks upside down: turned 180° it looks more like the X-rays the model was trained on. Turn it the "
+    "right way up and classify it again."
+)
+
+
 def ood_assessment(
-    colourfulness: float, distance: float | None, density: FeatureDensity | None
+    colourfulness: float,
+    distance: float | None,
+    density: FeatureDensity | None,
+    turned_distance: float | None = None,
 ) -> tuple[tuple[str, ...], str | None]:
-    """(plain-language warnings, the reason the verdict is withheld or None) for one image."""
+    """(plain-language warnings, the reason the verdict is withheld or None) for one image; ``turned_distance``: the
+    feature distance of the same film turned 180°."""
     if colourfulness > COLOUR_LIMIT:
         reason = f"{NOT_AN_XRAY}: it is a colour picture, and X-rays are gray."
         return (reason,), reason
+    if distance is not None and turned_distance is not None and turned_distance < distance:
+        return (UPSIDE_DOWN,), UPSIDE_DOWN
     if density is None or distance is None or distance <= density.limit:
         return (), None
     if distance > WITHHOLD_FACTOR * density.limit:

@@ -206,10 +206,14 @@ class Predictor:
             else:
                 logits, features = self.network.forward(canonical)
                 blocks = [None] * len(good)
-            distances = self.density.distances(features) if self.density else [None] * len(good)
-            for i, image, prediction, distance, block in zip(good, canonical, self._predictions(logits), distances, blocks):
+            distances, turned = [None] * len(good), [None] * len(good)
+            if self.density:  # each film also turned 180°: an upside-down film lies closer turned (serving.ood)
+                distances = self.density.distances(features)
+                turned = self.density.distances(self.network.forward(np.ascontiguousarray(canonical[:, ::-1, ::-1]))[1])
+            answers = zip(good, canonical, self._predictions(logits), distances, turned, blocks)
+            for i, image, prediction, distance, turned_distance, block in answers:
                 upload = decoded[i]
-                warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density)
+                warnings, withheld = ood_assessment(upload.colourfulness, distance, self.density, turned_distance)
                 cases[i] = Case(
                     names[i],
                     image,
