@@ -30,7 +30,7 @@ def test_report_of_an_answered_film():
         "PNEUMONIA",
         "93.0%",
         "69.0%",
-        "site:north",
+        "site profile north",
         "Referral band",
         "Warning: unusual film",
         "not for clinical use",
@@ -48,3 +48,7 @@ def test_report_of_a_film_not_assessed_has_no_verdict():
     text = pdf_text(case_report_pdf(case, None, CONTEXT))
     assert "Not assessed" in text and "Probability of pneumonia" not in text
     assert "PNEUMONIA" not in text.replace("NORMAL/PNEUMONIA", "")
+    assert "as the model sees it" not in text and "not assessed (224" in text
+    assert "threshold" not in text.lower() and "Referral band" not in text and "heat map" not in text
+    assert text.count("it is a colour picture") == 1 and "Warning:" not in text  # the reason, said once
+    assert "site:" not in text and "temperature" not in text

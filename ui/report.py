@@ -18,7 +18,7 @@ from PIL import Image
 from pneumo_core import DISCLAIMER
 from pneumo_core.common.decisions import promise_sentence
 from pneumo_core.serving.answers import Case
-from ui.widgets import decision_words, probability_words
+from ui.widgets import decision_words, operating_point_label, probability_words
 
 PAGE_MARGIN = 40  # points
 IMAGE_POINTS = 224  # one canonical pixel per point: the film as the model saw it, not blown up
@@ -64,7 +64,9 @@ def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportCont
     if heat_rgb is not None:
         pdf.image(_png(heat_rgb), x=PAGE_MARGIN + IMAGE_POINTS + 20, y=top, w=IMAGE_POINTS, h=IMAGE_POINTS)
     pdf.set_y(top + IMAGE_POINTS + 4)
-    pdf.cell(IMAGE_POINTS + 20, 12, "The film as the model sees it (224 × 224)")
+    seen = "The picture as uploaded, not assessed" if case.withheld else "The film as the model sees it"
+    caption = f"{seen} (224 × 224)"
+    pdf.cell(IMAGE_POINTS + 20, 12, caption)
     if heat_rgb is not None:
         pdf.cell(
             IMAGE_POINTS,
@@ -81,7 +83,7 @@ def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportCont
     pdf.set_font("DejaVu", "", 10)
     for line in _facts(case, context):
         pdf.multi_cell(width, 14, line, new_x="LMARGIN", new_y="NEXT")
-    for warning in case.warnings:
+    for warning in (w for w in case.warnings if w != case.withheld):  # the reason is already said once
         pdf.set_text_color(122, 79, 13)
         pdf.multi_cell(width, 14, f"Warning: {warning}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(29, 39, 48)
@@ -90,37 +92,31 @@ def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportCont
     pdf.set_fill_color(253, 243, 225)
     pdf.set_text_color(122, 79, 13)
     pdf.set_font("DejaVu", "B", 10)
-    pdf.multi_cell(
-        width,
-        14,
-        f"{DISCLAIMER} Not a diagnosis; the heat map shows where the model looked, not where disease is.",
-        fill=True,
-        padding=6,
+    footer = f"{DISCLAIMER} Not a diagnosis" + (
+        "; the heat map shows where the model looked, not where disease is." if heat_rgb is not None else "."
     )
+    pdf.multi_cell(width, 14, footer, fill=True, padding=6)
     return bytes(pdf.output())
 
 
 def _headline(case: Case) -> str:
-    if case.withheld:
-        return "Not assessed: this does not look like a frontal chest X-ray"
-    return decision_words(case.prediction)
+    return "Not assessed: no answer for this picture" if case.withheld else decision_words(case.prediction)
 
 
 def _facts(case: Case, context: ReportContext) -> list[str]:
+    model = f"Model: {context.model_name} · model file SHA-256 {context.model_sha256[:16]}…"
+    if case.withheld:  # no probability, threshold, band or promise: nothing was answered
+        return [f"Why: {case.withheld}", model]
     prediction = case.prediction
     low, high = prediction.band
-    lines = []
-    if case.withheld:
-        lines.append(f"Why: {case.withheld}")
-    else:
-        lines.append(f"Probability of pneumonia: {probability_words(prediction)} (at this operating point's temperature)")
-    lines += [
-        f"Operating threshold: {prediction.threshold:.1%} · operating point: {context.operating_point}",
-        *([sentence] if case.verdict and (sentence := promise_sentence(case.verdict.decision, context.promise)) else []),
-        f"Referral band: {low:.1%} – {high:.1%} (a result inside it is referred: the model cannot tell)",
-        f"Model: {context.model_name} · model file SHA-256 {context.model_sha256[:16]}…",
+    sentence = promise_sentence(case.verdict.decision, context.promise) if case.verdict else None
+    return [
+        f"Probability of pneumonia: {probability_words(prediction)} (calibrated for this operating point)",
+        f"Operating point: {operating_point_label(context.operating_point)}, threshold {prediction.threshold:.1%}",
+        *([sentence] if sentence else []),
+        f"Referral band: {low:.1%} – {high:.1%} (a result inside it is referred to a radiologist: the model cannot tell)",
+        model,
     ]
-    return lines
 
 
 def _png(array: np.ndarray) -> io.BytesIO:
