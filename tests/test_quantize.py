@@ -125,3 +125,23 @@ def test_quantize_makes_checks_and_records_the_int8_copy(real_data, tmp_path, ca
     assert check["serves"] == holds and ("the int8 copy serves" in out) == holds
     assert json.loads((copy / METADATA_FILE).read_text())[INT8_KEY] == file_sha256(copy / INT8_FILE)
     assert Predictor.load(copy).runtime == ("tflite-int8" if holds else "tflite")
+
+
+def test_the_check_is_described_with_both_aucs_never_a_rounded_signed_zero():
+    from pneumo_core.evaluation.int8_check import describe_check
+
+    metadata = {
+        "int8_check": {
+            "sets": {
+                "internal test": {
+                    "verdict_agreement": 0.9987,
+                    "films": 746,
+                    "auc_float32": 0.99585,
+                    "auc_int8": 0.99583,
+                    "auc_change": -2e-5,
+                }
+            }
+        }
+    }
+    line = describe_check(metadata)
+    assert "0.9959 → 0.9958" in line and "-0.0000" not in line and "99.9% of 746 films" in line

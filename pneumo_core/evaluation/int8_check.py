@@ -105,7 +105,7 @@ def describe_check(metadata: dict[str, Any]) -> str | None:
         return None
     parts = [
         f"{name}: verdicts agree on {values['verdict_agreement']:.1%} of {values['films']} films, "
-        f"ROC AUC {values['auc_change']:+.4f}"
+        f"ROC AUC {values['auc_float32']:.4f} → {values['auc_int8']:.4f}"  # a change rounds to a confusing -0.0000
         for name, values in check["sets"].items()
     ]
     return "; ".join(parts)
