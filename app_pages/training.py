@@ -45,16 +45,44 @@ def metrics_row(name: str, metadata: dict) -> dict:
     }
 
 
+RUN_FIELDS = ("data_dir", "output_dir", "run_name", "progress_file", "smoke", "experiment")
+"""What a recorded configuration says about its own run, not about the recipe: a new run chooses them afresh."""
+FORM_STATE = "training_form_values"
+"""The form's last submitted values (a plain session key: widgets' own state goes while a run hides the form)."""
+
+
+def form_defaults(data_dir: str) -> tuple[TrainConfig, str]:
+    """The recipe the form starts from: the served model's, as its metadata records it, else the seed's."""
+    try:
+        metadata = read_metadata(served_model_dir())
+    except (ModelLoadError, OSError):
+        metadata = {}
+    record = {key: value for key, value in (metadata.get("config") or {}).items() if key not in RUN_FIELDS}
+    if not record:
+        return TrainConfig(data_dir=data_dir), "the seed recipe"
+    return TrainConfig.from_record(record, data_dir=data_dir), f"the served model's recipe ({metadata.get('name')})"
+
+
+def acquisition_choice(config: TrainConfig) -> str:
+    flags = ["--balance-acquisition"] if config.balance_acquisition else []
+    flags += ["--acquisition-offset"] if config.acquisition_offset else []
+    return next(name for name, chosen in ACQUISITION_HANDLING.items() if chosen == flags)
+
+
 def training_form() -> None:
-    """The new-run form (operators, no job running)."""
+    """The new-run form (operators, no job running): it starts from the served model's recipe and keeps what was
+    last submitted (after a cancel, the same settings are there again)."""
     roots = training_data_roots()
     if not roots:
         st.error(
             f"No training data folder is available (looked for {default_data_dir()}). Set PNEUMO_DATA_DIR or PNEUMO_DATA_ROOTS."
         )
         return
-    smoke = st.toggle("Quick check: the whole pipeline on a few films (about 2 minutes)", key="quick_check")
-    defaults = TrainConfig(data_dir=str(roots[0]))
+    defaults, origin = form_defaults(str(roots[0]))
+    last = st.session_state.get(FORM_STATE, {})
+    smoke = st.toggle(
+        "Quick check: the whole pipeline on a few films (about 2 minutes)", value=last.get("smoke", False), key="quick_check"
+    )
     shown = replace(defaults, smoke=smoke).effective()  # what will actually run
     if smoke:
         films = sum(SMOKE_IMAGES_PER_CLASS.values()) * 2
@@ -62,39 +90,59 @@ def training_form() -> None:
             f"A quick check trains on {films} films at {shown.img_size} px ({shown.scratch_schedule} from scratch): "
             "it proves the pipeline works, not that the model is good. The greyed settings do not apply to it."
         )
+    extra = defaults.augmentation_args()
     with st.form("train_form"):
-        st.markdown("Defaults are the seed recipe; without pretrained weights the from-scratch schedule is used.")
+        st.markdown(
+            f"The settings start from {origin}"
+            + (f", with {' '.join(extra)} as well" if extra else "")
+            + "; without pretrained weights the from-scratch schedule is used."
+        )
         data_dir = st.selectbox("Data folder", [str(r) for r in roots])
         c1, c2, c3, c4 = st.columns(4)
         sizes = [shown.img_size] if smoke else [224, 192, 160, 128]
-        img_size = c1.selectbox("Image size", sizes, index=0, disabled=smoke)
+        img_size = c1.selectbox("Image size", sizes, index=_index(sizes, last.get("img_size", shown.img_size)), disabled=smoke)
+        batches = [shown.batch_size] if smoke else [8, 16, 32]
         batch_size = c2.selectbox(
-            "Batch size", [shown.batch_size] if smoke else [8, 16, 32], index=0 if smoke else 1, disabled=smoke
+            "Batch size", batches, index=_index(batches, last.get("batch_size", shown.batch_size)), disabled=smoke
         )
-        epochs = c3.number_input("Head epochs (transfer)", 1, 50, shown.epochs, disabled=smoke)
-        lr = c4.select_slider("Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=defaults.lr, disabled=smoke)
+        epochs = c3.number_input("Head epochs (transfer)", 1, 50, last.get("epochs", shown.epochs), disabled=smoke)
+        lr = c4.select_slider(
+            "Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=last.get("lr", defaults.lr), disabled=smoke
+        )
         c1, c2, c3 = st.columns(3)
+        weights = ["auto", "imagenet", "none"]
         base_weights = c1.selectbox(
-            "Base weights", ["auto", "imagenet", "none"], help="auto: local file or ImageNet if reachable, else from scratch"
+            "Base weights",
+            weights,
+            index=_index(weights, last.get("base_weights", defaults.base_weights)),
+            help="auto: local file or ImageNet if reachable, else from scratch",
         )
-        schedule = c2.text_input("From-scratch schedule (size:epochs:batch)", shown.scratch_schedule, disabled=smoke)
-        target = c3.slider("Threshold rule: validation sensitivity ≥", 0.90, 0.99, defaults.target_sensitivity, 0.01)
+        schedule = c2.text_input(
+            "From-scratch schedule (size:epochs:batch)", last.get("schedule", shown.scratch_schedule), disabled=smoke
+        )
+        target = c3.slider(
+            "Threshold rule: validation sensitivity ≥", 0.90, 0.99, last.get("target", defaults.target_sensitivity), 0.01
+        )
         c1, c2, c3, c4 = st.columns(4)
-        augment = c1.checkbox("Augmentation", defaults.augment)
+        augment = c1.checkbox("Augmentation", last.get("augment", defaults.augment))
         flip = c2.checkbox(
-            "Horizontal flips", defaults.augmentation.horizontal_flip, help="Flips move the heart to the right side"
+            "Horizontal flips",
+            last.get("flip", defaults.augmentation.horizontal_flip),
+            help="Flips move the heart to the right side",
         )
         intensity = c3.selectbox(
             "Grey levels the model sees",
             INTENSITY_MODES,
-            index=INTENSITY_MODES.index(defaults.intensity),
+            index=INTENSITY_MODES.index(last.get("intensity", defaults.intensity)),
             format_func=INTENSITY_LABELS.get,
             help="Equalised: each film histogram-equalised, in training and whenever the model serves, so exposure, "
             "gamma and contrast cannot change its answer.",
         )
+        choices = list(ACQUISITION_HANDLING)
         acquisition = c4.selectbox(
             "Acquisition styles",
-            list(ACQUISITION_HANDLING),
+            choices,
+            index=choices.index(last.get("acquisition", acquisition_choice(defaults))),
             help="One device's films (they carry its marker) are nearly all pneumonia in the training split. Balanced: "
             "normal and pneumonia films weigh alike within each style. Explained: training adds the style's log-odds "
             "of pneumonia to the model's logit, so its look earns nothing; the model serves without it.",
@@ -102,6 +150,20 @@ def training_form() -> None:
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:
         return
+    st.session_state[FORM_STATE] = {
+        "smoke": smoke,
+        "img_size": img_size,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "lr": lr,
+        "base_weights": base_weights,
+        "schedule": schedule,
+        "target": target,
+        "augment": augment,
+        "flip": flip,
+        "intensity": intensity,
+        "acquisition": acquisition,
+    }
     if smoke:
         start(["--data-dir", data_dir, "--base-weights", base_weights, "--smoke"] + ([] if augment else ["--no-augment"]))
         return
@@ -112,11 +174,15 @@ def training_form() -> None:
         return
     args = ["--data-dir", data_dir, "--img-size", str(img_size), "--batch-size", str(batch_size), "--epochs", str(epochs)]
     args += ["--lr", str(lr), "--base-weights", base_weights, "--scratch-schedule", schedule, "--target-sensitivity", str(target)]
-    args += [] if augment else ["--no-augment"]
+    args += extra if augment else ["--no-augment"]
     args += [] if flip else ["--no-flip"]
     args += ["--intensity", intensity]
     args += ACQUISITION_HANDLING[acquisition]
     start(args)
+
+
+def _index(options: list, value: object) -> int:
+    return options.index(value) if value in options else 0
 
 
 def start(args: list[str]) -> None:

@@ -468,6 +468,53 @@ class _NoJob:
     run_name, pid = "captured", 0
 
 
+def test_the_training_form_starts_from_the_served_recipe_and_keeps_what_was_submitted(app_env, app_model_dir, monkeypatch):
+    import shutil
+
+    import ui.operator_actions
+
+    served = shutil.copytree(app_model_dir, app_env / "served")
+    metadata = json.loads((served / "metadata.json").read_text())
+    metadata["name"], metadata["config"] = (
+        "served-recipe",
+        {
+            "horizontal_flip": False,
+            "contrast": 0.3,
+            "noise": 6.0,
+            "target_sensitivity": 0.98,
+            "acquisition_offset": True,
+            "scratch_schedule": "128:12:32,224:2:16",
+            "run_name": "v15",  # about that run, not the recipe: not carried over
+        },
+    )
+    (served / "metadata.json").write_text(json.dumps(metadata))
+    monkeypatch.setenv("PNEUMO_MODEL_DIR", str(served))
+    started = []
+    monkeypatch.setattr(ui.operator_actions, "start_job", lambda args: started.append(args) or _NoJob())
+    at = run_page("app_pages/training.py")
+    assert "the served model's recipe (served-recipe)" in texts(at)
+    assert not next(c for c in at.checkbox if c.label == "Horizontal flips").value
+    assert next(s for s in at.selectbox if s.label == "Acquisition styles").value == "Explained (logit offset)"
+    assert next(s for s in at.slider if s.label.startswith("Threshold rule")).value == 0.98
+    next(b for b in at.button if b.label == "Start training").click().run()
+    (args,) = started
+    assert args[args.index("--contrast") + 1] == "0.3" and args[args.index("--noise") + 1] == "6" and "--no-flip" in args
+    assert "--acquisition-offset" in args and args[args.index("--scratch-schedule") + 1] == "128:12:32,224:2:16"
+    assert "v15" not in args and train_py.parse_args(args).target_sensitivity == 0.98
+    next(t for t in at.toggle if t.key == "quick_check").set_value(True).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert "--smoke" in started[-1]
+    submitted = at.session_state["training_form_values"]
+    assert submitted["smoke"] and submitted["flip"] is False
+    # While a run goes on the form is not drawn and Streamlit forgets its widgets' state; drawn again, it shows what
+    # was submitted (a session that kept only that: a fresh AppTest holds no widget state).
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    again.session_state["training_form_values"] = submitted
+    again.run()
+    again.switch_page("app_pages/training.py").run()
+    assert next(t for t in again.toggle if t.key == "quick_check").value  # the next Start is the same quick check
+
+
 def test_training_page_form_and_disabled(app_env, monkeypatch):
     at = run_page("app_pages/training.py")
     assert any(b.label == "Start training" for b in at.button)

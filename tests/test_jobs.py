@@ -84,7 +84,7 @@ def test_the_status_line_says_what_the_run_does_from_its_first_second():
     assert "compiling" in describe(compiling, t0 + 60)
     step = {"event": "step", "phase": "scratch_128px", "epoch": 3, "epochs": 12, "step": 40, "steps": 117, "eta_s": 600}
     assert describe(JobStatus("running", [start, step]), t0 + 125) == (
-        "phase scratch_128px · epoch 3/12 · step 40/117 · about 10 min left in this phase · 2 min 05 s elapsed"
+        "training from scratch at 128 px · epoch 3/12 · step 40/117 · about 10 min left in this phase · 2 min 05 s elapsed"
     )
     assert describe(JobStatus("cancelled", [start, {"event": "failed", "error": "cancelled"}]), t0) == "cancelled"
     # the clock counts whole minutes from the job's start, and only forward (it read "1 min 32 s" at 32 s)
@@ -176,7 +176,7 @@ def test_the_start_is_described_step_by_step_with_its_time():
     assert describe(loading, t0 + 42) == "loading films into memory: 1,200 of 5,216 · 0 min 42 s elapsed"
     building = {"event": "building", "phase": "scratch_128px", "time": t0 + 60}
     assert describe(JobStatus("running", [start, building]), t0 + 65) == (
-        "phase scratch_128px: building the model (0 min 05 s so far) · 1 min 05 s elapsed"
+        "training from scratch at 128 px: building the model (0 min 05 s so far) · 1 min 05 s elapsed"
     )
     compiling = {**building, "event": "phase", "stage": "compiling the training graph, then the first step", "time": t0 + 70}
     assert "compiling the training graph, then the first step (2 min 10 s so far)" in describe(
@@ -216,3 +216,20 @@ def test_a_cancelled_run_logs_no_error_and_a_failed_one_does(monkeypatch, caplog
         "training failed: RuntimeError: out of memory"
     ]
     assert [state for state, _ in emitted] == ["failed", "failed"]
+
+
+def test_the_clock_runs_from_the_click_and_phases_read_as_words(tmp_path):
+    import os
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from pneumo_core.jobs.launcher import Job
+    from pneumo_core.jobs.progress import describe, phase_words
+
+    clicked = datetime.now(UTC) - timedelta(seconds=30)
+    job = Job("run", os.getpid(), str(tmp_path), str(tmp_path / "progress.jsonl"), str(tmp_path / "log"), clicked.isoformat())
+    line = describe(job.status(), time.time())  # Python and TensorFlow still loading: no event written yet
+    assert line.startswith("starting") and line.endswith("0 min 30 s elapsed")
+    (tmp_path / "progress.jsonl").write_text(json.dumps({"event": "start", "time": time.time(), "pid": os.getpid()}) + "\n")
+    assert describe(job.status(), time.time()).endswith("0 min 30 s elapsed")  # the first event does not reset it
+    assert phase_words("scratch_64px") == "training from scratch at 64 px" and phase_words("fine_tune").startswith("fine-tuning")

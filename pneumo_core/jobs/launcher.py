@@ -50,12 +50,15 @@ class Job:
     pid_started: int | None = None  # the process's start time (see progress.process_start): a reused PID is not it
 
     def status(self) -> JobStatus:
-        """The progress file's verdict; before the run's first event, the process itself says (starting or gone)."""
+        """The progress file's verdict, its events led by the launch (the clock runs from the click, not from the first
+        event ``train.py`` writes once Python and TensorFlow are loaded); before the run's first event, the process
+        itself says (starting or gone)."""
+        launched = {"event": "launched", "time": datetime.fromisoformat(self.started).timestamp(), "pid": self.pid}
         status = job_status(Path(self.progress_file))
         if status.state != "none":
-            return status
+            return JobStatus(status.state, [launched, *status.events])
         if process_alive(self.pid, self.pid_started):
-            return JobStatus("running", [{"event": "starting", "time": time.time(), "pid": self.pid}])
+            return JobStatus("running", [launched, {"event": "starting", "time": time.time(), "pid": self.pid}])
         return JobStatus("failed", [{"event": "failed", "error": "The training process ended before reporting progress."}])
 
     def log_tail(self, lines: int = 15) -> str:

@@ -153,18 +153,30 @@ def describe(status: JobStatus, now: float) -> str:
     elif kind == "phase" and last.get("phase") == "evaluate":
         doing = f"calibrating and evaluating on validation and internal test ({in_step} so far)"
     elif kind == "building":
-        doing = f"phase {last.get('phase')}: building the model ({in_step} so far)"
+        doing = f"{phase_words(last.get('phase'))}: building the model ({in_step} so far)"
     elif kind == "phase" and last.get("stage"):
-        doing = f"phase {last.get('phase')}: {last['stage']} ({in_step} so far)"
+        doing = f"{phase_words(last.get('phase'))}: {last['stage']} ({in_step} so far)"
     elif kind == "phase":
-        doing = f"phase {last.get('phase')}: compiling the training graph (the first steps follow)"
+        doing = f"{phase_words(last.get('phase'))}: compiling the training graph (the first steps follow)"
     else:
-        doing = f"phase {last.get('phase')} · epoch {last.get('epoch')}/{last.get('epochs')}"
+        doing = f"{phase_words(last.get('phase'))} · epoch {last.get('epoch')}/{last.get('epochs')}"
         if last.get("step"):
             doing += f" · step {last['step']}/{last.get('steps')}"
         if last.get("eta_s"):
             doing += f" · about {last['eta_s'] / 60:.0f} min left in this phase"
     return f"{doing} · {_clock(elapsed)} elapsed"
+
+
+PHASES = {"head": "training the head", "fine_tune": "fine-tuning the top of the network", "ensemble": "combining models"}
+"""Plain words for ``train.py``'s phase names; ``scratch_128px`` and the like are read by :func:`phase_words`."""
+
+
+def phase_words(phase: str | None) -> str:
+    """A phase as people say it: ``scratch_128px`` → "training from scratch at 128 px"."""
+    name = str(phase or "")
+    if name.startswith("scratch_") and name.endswith("px"):
+        return f"training from scratch at {name.removeprefix('scratch_').removesuffix('px')} px"
+    return PHASES.get(name, name.replace("_", " "))
 
 
 def _clock(seconds: float) -> str:

@@ -151,6 +151,26 @@ class TrainConfig:
                 "the films, acquisition_offset explains the style's class ratio with a logit offset."
             )
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """The configuration a model's metadata records (``metadata["config"]``: flat, the augmentation's fields beside
+        the others), with ``overrides``; what it does not record keeps its default."""
+        known = {f.name for f in fields(cls)} - {"augmentation"}
+        augmentation = {f.name for f in fields(Augmentation)}
+        values = {key: value for key, value in record.items() if key in known}
+        recorded_augmentation = {key: value for key, value in record.items() if key in augmentation}
+        return cls(**{**values, "augmentation": recorded_augmentation, **overrides})
+
+    def augmentation_args(self) -> list[str]:
+        """``train.py`` flags for the per-film augmentations this configuration sets (:data:`AUGMENTATION_FLAGS`)."""
+        default = Augmentation()
+        return [
+            arg
+            for name in AUGMENTATION_FLAGS
+            if getattr(self.augmentation, name) != getattr(default, name)
+            for arg in (f"--{name.replace('_', '-')}", f"{getattr(self.augmentation, name):g}")
+        ]
+
     def effective(self) -> TrainConfig:
         """The configuration that will actually run: with ``smoke``, :data:`SMOKE_OVERRIDES` replace the defaults."""
         if not self.smoke:
