@@ -137,6 +137,36 @@ def test_films_added_to_a_full_batch_are_all_answered_and_every_download_works(s
     assert "MediaFileStorageError" not in server.log.read_text()
 
 
+def test_a_film_and_its_identical_copy_each_get_a_section_and_a_report(server, tmp_path):
+    """Sites send duplicates: a film, a byte-identical copy under another name, and a third film are each answered,
+    with a heat map and a PDF report of their own, and the copy is said to be the same film."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .imaging import encode, synthetic_xray
+
+    film = encode(synthetic_xray(128, seed=21))
+    paths = [tmp_path / "first.png", tmp_path / "copy-of-first.png", tmp_path / "other.png"]
+    for path, data in zip(paths, (film, film, encode(synthetic_xray(128, seed=22)))):
+        path.write_bytes(data)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Classify a chest X-ray")).to_be_visible(timeout=90_000)
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(p) for p in paths])
+            expect(page.get_by_text("The same film as first.png").first).to_be_visible(timeout=90_000)
+            reports = page.get_by_text("Download case report (PDF)")
+            expect(reports).to_have_count(3, timeout=60_000)
+            expect(page.locator('[data-testid="stImage"] img')).to_have_count(6)  # the film and its heat map, each
+            with page.expect_download() as copy_report:
+                reports.nth(1).click()
+            assert Path(copy_report.value.path()).read_bytes().startswith(b"%PDF")
+            assert page.get_by_text("This app has encountered an error").count() == 0
+        finally:
+            browser.close()
+
+
 def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
     """The upload path stores nothing: no file anywhere under /tmp or the project holds the patient's name afterwards,
     the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
