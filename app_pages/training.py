@@ -45,10 +45,10 @@ def metrics_row(name: str, metadata: dict) -> dict:
     }
 
 
+# What a recorded configuration says about its own run, not about the recipe: a new run chooses them afresh.
 RUN_FIELDS = ("data_dir", "output_dir", "run_name", "progress_file", "smoke", "experiment")
-"""What a recorded configuration says about its own run, not about the recipe: a new run chooses them afresh."""
+# The form's last submitted values (a plain session key: widgets' own state goes while a run hides the form).
 FORM_STATE = "training_form_values"
-"""The form's last submitted values (a plain session key: widgets' own state goes while a run hides the form)."""
 
 
 def form_defaults(data_dir: str) -> tuple[TrainConfig, str]:

@@ -10,7 +10,7 @@ same films: one ``Predictor.classify`` call per film (single-film latency) and t
 ``classify`` call). Goals: p50 at concurrency 1 ≤ 1.3 × in-process latency; throughput at concurrency
 16 ≥ 0.8 × the in-process folder rate; no errors; memory flat.
 
-With ``--replicas``: the README's deployment (``deploy/nginx.conf``, :func:`tests.harness.nginx_proxy`), two replicas
+With ``--replicas``: the documented deployment (``deploy/nginx.conf``, :func:`tests.harness.nginx_proxy`), two replicas
 behind nginx sharing a Redis rate-limit store (started here) and the PostgreSQL monitoring store ``--monitor-db``,
 against one replica with the same stores, both at concurrency 16. Goal: no error, every answer recorded.
 """

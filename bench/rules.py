@@ -34,8 +34,8 @@ from pneumo_core.operating_point.samples import sample_from_folder, sample_from_
 from pneumo_core.operating_point.simulation import SITES, simulate_sites
 from pneumo_core.serving.predictor import Predictor
 
-RULES = (DEFAULT_RULE, "sensitivity-bound:0.92", "sensitivity:0.97", "cost:5", "youden")
-BANDS = (DEFAULT_BAND, "band:0.93/0.9", "band:0.92/0.88", "band:0.915/0.89", "band:0.913/0.89", "band:none")
+RULES = (DEFAULT_RULE, "sensitivity:0.97", "cost:5", "youden")
+BANDS = (DEFAULT_BAND, "band:0.93/0.9", "band:0.915/0.89", "band:0.913/0.89", "band:none")
 REALISED_GOALS = {"decided_sensitivity": 0.98, "decided_specificity": 0.93, "referred": 0.20, "specificity": 0.75}
 PROMISE_GOALS = {"sensitivity": 0.93, "decided_sensitivity": 0.95, "decided_specificity": 0.85, "referred": 0.30}
 SHORT = {

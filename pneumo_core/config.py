@@ -1,7 +1,7 @@
 """Every setting in one place: locations, runtime choices, operator access, training switches.
 
 Each setting has a default relative to the project root and an environment variable
-that overrides it (the README's settings table lists them all), so the app, the CLI,
+that overrides it (docs/configuration.md lists them all), so the app, the CLI,
 the API, CI and the tests agree. Secrets may also come from ``.streamlit/secrets.toml``
 (``[operator] password``, ``[training] enabled``); environment variables win.
 """

@@ -121,7 +121,7 @@ def api_server(
 
 
 NGINX_CONFIG = PROJECT_ROOT / "deploy" / "nginx.conf"
-"""The README's nginx configuration for two API replicas (listening on :8080, replicas on :8001 and :8002)."""
+"""The documented nginx configuration (docs/deployment.md): listening on :8080, replicas on :8001 and :8002."""
 
 
 @contextmanager

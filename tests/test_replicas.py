@@ -1,7 +1,7 @@
 """Several API replicas: one monitoring store on PostgreSQL, one rate limit in Redis, nginx in front.
 
 PostgreSQL comes from ``.ci/run`` (``$PNEUMO_TEST_POSTGRES_URI``); Redis and nginx are Debian's, started here on
-loopback. The deployment test runs the README's nginx configuration (``deploy/nginx.conf``) with two replicas, each in
+loopback. The deployment test runs the documented nginx configuration (``deploy/nginx.conf``) with two replicas, each in
 a working directory of its own.
 """
 
@@ -128,8 +128,9 @@ def _raw_status(url: str, request: bytes) -> int:
 
 @pytest.mark.slow
 def test_two_replicas_behind_nginx_share_the_monitoring_store_and_the_rate_limit(postgres_database, redis_uri, tmp_path):
-    """The README's deployment: two replicas in their own working directories, PostgreSQL for monitoring, Redis for
-    the limit, nginx in front; X-Forwarded-For trusted from the proxy only; the body limit enforced by both."""
+    """The documented deployment (docs/deployment.md): two replicas in their own working directories, PostgreSQL for
+    monitoring, Redis for the limit, nginx in front; X-Forwarded-For trusted from the proxy only; the body limit
+    enforced by both."""
     if not shutil.which("nginx"):
         pytest.skip("nginx is not installed (.ci/run installs Debian's package)")
     env = {
