@@ -187,13 +187,13 @@ def results_table(served: Served, cases: list[Case], answered_at: list[str]) -> 
             {
                 "file": c.name,
                 "decision": decision_words(verdict) if verdict else "",
+                "reason no label": c.error or c.withheld or "",
                 "P(pneumonia)": f"{verdict.probability:.4f}" if verdict else "",
                 "threshold": f"{c.prediction.threshold:.4f}" if c.prediction else "",
-                "label": verdict.label if verdict else "",
+                "binary call at the threshold": verdict.label if verdict else "",
                 "referral band": f"{low:.4f}-{high:.4f}" if c.prediction else "",
                 "operating point": served.predictor.operating_point,
                 "model": served.metadata.get("name", "unnamed"),
-                "reason no label": c.error or c.withheld or "",
                 "warnings": " | ".join(c.warnings),
                 "time (UTC)": when,
             }
@@ -222,7 +222,15 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
 
 table = results_table(served, cases, [times.get(d, "") for d in digests])
 st.subheader("Results")
-st.dataframe(table, hide_index=True, width="stretch")
+# On the page: what a reader needs, the decision in full (its words were cut in a narrow column); the CSV has it all.
+SHOWN = {
+    "file": st.column_config.TextColumn("file", width="medium"),
+    "decision": st.column_config.TextColumn("decision", width="large"),
+    "reason no label": st.column_config.TextColumn("reason no label", width="large"),
+    "P(pneumonia)": st.column_config.TextColumn("P(pneumonia)", width="small"),
+    "warnings": st.column_config.TextColumn("warnings", width="medium"),
+}
+st.dataframe(table, hide_index=True, width="stretch", column_config=SHOWN, column_order=list(SHOWN))
 # No rerun on a download: a rerun would replace the reports' deferred files while another click may be on its way.
 st.download_button("Download results (CSV)", table.to_csv(index=False), "pneumo_results.csv", "text/csv", on_click="ignore")
 

@@ -165,7 +165,7 @@ def test_mixed_batch_good_files_answered_bad_files_explained(app_env):
     assert any("broken" not in e and "damaged" in e for e in errors)
     table = at.dataframe[0].value
     assert list(table["file"]) == ["good.png", "broken.png", "also_good.jpg"]
-    assert table.loc[1, "label"] == table.loc[1, "decision"] == "" and "damaged" in table.loc[1, "reason no label"]
+    assert table.loc[1, "P(pneumonia)"] == table.loc[1, "decision"] == "" and "damaged" in table.loc[1, "reason no label"]
     assert table.loc[0, "decision"] in ("NORMAL", "PNEUMONIA") or table.loc[0, "decision"].startswith("REFER")
     assert set(table.columns) >= {"model", "operating point", "threshold", "referral band", "warnings", "time (UTC)"}
     assert list(table.columns[:2]) == ["file", "decision"]  # the answer first
@@ -231,7 +231,7 @@ def test_a_colour_picture_gets_no_verdict_in_the_page_or_the_csv(app_env):
     assert not probability_lines(at)
     assert "**NORMAL**" not in texts(at) and "**PNEUMONIA**" not in texts(at)
     table = at.dataframe[0].value  # the one-film table, as downloaded
-    assert table.loc[0, "label"] == "" and "colour picture" in table.loc[0, "reason no label"]
+    assert table.loc[0, "decision"] == "" and "colour picture" in table.loc[0, "reason no label"]
     # its PDF report says "Not assessed" (tests/test_report.py)
     assert [b.label for b in at.get("download_button")][-1] == "Download case report (PDF)"
 
@@ -641,7 +641,7 @@ def test_a_pdf_upload_is_refused_on_the_page_with_its_reason(app_env):
     at.file_uploader(key="uploads_0").set_value([("scan.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "application/pdf")]).run()
     assert not at.exception
     assert any("PDF document, not an image" in e.value for e in at.error)
-    assert at.dataframe[0].value.loc[0, "label"] == ""
+    assert at.dataframe[0].value.loc[0, "decision"] == ""
 
 
 def test_example_buttons_have_readable_names(app_env):

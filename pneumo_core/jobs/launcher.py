@@ -53,12 +53,15 @@ class Job:
         """The progress file's verdict, its events led by the launch (the clock runs from the click, not from the first
         event ``train.py`` writes once Python and TensorFlow are loaded); before the run's first event, the process
         itself says (starting or gone)."""
-        launched = {"event": "launched", "time": datetime.fromisoformat(self.started).timestamp(), "pid": self.pid}
+        try:
+            launched = [{"event": "launched", "time": datetime.fromisoformat(self.started).timestamp(), "pid": self.pid}]
+        except ValueError:  # a job file written without a time: the clock starts at the first event
+            launched = []
         status = job_status(Path(self.progress_file))
         if status.state != "none":
-            return JobStatus(status.state, [launched, *status.events])
+            return JobStatus(status.state, [*launched, *status.events])
         if process_alive(self.pid, self.pid_started):
-            return JobStatus("running", [launched, {"event": "starting", "time": time.time(), "pid": self.pid}])
+            return JobStatus("running", [*launched, {"event": "starting", "time": time.time(), "pid": self.pid}])
         return JobStatus("failed", [{"event": "failed", "error": "The training process ended before reporting progress."}])
 
     def log_tail(self, lines: int = 15) -> str:
