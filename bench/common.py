@@ -64,8 +64,8 @@ def machine() -> str:
 
 
 RESULTS_HEADER = (
-    "# Benchmark results\n\nThe latest result of each benchmark in `bench/`, one section each (each script replaces its own "
-    "section; git keeps\nthe history). Ratios compare against a baseline run in the same process.\n"
+    "# Benchmark results\n\nThe latest result of each `bench/` script, one section each (git keeps the history); ratios "
+    "compare against a\nbaseline run in the same process.\n"
 )
 
 

@@ -98,9 +98,8 @@ def main() -> None:
             "Container images",
             "python -m bench.image",
             rows,
-            "Sizes: the image's root file system unpacked (as Docker counts it), its largest parts and packages. "
-            f"Start to ready: median of {args.runs} runs each, alternately; in the image the API runs without "
-            "bytecode caches (PYTHONDONTWRITEBYTECODE, none shipped).",
+            f"Sizes unpacked, as Docker counts them. Start to ready: median of {args.runs} runs each, alternately; "
+            "the image ships no bytecode caches.",
         )
     )
 

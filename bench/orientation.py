@@ -71,8 +71,8 @@ def main() -> None:
             "Films upside down",
             "python -m bench.orientation",
             rows,
-            f"Model: {predictor.metadata.get('name')} ({predictor.runtime}). The rule (the turned film closer to the "
-            "training films than the film as sent) was set looking at this sample: its rates here are not independent.",
+            f"Model: {predictor.metadata.get('name')} ({predictor.runtime}). The rule was set looking at this sample: "
+            "its rates here are not independent.",
         )
     )
 
