@@ -15,10 +15,10 @@ import signal
 import sys
 from dataclasses import fields
 
+from pneumo_core.common.preprocess import INTENSITY_MODES
 from pneumo_core.config import quiet_tensorflow
 from pneumo_core.jobs.progress import CANCELLED
 from pneumo_core.jobs.request import ARCHITECTURE_NAMES, AUGMENTATION_FLAGS, Augmentation, TrainConfig
-from pneumo_core.serving.preprocess import INTENSITY_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
 
     from pneumo_core.config import served_model_dir
-    from pneumo_core.store.promotion import promote_candidate
+    from pneumo_core.operations.promotion import promote_candidate
     from pneumo_core.training.trainer import Trainer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel → SystemExit → recorded as failed

@@ -14,12 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pneumo_core.common.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
 from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots, training_enabled
 from pneumo_core.jobs.launcher import Job, JobError, current_job
 from pneumo_core.jobs.progress import JobStatus, describe, readable_log
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.operations.audit import recent_actions
-from pneumo_core.serving.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
 from pneumo_core.store.model_dir import ModelLoadError, previous_dir, read_metadata
 from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training

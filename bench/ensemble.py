@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import p50_p95, record_results, timed
+from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.config import served_model_dir
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 GOAL = 2.0
 

@@ -24,11 +24,11 @@ from sklearn.metrics import roc_auc_score
 from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.common.logits import sigmoid
+from pneumo_core.common.preprocess import CANONICAL_SIZE, intensity_mode, model_view
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.serving.preprocess import CANONICAL_SIZE, intensity_mode, model_view
 from pneumo_core.store.model_dir import EVALUATION_DIR, load_model_dir
 
 MODES = ("float32", "dynamic-range int8", "full-integer int8")

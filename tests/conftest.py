@@ -36,9 +36,9 @@ def tiny_model_dir(sandbox: Path) -> Path:
     import keras
 
     from pneumo_core import CLASS_NAMES
+    from pneumo_core.common.preprocess import preprocessing_spec
     from pneumo_core.modeling.architectures import build_classifier
-    from pneumo_core.serving.preprocess import preprocessing_spec
-    from pneumo_core.store.model_dir import save_model_dir
+    from pneumo_core.modeling.saving import save_model_dir
 
     keras.utils.set_random_seed(0)
     model = build_classifier(64, None, dropout=0.0, head_units=0)

@@ -158,7 +158,7 @@ def test_compressed_dicom_decodes_where_a_handler_exists_else_says_so():
 
 
 def test_very_large_film_decodes_and_canonicalizes():
-    from pneumo_core.serving.preprocess import canonicalize
+    from pneumo_core.common.preprocess import canonicalize
 
     big = np.asarray(Image.fromarray(FILM).resize((3000, 3000)))
     decoded = decode_image(encode(big, "PNG"))

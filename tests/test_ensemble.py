@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.cams import METHODS
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.serving.preprocess import canonicalize
 from tests.reference_cams import ReferenceExplainer
 
 from .imaging import synthetic_xray

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from pneumo_core import CLASS_NAMES
+from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.architectures import LAST_CONV_LAYER, to_model_input
 from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.cams import GRADCAM, METHODS, SCORECAM, corner_aligned_upsampling
 from pneumo_core.serving.overlay import COLORMAPS, overlay
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.serving.preprocess import canonicalize
 from tests.reference_cams import ReferenceExplainer, two_class_equivalent
 
 from .imaging import encode, synthetic_xray

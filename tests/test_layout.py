@@ -46,6 +46,62 @@ def test_every_module_sits_in_a_subpackage_by_role():
     assert set(LIGHT_PACKAGES) | set(TENSORFLOW_PACKAGES) <= set(SUBPACKAGES)
 
 
+LAYERS = (
+    ("config", "common"),
+    ("jobs", "store"),
+    ("serving",),
+    ("modeling",),
+    ("evaluation",),
+    ("operating_point", "operations", "training"),
+    ("cli",),
+)
+"""The order of the packages, bottom first: a package imports only packages of lower layers (config and the
+package's root are below everything)."""
+UPWARD_ALLOWED = {("serving", "modeling")}
+"""The one import that runs up: the TensorFlow runtime (``serving.runtimes``), loaded only when asked for."""
+
+
+def package_edges(package_root: Path) -> set[tuple[str, str, str]]:
+    """(importing package, imported package, file) for every import between two packages of ``package_root``."""
+    edges = set()
+    for path in sorted(package_root.rglob("*.py")):
+        relative = path.relative_to(package_root)
+        source = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{package_root.name}."):
+                target = node.module.split(".")[1]
+                if target != source:
+                    edges.add((source, target, str(relative)))
+    return edges
+
+
+def edges_against_the_layers(package_root: Path) -> list[str]:
+    layer = {package: level for level, packages in enumerate(LAYERS) for package in packages}
+    layer["__main__"] = len(LAYERS)
+    return sorted(
+        f"{file}: {source} imports {target}"
+        for source, target, file in package_edges(package_root)
+        if (source, target) not in UPWARD_ALLOWED and layer.get(target, -1) >= layer[source] and target != "config"
+    )
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    assert {package for packages in LAYERS for package in packages} - {"config"} == set(SUBPACKAGES)
+    assert not edges_against_the_layers(PACKAGE)
+
+
+def test_the_layer_check_finds_a_planted_import_that_runs_up(tmp_path):
+    import shutil
+
+    copy = shutil.copytree(PACKAGE, tmp_path / "pneumo_core", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "store" / "planted.py").write_text("from pneumo_core.operations.audit import record_action\n")
+    (copy / "jobs" / "sideways.py").write_text("from pneumo_core.store.model_dir import read_metadata\n")
+    assert edges_against_the_layers(copy) == [
+        "jobs/sideways.py: jobs imports store",
+        "store/planted.py: store imports operations",
+    ]
+
+
 def test_no_import_cycles_in_pneumo_core():
     graph = {name: internal_imports(path) - {name, "pneumo_core"} for name, path in MODULES.items()}
     cycles = []

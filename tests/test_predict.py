@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.architectures import to_model_input
-from pneumo_core.serving.preprocess import canonicalize
 
 from .imaging import synthetic_xray
 
@@ -67,10 +67,11 @@ def test_a_confident_normal_call_is_not_referred_at_a_low_threshold():
 def test_a_model_trained_on_equalised_films_is_served_them(tiny_model_dir, tmp_path):
     """Metadata saying ``intensity_mode: equalize`` makes every network ``Predictor.load`` builds equalise first:
     its logits, Grad-CAM blocks and ScoreCAM logits are the bare network's on the equalised films."""
+    from pneumo_core.common.preprocess import EQUALIZE, model_view, preprocessing_spec
     from pneumo_core.modeling.graphs import KerasNetwork
+    from pneumo_core.modeling.saving import save_model_dir
     from pneumo_core.serving.predictor import Predictor
-    from pneumo_core.serving.preprocess import EQUALIZE, model_view, preprocessing_spec
-    from pneumo_core.store.model_dir import load_model_dir, save_model_dir
+    from pneumo_core.store.model_dir import load_model_dir
 
     model, metadata = load_model_dir(tiny_model_dir)
     equalizing = save_model_dir(model, tmp_path / "equalize", {**metadata, "preprocessing": preprocessing_spec(EQUALIZE)})

@@ -9,10 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pneumo_core.common.films import class_root, list_labelled_images
-from pneumo_core.modeling.architectures import to_model_input
-from pneumo_core.serving.decode import decode_image
-from pneumo_core.serving.film_files import load_canonical_images
-from pneumo_core.serving.preprocess import (
+from pneumo_core.common.preprocess import (
     CANONICAL_SIZE,
     EQUALIZE,
     STRETCH,
@@ -21,6 +18,9 @@ from pneumo_core.serving.preprocess import (
     model_view,
     preprocessing_spec,
 )
+from pneumo_core.modeling.architectures import to_model_input
+from pneumo_core.serving.decode import decode_image
+from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.training.pipeline import Augmentation, make_dataset
 
 from .imaging import synthetic_xray

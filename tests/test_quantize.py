@@ -66,9 +66,9 @@ def test_the_served_int8_copy_passed_its_check_and_serves():
 def test_int8_answers_and_maps_follow_float32_on_real_films():
     """Verdicts equal on the example films, probabilities within 0.02, and every method's maps (either class) within
     0.1 of the float32 copy's and correlated above 0.99 with them (the float32 maps are held to tf-keras-vis)."""
+    from pneumo_core.common.preprocess import canonicalize
     from pneumo_core.serving.cams import METHODS
     from pneumo_core.serving.decode import decode_image
-    from pneumo_core.serving.preprocess import canonicalize
 
     films = np.stack([canonicalize(decode_image(p.read_bytes())) for p in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))])
     float32, int8 = (Predictor.load(SERVED_MODEL, runtime=runtime) for runtime in ("tflite", "tflite-int8"))

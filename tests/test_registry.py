@@ -30,7 +30,7 @@ def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
     import h5py
     import keras
 
-    from pneumo_core.store.model_dir import save_model_dir
+    from pneumo_core.modeling.saving import save_model_dir
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1, name="logit")(keras.layers.Dense(8)(inputs)))

@@ -40,8 +40,8 @@ def test_examples_are_classified_as_their_file_names_say(capsys):
 
 @pytest.fixture(scope="module")
 def example_films():
+    from pneumo_core.common.preprocess import canonicalize
     from pneumo_core.serving.decode import decode_image
-    from pneumo_core.serving.preprocess import canonicalize
 
     return np.stack(
         [canonicalize(decode_image(path.read_bytes())) for path in sorted((PROJECT_ROOT / "examples").glob("*.jpeg"))]

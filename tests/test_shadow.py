@@ -25,7 +25,8 @@ def challenger_dir(tiny_model_dir, tmp_path_factory):
     import keras
 
     from pneumo_core.modeling.architectures import build_classifier
-    from pneumo_core.store.model_dir import read_metadata, save_model_dir
+    from pneumo_core.modeling.saving import save_model_dir
+    from pneumo_core.store.model_dir import read_metadata
 
     from .conftest import SERVED_MODEL  # noqa: F401 - the suite's layout, not used here
 
@@ -38,7 +39,7 @@ def challenger_dir(tiny_model_dir, tmp_path_factory):
 
 def _tiny_metadata(read_metadata) -> dict:
     from pneumo_core import CLASS_NAMES
-    from pneumo_core.serving.preprocess import preprocessing_spec
+    from pneumo_core.common.preprocess import preprocessing_spec
 
     return {
         "class_names": list(CLASS_NAMES),

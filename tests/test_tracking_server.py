@@ -59,10 +59,10 @@ def test_train_register_promote_roll_back_and_serve_against_the_server(
     import mlflow
     import psycopg
 
+    from pneumo_core.operations.promotion import promote_candidate, promote_version, roll_back_served
     from pneumo_core.serving.predictor import Predictor
     from pneumo_core.store import mlflow_registry as model_registry
     from pneumo_core.store.model_dir import read_metadata
-    from pneumo_core.store.promotion import promote_candidate, promote_version, roll_back_served
     from pneumo_core.training.trainer import run_training
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)

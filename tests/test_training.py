@@ -93,9 +93,9 @@ def test_a_run_registers_a_version_and_serving_changes_move_the_aliases(smoke_ru
     """Registry (MLflow, the test store): the smoke run's version; promote → champion; promote another version by
     number → champion and previous; roll back (the CLI) → swapped back; models/served in step throughout."""
     from pneumo_core.cli.main import main
+    from pneumo_core.operations.promotion import promote_candidate, promote_version
     from pneumo_core.store import mlflow_registry as registry_aliases
     from pneumo_core.store.model_dir import read_metadata
-    from pneumo_core.store.promotion import promote_candidate, promote_version
 
     candidate, _ = smoke_run
     metadata = read_metadata(candidate)
@@ -151,8 +151,9 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
 
     from pneumo_core.modeling.architectures import build_classifier
     from pneumo_core.modeling.graphs import KerasNetwork
+    from pneumo_core.modeling.saving import save_model_dir
     from pneumo_core.serving.film_files import load_canonical_films
-    from pneumo_core.store.model_dir import read_metadata, save_model_dir
+    from pneumo_core.store.model_dir import read_metadata
 
     candidate, _ = smoke_run
     smoke_metadata = read_metadata(candidate)
@@ -178,7 +179,7 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
     refused = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{stranger}")
     with pytest.raises(ValueError, match="trained on another split"):
         run_training(refused)
-    from pneumo_core.serving.preprocess import EQUALIZE, preprocessing_spec
+    from pneumo_core.common.preprocess import EQUALIZE, preprocessing_spec
 
     equalizing = save_model_dir(other, tmp_path / "eq", {**smoke_metadata, "preprocessing": preprocessing_spec(EQUALIZE)})
     mixed = TrainConfig(data_dir=str(real_data), output_dir=str(tmp_path), smoke=True, ensemble_of=f"{candidate},{equalizing}")

@@ -16,10 +16,10 @@ from pneumo_core.operating_point.calibration import calibrate
 from pneumo_core.operating_point.rules import ReferralRule, Rule
 from pneumo_core.operating_point.samples import sample_from_folder
 from pneumo_core.operations.audit import record_action
+from pneumo_core.operations.promotion import promote_candidate, roll_back_served
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.profiles import SiteProfile, activate, save_profile
-from pneumo_core.store.promotion import promote_candidate, roll_back_served
 from ui.access import require_operator
 
 

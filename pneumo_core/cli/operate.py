@@ -10,9 +10,9 @@ from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from pneumo_core.config import served_model_dir
 from pneumo_core.operations.answer_store import StoreError
 from pneumo_core.operations.monitor import drift_report, model_window, parse_since, validation_reference
+from pneumo_core.operations.promotion import promote_version, roll_back_served
 from pneumo_core.operations.shadow import shadow_report
-from pneumo_core.store.model_dir import add_tflite, read_metadata
-from pneumo_core.store.promotion import promote_version, roll_back_served
+from pneumo_core.store.model_dir import read_metadata
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -76,6 +76,8 @@ def run_rollback(_: argparse.Namespace) -> int:
 
 
 def run_export_tflite(args: argparse.Namespace) -> int:
+    from pneumo_core.modeling.saving import add_tflite  # TensorFlow: only for this command
+
     path = add_tflite(args.model or served_model_dir())
     print(f"written: {path} ({path.stat().st_size / 1e6:.1f} MB) and its SHA-256 in the metadata")
     return EXIT_OK

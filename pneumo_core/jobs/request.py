@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pneumo_core.common.preprocess import STRETCH
 from pneumo_core.config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
-from pneumo_core.serving.preprocess import STRETCH
 
 ARCHITECTURE_NAMES = ("densenet121", "efficientnetv2b0")
 """The bases a run can train (the keys of :data:`pneumo_core.modeling.architectures.ARCHITECTURES`, named here without
@@ -125,7 +125,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     augment: bool = True
     augmentation: Augmentation = field(default_factory=Augmentation)  # what augment applies (a dict when read from JSON)
-    intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.serving.preprocess.INTENSITY_MODES
+    intensity: str = STRETCH  # what the model sees of each film's grey levels: pneumo_core.common.preprocess.INTENSITY_MODES
     balance_acquisition: bool = False  # weight classes alike within each acquisition group (pneumo_core.training.acquisition)
     acquisition_offset: bool = (
         False  # train on logit + the group's log-odds (pneumo_core.modeling.architectures.with_logit_offset)

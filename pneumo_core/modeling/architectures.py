@@ -1,6 +1,6 @@
 """The classifier: a Keras Applications base (DenseNet121 by default) + pooling + dropout head + sigmoid, built flat.
 
-:func:`to_model_input` is the model's side of preprocessing (see :mod:`pneumo_core.serving.preprocess`), the same for
+:func:`to_model_input` is the model's side of preprocessing (see :mod:`pneumo_core.common.preprocess`), the same for
 every architecture in :data:`ARCHITECTURES`. The model is built functionally on one graph (``input_tensor=``),
 not as a nested base model, so Grad-CAM can reach the base's last block (:func:`last_block_layer`). The head
 ends in a linear ``logit`` layer followed by a ``probability`` sigmoid, so calibration can scale the logit.
@@ -19,9 +19,9 @@ import tensorflow as tf
 from keras import layers
 from keras.applications import DenseNet121, EfficientNetV2B0, densenet
 
+from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.config import base_weights_file
 from pneumo_core.jobs.request import ARCHITECTURE_NAMES
-from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 log = logging.getLogger(__name__)
 

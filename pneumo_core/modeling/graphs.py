@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.modeling.architectures import head_dense_layers, last_block_layer, to_model_input
 from pneumo_core.serving.cams import LastBlock
 from pneumo_core.serving.features import film_features
-from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 
 class KerasNetwork:

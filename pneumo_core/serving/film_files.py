@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pneumo_core.common.preprocess import CANONICAL_SIZE, canonicalize
 from pneumo_core.config import FILE_LOADING_THREADS
 from pneumo_core.serving.decode import ImageDecodeError, decode_image
-from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
 
 
 def load_canonical(path: str) -> np.ndarray:

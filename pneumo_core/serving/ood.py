@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.serving.decode import decode_image
-from pneumo_core.serving.preprocess import canonicalize
 
 OOD_FILE = "ood.npz"
 COLOUR_LIMIT = 15.0

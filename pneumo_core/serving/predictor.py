@@ -18,12 +18,12 @@ import numpy as np
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import sigmoid
+from pneumo_core.common.preprocess import CANONICAL_SIZE, canonicalize
 from pneumo_core.config import DECODE_THREADS
 from pneumo_core.serving import cams
 from pneumo_core.serving.answers import Case, Prediction, default_band
 from pneumo_core.serving.decode import ImageDecodeError, decode_upload
 from pneumo_core.serving.ood import FeatureDensity, ood_assessment
-from pneumo_core.serving.preprocess import CANONICAL_SIZE, canonicalize
 from pneumo_core.serving.runtimes import BATCH_SIZE, Network, load_network
 from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.model_dir import ModelLoadError, read_metadata

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pneumo_core.common.preprocess import STRETCH, intensity_mode, model_view
 from pneumo_core.config import SERVING_RUNTIMES
 from pneumo_core.serving import cams, lite
-from pneumo_core.serving.preprocess import STRETCH, intensity_mode, model_view
 from pneumo_core.store.model_dir import LITE_COPIES, ModelLoadError, load_keras_model, load_lite_model
 
 BATCH_SIZE = 32
@@ -40,7 +40,7 @@ class Network(Protocol):
 
 @dataclass(frozen=True)
 class ModelViewNetwork:
-    """A network whose model sees canonical films through :func:`~pneumo_core.serving.preprocess.model_view` (a model
+    """A network whose model sees canonical films through :func:`~pneumo_core.common.preprocess.model_view` (a model
     trained with ``--intensity equalize``): every graph it runs gets the films as the model saw them in training."""
 
     inner: Network

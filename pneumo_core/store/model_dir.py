@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.serving.preprocess import CANONICAL_SIZE
 
 if TYPE_CHECKING:
     import keras
@@ -67,46 +66,15 @@ def git_commit() -> str:
         return "unknown"
 
 
-def save_model_dir(model: keras.Model, directory: Path, metadata: dict[str, Any]) -> Path:
-    """Write ``model.keras``, its TFLite copy (224-px models) and ``metadata.json`` with the files' SHA-256."""
-    import keras
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    # rebuilt from its config, uncompiled: no optimizer state in the file (clone_model would copy the compiled optimizer)
-    serving_copy = keras.Model.from_config(model.get_config())
-    serving_copy.set_weights(model.get_weights())
-    serving_copy.save(directory / MODEL_FILE)
-    metadata = {**metadata, "model_sha256": file_sha256(directory / MODEL_FILE)}
-    if int(metadata["input_size"]) == CANONICAL_SIZE:
-        metadata["tflite_sha256"] = _write_tflite(serving_copy, directory)
-    _write_metadata(directory, metadata)
-    return directory
-
-
-def add_tflite(directory: Path) -> Path:
-    """Give an existing model directory its TFLite copy (models saved before the copy existed)."""
-    model, metadata = load_model_dir(directory)
-    _write_metadata(directory, {**metadata, "tflite_sha256": _write_tflite(model, Path(directory))})
-    return Path(directory) / TFLITE_FILE
-
-
-def _write_tflite(model: keras.Model, directory: Path) -> str:
-    from pneumo_core.modeling.graphs import export_tflite
-
-    path = directory / TFLITE_FILE
-    path.write_bytes(export_tflite(model, model.input_shape[1]))
-    return file_sha256(path)
-
-
 def record_in_metadata(directory: Path, **fields: Any) -> dict[str, Any]:
     """Add facts about a model directory (e.g. its ``registry_version``) to its metadata; the files' SHA-256 stay."""
     metadata = {**read_metadata(directory), **fields}
-    _write_metadata(directory, metadata)
+    write_metadata(directory, metadata)
     return metadata
 
 
-def _write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
+def write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
+    """Write ``metadata.json`` (the facts and SHA-256 it holds are the caller's)."""
     (Path(directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
+from pneumo_core.common.preprocess import preprocessing_spec
 from pneumo_core.config import portable_path
 from pneumo_core.evaluation.metrics import (
     THRESHOLD_RULE,
@@ -26,11 +27,11 @@ from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 from pneumo_core.jobs.request import TrainConfig
 from pneumo_core.modeling.architectures import architecture_of
 from pneumo_core.modeling.graphs import KerasNetwork
+from pneumo_core.modeling.saving import save_model_dir
 from pneumo_core.serving.ood import COMPONENTS, FeatureDensity, reference_features
 from pneumo_core.serving.predictor import Predictor
-from pneumo_core.serving.preprocess import preprocessing_spec
 from pneumo_core.serving.runtimes import with_model_view
-from pneumo_core.store.model_dir import EVALUATION_DIR, git_commit, save_model_dir
+from pneumo_core.store.model_dir import EVALUATION_DIR, git_commit
 from pneumo_core.training.pipeline import Split
 from pneumo_core.training.tracking import TrackedRun
 

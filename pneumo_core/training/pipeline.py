@@ -3,7 +3,7 @@
 A data set that fits the memory budget (:func:`pneumo_core.config.train_memory_budget_bytes`) is decoded and
 canonicalized once (:func:`pneumo_core.serving.film_files.load_canonical_images`), so an epoch never touches the disk. A larger
 one is streamed: each epoch decodes its files in parallel inside the pipeline, through the same
-:func:`pneumo_core.serving.preprocess.canonicalize`. Either way the pipeline shuffles, batches, augments (in parallel, on
+:func:`pneumo_core.common.preprocess.canonicalize`. Either way the pipeline shuffles, batches, augments (in parallel, on
 whole batches), converts to the model input and prefetches, and the tensors are the same (a test checks it).
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from pneumo_core.common.preprocess import CANONICAL_SIZE, STRETCH, model_view
 from pneumo_core.jobs.request import Augmentation
 from pneumo_core.modeling.architectures import to_model_input
 from pneumo_core.serving.film_files import load_canonical, load_canonical_images
-from pneumo_core.serving.preprocess import CANONICAL_SIZE, STRETCH, model_view
 
 AUTOTUNE = tf.data.AUTOTUNE
 COARSE_SIGMAS = (2.0, 16.0)
@@ -64,7 +64,7 @@ def _decode(path: tf.Tensor) -> tf.Tensor:
 
 
 def _model_view(batch: tf.Tensor, intensity: str) -> tf.Tensor:
-    """:func:`~pneumo_core.serving.preprocess.model_view` of a ``(N, 224, 224, 1)`` uint8 batch, inside the pipeline."""
+    """:func:`~pneumo_core.common.preprocess.model_view` of a ``(N, 224, 224, 1)`` uint8 batch, inside the pipeline."""
     viewed = tf.numpy_function(lambda images: model_view(images[..., 0], intensity)[..., np.newaxis], [batch], tf.uint8)
     return tf.ensure_shape(viewed, batch.shape)
 
@@ -248,7 +248,7 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """(canonical uint8 images, or the paths to decode them from; labels) → batches of (model input, float label).
 
-    Each batch is seen through :func:`~pneumo_core.serving.preprocess.model_view` of ``intensity`` before augmentation,
+    Each batch is seen through :func:`~pneumo_core.common.preprocess.model_view` of ``intensity`` before augmentation,
     as serving sees each film before the network. With per-film ``weights``, batches are
     (model input, float label, weight), the form Keras's ``fit`` reads as sample weights. With per-film logit
     ``offsets``, the input is the pair (model input, offset ``(N, 1)``) that

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo_core.common.films import class_root, list_labelled_images
+from pneumo_core.common.preprocess import intensity_mode
 from pneumo_core.config import train_memory_budget_bytes
 from pneumo_core.jobs.progress import ProgressWriter
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
@@ -32,7 +33,6 @@ from pneumo_core.modeling.architectures import (
 )
 from pneumo_core.modeling.ensemble import build_ensemble
 from pneumo_core.serving.film_files import decoded_bytes, load_canonical_images
-from pneumo_core.serving.preprocess import intensity_mode
 from pneumo_core.store.model_dir import load_model_dir, record_in_metadata
 from pneumo_core.training.acquisition import acquisition_groups, balanced_weights, group_log_odds, marker_template
 from pneumo_core.training.callbacks import ProgressCallback
