@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -63,4 +65,5 @@ else:
         "(exact for proportions, a patient bootstrap for the AUCs). The saliency "
         "sanity check's results are in the card below."
     )
-st.markdown((PROJECT_ROOT / "MODEL_CARD.md").read_text().split("\n", 1)[1])  # its title is the page's
+card = (PROJECT_ROOT / "MODEL_CARD.md").read_text().split("\n", 1)[1]  # its title is the page's
+st.markdown(re.sub(r"<!--.*?-->\n?", "", card, flags=re.S))  # the generated blocks' markers are not for readers

@@ -72,18 +72,18 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
     st.dataframe(
         pd.DataFrame(
             [
-                {
+                {  # the alert next to the signal: at 800 px a last column was cut
                     "signal": signal["name"],
-                    "films": signal["n"],
-                    "PSI": "—" if signal["psi"] is None else f"{signal['psi']:.3f}",
-                    "KS p-value": "—" if signal["ks_pvalue"] is None else f"{signal['ks_pvalue']:.2g}",
                     "alert": (
                         "yes"
                         if signal["alert"]
                         else "no"
                         if signal["n"] >= MIN_ANSWERS
-                        else f"not enough films to judge ({signal['n']} of {MIN_ANSWERS})"
+                        else f"too few films ({signal['n']} of {MIN_ANSWERS})"
                     ),
+                    "films": signal["n"],
+                    "PSI": "—" if signal["psi"] is None else f"{signal['psi']:.3f}",
+                    "KS p-value": "—" if signal["ks_pvalue"] is None else f"{signal['ks_pvalue']:.2g}",
                 }
                 for signal in drift["signals"]
             ]

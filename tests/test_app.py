@@ -431,6 +431,7 @@ def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_pat
 def test_model_card_page(app_env):
     at = run_page("app_pages/model_card.py")
     assert "Intended use" in texts(at) and "tiny-test-model" in texts(at) and "served by **TensorFlow**" in texts(at)
+    assert "<!--" not in texts(at) and "generated:" not in texts(at)  # the card's block markers are not shown
 
 
 def test_the_training_form_passes_the_settings_chosen_to_train_py(app_env, monkeypatch):
@@ -676,7 +677,7 @@ def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, monke
     decision = answer_store.answers()["decision"][0]
     assert decision in ("NORMAL", "PNEUMONIA", "REFER") and f"1 {decision}" in texts(at)  # the stored decision, shown
     alerts = set(next(frame.value for frame in at.dataframe if "alert" in frame.value)["alert"])
-    assert "not enough films to judge (1 of 50)" in alerts and all(a.startswith("not enough films") for a in alerts)
+    assert "too few films (1 of 50)" in alerts and all(a.startswith("too few films") for a in alerts)
     with bind_address("0.0.0.0"):  # exposed without a password: it summarises every visitor's answers
         at = run_page("app_pages/monitoring.py")
     assert "**1 answer** by" not in texts(at)
