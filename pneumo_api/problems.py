@@ -43,6 +43,14 @@ class Problem(Exception):
         self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
 
 
+MULTIPART_HELP = (
+    "The form could not be read: send the files as multipart/form-data in the field 'files', with the boundary the "
+    "Content-Type declares and each part's headers (its file name among them) under 8 KB."
+)
+"""What a client can do about Starlette's bare "Invalid multipart data." (a part header over its 8 KB limit, a wrong
+boundary, a body cut short)."""
+
+
 def problem_response(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status}
     if detail:
@@ -64,4 +72,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+        detail = MULTIPART_HELP if str(error.detail).startswith("Invalid multipart") else ""
+        return problem_response(error.status_code, str(error.detail), detail, getattr(error, "headers", None))

@@ -223,3 +223,9 @@ def test_the_access_log_never_holds_a_query_string():
     )
     assert all(f.filter(record) for f in logging.getLogger("uvicorn.access").filters)
     assert "s3cret" not in record.getMessage() and "/v1/model" in record.getMessage()
+
+
+def test_a_form_whose_part_headers_are_too_long_gets_a_400_that_says_what_to_fix(api):
+    response = api.post("/v1/predict", files=[("files", ("a" * 9000 + ".png", FILM, "image/png"))])
+    assert response.status_code == 400 and response.headers["content-type"].startswith("application/problem+json")
+    assert "under 8 KB" in response.json()["detail"] and "file name" in response.json()["detail"]
