@@ -331,14 +331,22 @@ def misclassified_films(
         )
     cell = st.radio("Show images from the confusion matrix cell", list(CELLS), horizontal=True, key="cell")
     truth, called = CELLS[cell]
+    # the binary call at the explored threshold; at the serving point a film inside the referral band is referred
+    low, high = served.predictor.band
+    serving = sigmoid(frame["logit"].to_numpy(np.float64) / served.predictor.temperature)
+    frame = frame.assign(score=scores, referred=(serving >= low) & (serving < high))
     chosen = frame[(labels == truth) & ((scores >= threshold).astype(int) == called)]
-    st.caption(f"{len(chosen)} film" + ("" if len(chosen) == 1 else "s") + f" at threshold {threshold:.3f}.")
+    st.caption(
+        f"{len(chosen)} film" + ("" if len(chosen) == 1 else "s") + f", called at threshold {threshold:.3f}; "
+        f"{int(chosen['referred'].sum())} of them the serving point refers to a radiologist instead (its band "
+        f"{low:.3f}–{high:.3f})."
+    )
     root = class_root(default_data_dir(), "train")
     if not (root / CLASS_NAMES[0]).is_dir():
         st.warning(f"The data folder ({default_data_dir()}) is not available, so the images themselves cannot be shown.")
-        st.dataframe(chosen[["file", "label", "probability"]], hide_index=True)
+        st.dataframe(chosen[["file", "label", "score", "referred"]], hide_index=True)
         return
-    shown = chosen.sort_values("probability", ascending=bool(called == 0)).head(8)
+    shown = chosen.sort_values("score", ascending=bool(called == 0)).head(8)
     files, canonicals, unreadable = load_canonical_films(root, shown["file"].tolist())
     for name in unreadable:
         st.caption(f"{name}: not readable")
@@ -352,12 +360,13 @@ def misclassified_films(
     )
     explained = CLASS_NAMES[called] if evidence.startswith("the answer") else evidence
     maps = served.predictor.explain(canonicals, [explained] * len(files))  # Grad-CAM, one batched pass
-    probabilities = dict(zip(shown["file"], shown["probability"]))
+    rows = shown.set_index("file")
     grid = st.columns(4)
     for i, (name, canonical, cam) in enumerate(zip(files, canonicals, maps)):
+        referred = " · referred at the serving point" if rows.loc[name, "referred"] else ""
         grid[i % 4].image(
             overlay(canonical, cam, 0.35),
-            caption=f"{name} · P={probabilities[name]:.2f} · evidence for {explained}",
+            caption=f"{name} · P={rows.loc[name, 'score']:.2f}{referred} · evidence for {explained}",
             width="stretch",
         )
 

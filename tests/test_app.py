@@ -420,6 +420,8 @@ def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_pat
     grid_captions = lambda: [i.caption for e in at.get("image") for i in e.proto.imgs if "evidence for" in i.caption]  # noqa: E731
     answer = at.radio(key="grid_class").value  # "the answer (NORMAL)": the class the cell's films were called
     assert grid_captions() and all(c.endswith(f"evidence for {answer[12:-1]}") for c in grid_captions())
+    cell = next(c.value for c in at.caption if "called at threshold 0.200" in c.value)
+    assert "the serving point refers to a radiologist instead" in cell  # the binary call, and what serving does
     for explained in ("PNEUMONIA", "NORMAL"):  # the misclassified films' maps, for either class
         at.radio(key="grid_class").set_value(explained).run()
         assert not at.exception and grid_captions() and all(c.endswith(f"evidence for {explained}") for c in grid_captions())
