@@ -255,15 +255,17 @@ def explore_threshold(served: Served, frame: pd.DataFrame, labels: np.ndarray, r
     slider, reset = st.columns([3, 2], vertical_alignment="bottom")
     threshold = slider.slider("Threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key="explore_threshold")
     reset.button(
-        "Back to this operating point",
+        "Reset",  # a longer label was cut at 800 px
         on_click=lambda: st.session_state.update(explore_threshold=point_threshold),
         key="reset_threshold",
+        help="Back to the chosen operating point's threshold",
     )
     point = classification_metrics(labels, scores, point_threshold)
     explored = classification_metrics(labels, scores, threshold)
     columns = st.columns(4)
     for column, key in zip(columns, ("sensitivity", "specificity", "precision", "npv")):
-        column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f} vs the operating point")
+        column.metric(PLAIN_NAMES[key], f"{explored[key]:.3f}", f"{explored[key] - point[key]:+.3f}")
+    st.caption("Each change is against the operating point chosen above.")
     left, right = st.columns(2)
     with left:
         clicked = st.plotly_chart(

@@ -98,13 +98,14 @@ def training_form() -> None:
             + "; without pretrained weights the from-scratch schedule is used."
         )
         data_dir = st.selectbox("Data folder", [str(r) for r in roots])
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2 = st.columns(2)  # two a row: four were cut at 800 px
         sizes = [shown.img_size] if smoke else [224, 192, 160, 128]
         img_size = c1.selectbox("Image size", sizes, index=_index(sizes, last.get("img_size", shown.img_size)), disabled=smoke)
         batches = [shown.batch_size] if smoke else [8, 16, 32]
         batch_size = c2.selectbox(
             "Batch size", batches, index=_index(batches, last.get("batch_size", shown.batch_size)), disabled=smoke
         )
+        c3, c4 = st.columns(2)
         epochs = c3.number_input("Head epochs (transfer)", 1, 50, last.get("epochs", shown.epochs), disabled=smoke)
         lr = c4.select_slider(
             "Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=last.get("lr", defaults.lr), disabled=smoke
@@ -123,13 +124,14 @@ def training_form() -> None:
         target = c3.slider(
             "Threshold rule: validation sensitivity ≥", 0.90, 0.99, last.get("target", defaults.target_sensitivity), 0.01
         )
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2 = st.columns(2)
         augment = c1.checkbox("Augmentation", last.get("augment", defaults.augment))
         flip = c2.checkbox(
             "Horizontal flips",
             last.get("flip", defaults.augmentation.horizontal_flip),
             help="Flips move the heart to the right side",
         )
+        c3, c4 = st.columns(2)
         intensity = c3.selectbox(
             "Grey levels the model sees",
             INTENSITY_MODES,

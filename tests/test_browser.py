@@ -230,10 +230,12 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
         "classify": "Probability of pneumonia:",
         "metrics": "Internal test and external sites",
         "model_card": "Intended use",
-        "training": "Operator actions",
+        "training": "Start training",
         "monitoring": "Latency per film",  # the example classified first is monitored
     }
-    with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", PNEUMO_DATA_DIR=str(tmp_path / "none")) as running:
+    (tmp_path / "training-data").mkdir()  # a folder the Training page may train on: its form is drawn too
+    env = {"PNEUMO_DATA_DIR": str(tmp_path / "none"), "PNEUMO_DATA_ROOTS": str(tmp_path / "training-data")}
+    with streamlit_server(model_dir, tmp_path, PNEUMO_OPERATOR_PASSWORD="", **env) as running:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             try:
