@@ -223,12 +223,12 @@ def report_button(served: Served, case: Case, heat, digest: str, method: str, ev
 table = results_table(served, cases, [times.get(d, "") for d in digests])
 st.subheader("Results")
 # On the page: what a reader needs, the decision in full (its words were cut in a narrow column); the CSV has it all.
-SHOWN = {
-    "file": st.column_config.TextColumn("file", width="medium"),
-    "decision": st.column_config.TextColumn("decision", width="large"),
-    "reason no label": st.column_config.TextColumn("reason no label", width="large"),
-    "P(pneumonia)": st.column_config.TextColumn("P(pneumonia)", width="small"),
-    "warnings": st.column_config.TextColumn("warnings", width="medium"),
+SHOWN = {  # widths in pixels: the longest decision ("REFER: have a radiologist read ... leans PNEUMONIA") whole
+    "file": st.column_config.TextColumn("file", width=240),
+    "decision": st.column_config.TextColumn("decision", width=500),
+    "P(pneumonia)": st.column_config.TextColumn("P(pneumonia)", width=110),
+    "reason no label": st.column_config.TextColumn("reason no label", width=360),
+    "warnings": st.column_config.TextColumn("warnings", width=300),
 }
 st.dataframe(table, hide_index=True, width="stretch", column_config=SHOWN, column_order=list(SHOWN))
 # No rerun on a download: a rerun would replace the reports' deferred files while another click may be on its way.
