@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pneumo_core.operating_point.promises import AT_MOST, FIGURES
-from pneumo_core.store.model_dir import read_metadata
+from pneumo_core.store.model_dir import EVALUATION_DIR, SANITY_FILE, read_metadata
 from pneumo_core.store.profiles import SiteProfile, active_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def example_answers() -> list[str]:
 
 def saliency_sanity(model_dir: Path = SERVED) -> list[str]:
     """The cascading-randomisation table of ``evaluation/saliency_sanity.json``."""
-    sanity = json.loads((model_dir / "evaluation" / "saliency_sanity.json").read_text())
+    sanity = json.loads((model_dir / EVALUATION_DIR / SANITY_FILE).read_text())
     lines = [
         f"Measured on {sanity['model']} ({sanity['images']} internal-test images):",
         "",
