@@ -7,7 +7,7 @@ and navigation; each page lives in ``app_pages/`` and every piece of ML in
 ``pneumo_core``.
 """
 
-from pneumo_core.config import quiet_tensorflow
+from pneumo_core.config import SettingError, check_settings, quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -18,9 +18,14 @@ from ui.access import signed_in_status  # noqa: E402
 from ui.resources import keep_compiled_functions, start_loading, warm_training_history  # noqa: E402
 from ui.widgets import disclaimer_banner, operating_point_label  # noqa: E402
 
+st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
+try:
+    check_settings()
+except SettingError as error:  # a wrong PNEUMO_* value: said, named, and nothing else runs
+    st.error(f"The server's settings need fixing: {error}", icon=":material/settings:")
+    st.stop()
 keep_compiled_functions()
 warm_training_history()  # once per server, in the background: the Metrics page lists the training runs
-st.set_page_config(page_title="pneumo — chest X-ray research demo", page_icon=":material/pulmonology:", layout="wide")
 
 navigation = st.navigation(
     [

@@ -108,9 +108,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    from pneumo_core.config import SettingError, check_settings, served_model_dir
+
+    try:
+        check_settings()  # a wrong PNEUMO_* value stops the run before it starts, named
+    except SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     config = config_from_args(args)
 
-    from pneumo_core.config import served_model_dir
     from pneumo_core.operations.promotion import promote_candidate
     from pneumo_core.training.trainer import Trainer
 

@@ -17,7 +17,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from swagger_ui_bundle import swagger_ui_path
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.config import MAX_FILES_PER_REQUEST, serving_runtime
+from pneumo_core.config import MAX_FILES_PER_REQUEST, SettingError, check_settings, serving_runtime
 from pneumo_core.operations.shadow import load_shadow
 from pneumo_core.serving.decode import MAX_FILE_BYTES
 from pneumo_core.serving.predictor import Predictor
@@ -191,4 +191,8 @@ def upload_refusal(request: Request) -> JSONResponse | None:
     return None
 
 
+try:
+    check_settings()  # a wrong PNEUMO_* value stops the server before it starts, named (no traceback)
+except SettingError as error:
+    raise SystemExit(f"error: {error}") from None
 app = create_app()

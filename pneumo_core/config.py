@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,40 @@ REGISTERED_MODEL = "pneumo-densenet121"
 
 _OFF = ("off", "0", "false", "no", "disabled")
 _ON = ("on", "1", "true", "yes", "enabled")
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value its setting cannot take; the message names the variable and the values
+    it may take. Raised when the setting is read, and by :func:`check_settings` at each entry point's start."""
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower()
+    if value not in allowed:
+        raise SettingError(f"{name}={os.environ[name]!r} is not a setting: use one of {', '.join(allowed)}.")
+    return value
+
+
+def _number(name: str, default: float, minimum: float, kind: type = float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a number: give a {kind.__name__} of at least {minimum:g}.") from None
+    if value < minimum:
+        raise SettingError(f"{name}={raw!r} is too small: give a {kind.__name__} of at least {minimum:g}.")
+    return value
+
+
+def _switch(name: str) -> bool | None:
+    """``on`` / ``off`` (and their usual spellings) of ``$name``, None when unset."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return _choice(name, "", _ON + _OFF) in _ON
+
 
 # Tried in order when PNEUMO_DATA_DIR is not set: the project's own data folder,
 # then the shared copy used in development and CI.
@@ -143,12 +178,8 @@ def audit_log_path() -> Path:
 def train_memory_budget_bytes() -> int:
     """How much decoded training data may stay in memory (``$PNEUMO_TRAIN_MEMORY_MB``; default a quarter of the
     memory available now); a larger data set is streamed from its files."""
-    value = os.environ.get(TRAIN_MEMORY_ENV)
-    if value:
-        try:
-            return int(float(value) * 2**20)
-        except ValueError:
-            pass
+    if os.environ.get(TRAIN_MEMORY_ENV, "").strip():
+        return int(_number(TRAIN_MEMORY_ENV, 0.0, 0.0) * 2**20)
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
         return int(fields["MemAvailable"].split()[0]) * 1024 // 4
@@ -169,10 +200,7 @@ def is_database_url(location: str) -> bool:
 
 def monitor_retention_days() -> float:
     """Rows older than this are deleted (``$PNEUMO_MONITOR_RETENTION_DAYS``, default 90; 0 keeps everything)."""
-    try:
-        return max(0.0, float(os.environ.get(MONITOR_RETENTION_ENV, "90")))
-    except ValueError:
-        return 90.0
+    return _number(MONITOR_RETENTION_ENV, 90.0, 0.0)
 
 
 def cluster_spec() -> str | None:
@@ -203,16 +231,12 @@ SERVING_RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
 def serving_runtime() -> str:
     """``$PNEUMO_RUNTIME``: ``auto`` (default: see :data:`pneumo_core.serving.runtimes.RUNTIMES`), ``tflite-int8``, ``tflite``
     or ``tensorflow``."""
-    runtime = os.environ.get(RUNTIME_ENV, "auto").strip().lower()
-    return runtime if runtime in SERVING_RUNTIMES else "auto"
+    return _choice(RUNTIME_ENV, "auto", SERVING_RUNTIMES)
 
 
 def lite_threads() -> int:
     """Threads of the LiteRT interpreter (``$PNEUMO_LITE_THREADS``, default 2: this machine's cores)."""
-    try:
-        return max(1, int(os.environ.get(LITE_THREADS_ENV, "2")))
-    except ValueError:
-        return 2
+    return int(_number(LITE_THREADS_ENV, 2, 1, int))
 
 
 def secrets() -> dict[str, Any]:
@@ -233,14 +257,14 @@ def operator_password() -> str | None:
 def marked_public() -> bool:
     """``$PNEUMO_PUBLIC=1``: others reach this server (e.g. through a reverse proxy on this machine), so a
     loopback bind address does not make it private."""
-    return os.environ.get(PUBLIC_ENV, "").strip().lower() in _ON
+    return bool(_switch(PUBLIC_ENV))
 
 
 def training_enabled() -> bool:
     """Off with ``$PNEUMO_TRAINING=off`` or ``[training] enabled = false`` in the secrets file (a public demo)."""
-    value = os.environ.get(TRAINING_ENV)
+    value = _switch(TRAINING_ENV)
     if value is not None:
-        return value.strip().lower() not in _OFF
+        return value
     return bool(secrets().get("training", {}).get("enabled", True))
 
 
@@ -254,8 +278,7 @@ def api_keys() -> list[str]:
 def api_auth() -> str:
     """``$PNEUMO_API_AUTH``: ``auto`` (default: a key is needed unless no key is set and the request is local),
     ``on`` (always) or ``off`` (never: only behind something that authenticates)."""
-    value = os.environ.get(API_AUTH_ENV, "auto").strip().lower()
-    return value if value in ("auto", "on", "off") else "auto"
+    return _choice(API_AUTH_ENV, "auto", ("auto", "on", "off"))
 
 
 def api_rate() -> str:
@@ -267,3 +290,28 @@ def api_rate_storage() -> str:
     """Where the REST API counts its rate limits, as a ``limits`` storage URI (``$PNEUMO_API_RATE_STORAGE``):
     ``memory://`` (the default: this process only) or ``redis://host:port`` (one limit shared by every replica)."""
     return os.environ.get(API_RATE_STORAGE_ENV) or "memory://"
+
+
+SETTINGS: tuple[Callable[[], object], ...] = (
+    train_memory_budget_bytes,
+    monitor_retention_days,
+    serving_runtime,
+    lite_threads,
+    marked_public,
+    training_enabled,
+    api_auth,
+)
+"""The settings whose environment variable can hold a wrong value, each read (and so checked) by :func:`check_settings`."""
+
+
+def check_settings() -> None:
+    """Read every setting once: the first wrong value stops the entry point with a :class:`SettingError` naming its
+    variable (the app, the REST API and the command line call this first)."""
+    problems = []
+    for setting in SETTINGS:
+        try:
+            setting()
+        except SettingError as error:
+            problems.append(str(error))
+    if problems:
+        raise SettingError(" ".join(problems))

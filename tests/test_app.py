@@ -430,6 +430,14 @@ def test_metrics_page_with_and_without_data_folder(app_env, monkeypatch, tmp_pat
     assert "not available" in texts(at)
 
 
+def test_a_wrong_setting_stops_the_app_with_its_variable_named(app_env, monkeypatch):
+    monkeypatch.setenv("PNEUMO_RUNTIME", "fast")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception and any("PNEUMO_RUNTIME='fast'" in e.value for e in at.error)
+    assert not at.button and not at.file_uploader  # nothing else ran
+
+
 def test_model_card_page(app_env):
     at = run_page("app_pages/model_card.py")
     assert "Intended use" in texts(at) and "tiny-test-model" in texts(at) and "served by **TensorFlow**" in texts(at)

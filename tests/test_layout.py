@@ -2,6 +2,7 @@
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -193,3 +194,33 @@ def test_no_page_prints_a_stray_string():
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 stray.append(f"{path.name}:{node.lineno}")
     assert not stray, stray
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PNEUMO_RUNTIME", "fast"),
+        ("PNEUMO_LITE_THREADS", "many"),
+        ("PNEUMO_API_AUTH", "maybe"),
+        ("PNEUMO_MONITOR_RETENTION_DAYS", "-1"),
+        ("PNEUMO_TRAIN_MEMORY_MB", "lots"),
+        ("PNEUMO_TRAINING", "sometimes"),
+        ("PNEUMO_PUBLIC", "yes please"),
+    ],
+)
+def test_a_wrong_setting_stops_the_command_line_and_the_api_naming_its_variable(variable, value, monkeypatch, capsys):
+    from pneumo_core.cli.main import main
+
+    monkeypatch.setenv(variable, value)
+    assert main(["predict", str(PACKAGE.parent / "examples" / "normal_IM-0162-0001.jpeg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and variable in err and repr(value) in err
+    done = subprocess.run(
+        [sys.executable, "-c", "import pneumo_api"],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE.parent,
+        timeout=120,
+        env={**os.environ, variable: value},
+    )
+    assert done.returncode != 0 and variable in done.stderr and "Traceback" not in done.stderr

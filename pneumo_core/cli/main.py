@@ -25,6 +25,7 @@ from pathlib import Path
 from pneumo_core import CLASS_NAMES, DISCLAIMER
 from pneumo_core.common.films import IMAGE_SUFFIXES
 from pneumo_core.config import SERVING_RUNTIMES as RUNTIMES
+from pneumo_core.config import check_settings
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.decode import MAX_FILE_BYTES, ImageDecodeError
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"pneumo_core.cli.{COMMANDS[args.command]}")
     run = getattr(module, f"run_{args.command.replace('-', '_')}")
     try:
+        check_settings()  # a wrong PNEUMO_* value stops here, named, before anything runs
         return run(args)
     except ModelLoadError as error:
         return _failed(error, EXIT_MODEL)
