@@ -78,8 +78,10 @@ def test_patient_intervals_contain_the_point_estimate_and_widen_with_clustering(
     # the same films as patients of four: a quarter of the evidence, wider intervals
     grouped = patient_intervals(labels, scores, 0.5, np.arange(len(labels)) // 4, resamples=200)
     assert np.diff(grouped["accuracy"])[0] > np.diff(intervals["accuracy"])[0]
-    # every pneumonia film called: the exact interval reaches 1, a percentile bootstrap would have no width
-    assert patient_intervals(np.ones(8), np.ones(8), 0.5, np.arange(8), resamples=10)["sensitivity"][1] == 1.0
+    # every pneumonia film called: the exact interval reaches 1 and its lower end is Clopper-Pearson's 0.025^(1/8),
+    # far below 1 (a percentile bootstrap gives [1, 1]: 8 of 8 films "prove" sensitivity 1)
+    low, high = patient_intervals(np.ones(8), np.ones(8), 0.5, np.arange(8), resamples=10)["sensitivity"]
+    assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 8)) and low < 0.64
 
 
 def test_reliability_curve_of_a_calibrated_model_is_near_the_diagonal():
