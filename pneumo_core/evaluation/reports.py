@@ -65,7 +65,8 @@ def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str) -> go.Figur
                 "cmax": 1,
             },
             customdata=[[truth, called] for truth, called, _ in cells],
-            hovertemplate="%{y}, %{x}: %{text} images<extra></extra>",
+            hovertemplate="%{y}, %{x}: %{text} films<extra></extra>",
+            cliponaxis=False,  # in a narrow column the squares reach past the axes: their counts must stay whole
         )
     )
     figure.update_layout(
