@@ -3,14 +3,14 @@
     python -m bench.api [--requests 200]
     python -m bench.api --replicas --monitor-db postgresql://USER@HOST:PORT/DB [--requests 200]
 
-Starts ``uvicorn pneumo_api:app`` on a free 127.0.0.1 port (:func:`tests.harness.api_server`), then sends ``--requests``
+Starts ``uvicorn pneumo_api:app`` on a free 127.0.0.1 port (:func:`devtools.harness.api_server`), then sends ``--requests``
 single-file ``POST /v1/predict`` requests at concurrency 1, 4 and 16 (the four example films in turn), and
 records p50/p95 latency, throughput, errors and the server's memory. Baselines, measured in this process on the
 same films: one ``Predictor.classify`` call per film (single-film latency) and the folder rate (every film in one
 ``classify`` call). Goals: p50 at concurrency 1 ≤ 1.3 × in-process latency; throughput at concurrency
 16 ≥ 0.8 × the in-process folder rate; no errors; memory flat.
 
-With ``--replicas``: the documented deployment (``deploy/nginx.conf``, :func:`tests.harness.nginx_proxy`), two replicas
+With ``--replicas``: the documented deployment (``deploy/nginx.conf``, :func:`devtools.harness.nginx_proxy`), two replicas
 behind nginx sharing a Redis rate-limit store (started here) and the PostgreSQL monitoring store ``--monitor-db``,
 against one replica with the same stores, both at concurrency 16. Goal: no error, every answer recorded.
 """
@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 
 from bench.common import p50_p95, record_results, rss_mb
+from devtools.harness import PROJECT_ROOT, api_server, nginx_proxy, redis_server
 from pneumo_core.serving.predictor import Predictor
-from tests.harness import PROJECT_ROOT, api_server, nginx_proxy, redis_server
 
 READY_DEADLINE_S = 120.0
 BENCH_KEY = "bench-replicas-key"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from bench.common import record_results, rss_mb
-from tests.harness import PROJECT_ROOT, launch_chromium, streamlit_server
+from devtools.harness import PROJECT_ROOT, launch_chromium, streamlit_server
 
 SCREENSHOTS = PROJECT_ROOT / "bench" / "out" / "screenshots"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import record_results
-from tests.harness import PROJECT_ROOT, api_server
+from devtools.harness import PROJECT_ROOT, api_server
 
 BAH = ["buildah", "--storage-driver", "vfs"]
 BUDGET_MB = 800

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import record_results, rss_mb
-from tests.harness import PROJECT_ROOT, api_server
+from devtools.harness import PROJECT_ROOT, api_server
 
 SIDE = 7000
 
@@ -43,7 +43,7 @@ def large_small_png() -> bytes:
 
 def hostile_files() -> dict[str, list[tuple[str, bytes]]]:
     """One request's files for each hostile input (built with pydicom and Pillow)."""
-    from tests.imaging import deflated_dicom_bomb, encapsulated_dicom
+    from devtools.imaging import deflated_dicom_bomb, encapsulated_dicom
 
     rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
     rgb[::50] = (200, 120, 40)

@@ -4,7 +4,7 @@
 
 In-distribution: the served model's internal-test images (patients never used
 for training; the feature-distance limit was set on validation), and the site
-sample as stored and as sites send it (:func:`tests.imaging.site_variants`:
+sample as stored and as sites send it (:func:`devtools.imaging.site_variants`:
 re-sampled, sideways with an EXIF rotation, JPEG re-encoded, 16-bit, windowed
 DICOM, mildly cropped). Out of distribution: pictures generated here or shipped
 with installed packages — scikit-learn's sample photos (colour and gray crops),
@@ -24,13 +24,13 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import record_results
+from devtools.imaging import harsh_crop, site_variants
 from pneumo_core.common.films import class_root
 from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.ood import WITHHOLD_FACTOR
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.model_dir import EVALUATION_DIR
-from tests.imaging import harsh_crop, site_variants
 
 
 def png(array: np.ndarray) -> bytes:

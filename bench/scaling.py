@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from bench.common import record_results
+from devtools.harness import PROJECT_ROOT
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import default_data_dir
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.runtimes import RUNTIMES
-from tests.harness import PROJECT_ROOT
 
 TRAIN_STEPS = """
 import sys, time, numpy as np

@@ -21,12 +21,12 @@ import tensorflow as tf
 from PIL import Image
 
 from bench.common import p50_p95, record_results, timed
+from devtools.reference_cams import ReferenceExplainer
 from pneumo_core.config import served_model_dir
 from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.runtimes import RUNTIMES, auto_runtime
 from pneumo_core.store.model_dir import LITE_COPIES, load_model_dir
-from tests.reference_cams import ReferenceExplainer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DENSENET121_GMACS_224 = 2.87  # multiply-accumulates of one 224-px forward pass (Keras DenseNet121, no top)

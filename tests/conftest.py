@@ -87,7 +87,7 @@ def redis_uri(tmp_path_factory):
     """A throwaway Redis on loopback for one test module (Debian's redis-server, which ``.ci/run`` installs)."""
     import shutil
 
-    from .harness import redis_server
+    from devtools.harness import redis_server
 
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed (.ci/run installs Debian's package)")

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from devtools.imaging import synthetic_xray
 from pneumo_core.common.films import class_root
 from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.jobs.request import TrainConfig
@@ -20,8 +21,6 @@ from pneumo_core.training.acquisition import (
     marker_template,
 )
 from pneumo_core.training.trainer import Trainer
-
-from .imaging import synthetic_xray
 
 
 def _marker() -> np.ndarray:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_api import create_app
 from pneumo_core.cli.main import main
 from pneumo_core.serving.cams import METHOD_NAMES
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
-from .imaging import encode, synthetic_xray
 
 FILM = encode(synthetic_xray(180, seed=3))
 

@@ -15,11 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import train as train_py
+from devtools.imaging import dicom_bytes, encode, synthetic_xray
 from pneumo_core.evaluation.reports import predictions_frame, write_evaluation
 from pneumo_core.store.model_dir import EVALUATION_DIR
 
 from .conftest import PROJECT_ROOT
-from .imaging import dicom_bytes, encode, synthetic_xray
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 TIMEOUT = 120

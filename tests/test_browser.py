@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import harness
-from tests.harness import launch_chromium
+from devtools import harness
+from devtools.harness import launch_chromium
 
 from .conftest import PROJECT_ROOT
 
@@ -107,7 +107,7 @@ def test_films_added_to_a_full_batch_are_all_answered_and_every_download_works(s
 
     from playwright.sync_api import expect, sync_playwright
 
-    from .imaging import encode, synthetic_xray
+    from devtools.imaging import encode, synthetic_xray
 
     films = []
     for i in range(15):
@@ -142,7 +142,7 @@ def test_a_film_and_its_identical_copy_each_get_a_section_and_a_report(server, t
     with a heat map and a PDF report of their own, and the copy is said to be the same film."""
     from playwright.sync_api import expect, sync_playwright
 
-    from .imaging import encode, synthetic_xray
+    from devtools.imaging import encode, synthetic_xray
 
     film = encode(synthetic_xray(128, seed=21))
     paths = [tmp_path / "first.png", tmp_path / "copy-of-first.png", tmp_path / "other.png"]
@@ -172,7 +172,7 @@ def test_uploaded_dicom_is_kept_in_memory_only(server, tmp_path):
     the server log never mentions it or the file name, and the page shows it only inside the DICOM expander."""
     from playwright.sync_api import expect
 
-    from .imaging import dicom_bytes, synthetic_xray
+    from devtools.imaging import dicom_bytes, synthetic_xray
 
     secret = "Qzxv^Privacytest"
     upload = tmp_path / "patient-upload-7731.dcm"

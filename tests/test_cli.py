@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_core.cli.main import main
 
 from .conftest import PROJECT_ROOT
-from .imaging import encode, synthetic_xray
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_core.common.films import class_root, list_labelled_images, patient_id
 from pneumo_core.training.split import manifest_hash, split_by_patient
-
-from .imaging import encode, synthetic_xray
 
 
 @pytest.mark.parametrize(

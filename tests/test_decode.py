@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devtools.imaging import dicom_bytes, encode, synthetic_xray
 from pneumo_core.serving.decode import MAX_FILE_BYTES, ImageDecodeError, decode_image
-
-from .imaging import dicom_bytes, encode, synthetic_xray
 
 FILM = synthetic_xray(120, seed=2)
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from .served_numbers import BLOCKS, ROOT, block, documents, marked
+from devtools.served_numbers import BLOCKS, ROOT, block, documents, marked
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
@@ -17,7 +17,7 @@ def test_every_generated_block_is_the_served_models(name):
     expected = block(name)
     for document in holders:
         for quoted in marked(document.read_text(), name):
-            assert quoted == expected, f"{document.name} differs from models/served: run python -m tests.served_numbers"
+            assert quoted == expected, f"{document.name} differs from models/served: run python -m devtools.served_numbers"
 
 
 @pytest.mark.parametrize("document", documents(), ids=lambda path: path.name)

@@ -4,14 +4,14 @@ concatenated last block exactly as tf-keras-vis explains it."""
 import numpy as np
 import pytest
 
+from devtools.imaging import synthetic_xray
+from devtools.reference_cams import ReferenceExplainer
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.cams import METHODS
 from pneumo_core.serving.predictor import Predictor
-from tests.reference_cams import ReferenceExplainer
 
-from .imaging import synthetic_xray
 from .test_explain import TOLERANCE
 
 

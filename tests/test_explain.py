@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from devtools.imaging import encode, synthetic_xray
+from devtools.reference_cams import ReferenceExplainer, two_class_equivalent
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.architectures import LAST_CONV_LAYER, to_model_input
@@ -10,9 +12,6 @@ from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.cams import GRADCAM, METHODS, SCORECAM, corner_aligned_upsampling
 from pneumo_core.serving.overlay import COLORMAPS, overlay
 from pneumo_core.serving.predictor import Predictor
-from tests.reference_cams import ReferenceExplainer, two_class_equivalent
-
-from .imaging import encode, synthetic_xray
 
 TOLERANCE = {"Grad-CAM": 1e-4, "Grad-CAM++": 1e-4, "ScoreCAM": 1e-3}
 """What the issue asks of each method against tf-keras-vis."""

@@ -12,12 +12,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from pneumo_core.cli.main import main
-from pneumo_core.serving import predictor as predictor_module
-from pneumo_core.serving.decode import ImageDecodeError, decode_upload
-
-from .conftest import PROJECT_ROOT
-from .imaging import (
+from devtools.imaging import (
     WINDOWED_BUT_READABLE,
     crafted_dicoms,
     deflated_dicom_bomb,
@@ -27,6 +22,11 @@ from .imaging import (
     rescanned_jpeg,
     synthetic_xray,
 )
+from pneumo_core.cli.main import main
+from pneumo_core.serving import predictor as predictor_module
+from pneumo_core.serving.decode import ImageDecodeError, decode_upload
+
+from .conftest import PROJECT_ROOT
 
 GOOD = encode(synthetic_xray(160, seed=4), "JPEG")
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from devtools.imaging import dicom_bytes, encode, synthetic_xray
 from pneumo_core.cli.main import main
 from pneumo_core.operations import answer_store, monitor
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
-from .imaging import dicom_bytes, encode, synthetic_xray
 
 
 def test_a_row_per_answered_film_and_nothing_identifying(tiny_predictor, tmp_path):

@@ -5,10 +5,9 @@ import io
 import numpy as np
 from PIL import Image
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_core.serving.decode import decode_upload
 from pneumo_core.serving.ood import COLOUR_LIMIT, WITHHOLD_FACTOR, FeatureDensity, ood_assessment
-
-from .imaging import encode, synthetic_xray
 
 
 def test_feature_density_flags_about_one_percent_of_inliers_and_most_outliers(tmp_path):
@@ -99,10 +98,10 @@ def test_the_served_model_answers_real_films_as_sites_send_them_and_withholds_wh
     DICOM, mildly cropped) keep their verdict; a gray photograph and an inverted film get none."""
     from sklearn.datasets import load_sample_images
 
+    from devtools.imaging import site_variants
     from pneumo_core.serving.predictor import Predictor
 
     from .conftest import SERVED_MODEL
-    from .imaging import site_variants
 
     predictor = Predictor.load(SERVED_MODEL)
     films = (

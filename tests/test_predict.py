@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+from devtools.imaging import synthetic_xray
 from pneumo_core.common.preprocess import canonicalize
 from pneumo_core.modeling.architectures import to_model_input
-
-from .imaging import synthetic_xray
 
 
 def test_batched_compiled_forward_equals_per_image_model_predict(tiny_predictor, monkeypatch):
@@ -26,7 +25,7 @@ def test_batched_compiled_forward_equals_per_image_model_predict(tiny_predictor,
 
 
 def test_pipelined_classify_keeps_order_and_answers_across_batches(tiny_predictor, monkeypatch):
-    from .imaging import encode
+    from devtools.imaging import encode
 
     payloads = [(f"film{s}.png", encode(synthetic_xray(150 + 10 * s, seed=s))) for s in range(5)]
     payloads.insert(2, ("broken.png", b"\x89PNG broken"))

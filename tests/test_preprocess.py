@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from devtools.imaging import synthetic_xray
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.common.preprocess import (
     CANONICAL_SIZE,
@@ -22,8 +23,6 @@ from pneumo_core.modeling.architectures import to_model_input
 from pneumo_core.serving.decode import decode_image
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.training.pipeline import Augmentation, make_dataset
-
-from .imaging import synthetic_xray
 
 
 def test_canonicalize_resizes_and_stretches_any_size():

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
+from devtools.harness import api_server, free_port, nginx_proxy
 from pneumo_api.problems import Problem
 from pneumo_api.security import RateLimit
 from pneumo_core.cli.main import main
@@ -30,7 +31,6 @@ from pneumo_core.operations import answer_store
 from pneumo_core.serving.answers import Case, Prediction
 
 from .conftest import PROJECT_ROOT
-from .harness import api_server, free_port, nginx_proxy
 
 EXAMPLE = PROJECT_ROOT / "examples" / "normal_IM-0162-0001.jpeg"
 PREDICTOR = SimpleNamespace(metadata={"name": "m", "model_sha256": "s"}, operating_point="validation")

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+from devtools.imaging import synthetic_xray
 from pneumo_core.serving.answers import Case, Prediction
 from ui.report import ReportContext, case_report_pdf
-
-from .imaging import synthetic_xray
 
 CONTEXT = ReportContext("pneumo-test — model", "ab" * 32, "site:north", "Grad-CAM")
 

@@ -90,8 +90,8 @@ def test_tflite_copy_answers_and_explains_as_tensorflow_does(example_films):
 
 def test_served_maps_equal_tf_keras_vis_on_real_films(example_films):
     """The issue's bar on the served model itself: Grad-CAM and Grad-CAM++ within 1e-4, ScoreCAM within 1e-3."""
+    from devtools.reference_cams import ReferenceExplainer
     from pneumo_core.serving.cams import METHODS
-    from tests.reference_cams import ReferenceExplainer
 
     lite = Predictor.load(SERVED_MODEL, runtime="tflite")
     reference = ReferenceExplainer(Predictor.load(SERVED_MODEL, runtime="tensorflow").network.model, 224)

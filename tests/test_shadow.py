@@ -10,11 +10,10 @@ import threading
 import numpy as np
 import pytest
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_core.operations import answer_store
 from pneumo_core.operations.shadow import MAX_PENDING, MIN_SHADOW_ANSWERS, Shadow, ShadowReport, promotion_check, shadow_report
 from pneumo_core.serving.predictor import Predictor
-
-from .imaging import encode, synthetic_xray
 
 FILMS = [(f"patient-{i}-jones.png", encode(synthetic_xray(150 + 9 * i, seed=40 + i))) for i in range(6)]
 

@@ -6,14 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
+from devtools.imaging import encode, synthetic_xray
 from pneumo_core.cli.main import main
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE, ReferralRule, Rule
 from pneumo_core.serving.answers import Prediction
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.model_dir import ModelLoadError, read_metadata
 from pneumo_core.store.profiles import ProfileError, activate, active_profile, list_profiles, load_profile
-
-from .imaging import encode, synthetic_xray
 
 
 def test_rule_parsing_and_description():

@@ -13,10 +13,9 @@ import urllib.request
 
 import pytest
 
+from devtools.harness import free_port
 from pneumo_core.config import REGISTERED_MODEL
 from pneumo_core.jobs.request import TrainConfig
-
-from .harness import free_port
 
 pytestmark = pytest.mark.slow
 

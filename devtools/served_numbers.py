@@ -1,6 +1,6 @@
 """The served model's numbers, written into the documents that quote them, so that none can drift.
 
-    python -m tests.served_numbers          # rewrite every marked block of README.md, MODEL_CARD.md and docs/
+    python -m devtools.served_numbers          # rewrite every marked block of README.md, MODEL_CARD.md and docs/
 
 A block sits between ``<!-- generated: NAME ... -->`` and ``<!-- end generated: NAME -->``; :data:`BLOCKS` names
 what each holds. ``tests/test_docs.py`` fails when a block differs from what the served model directory
@@ -39,7 +39,7 @@ def documents() -> list[Path]:
 
 
 def begin(name: str) -> str:
-    return f"<!-- generated: {name} (python -m tests.served_numbers; do not edit) -->"
+    return f"<!-- generated: {name} (python -m devtools.served_numbers; do not edit) -->"
 
 
 def end(name: str) -> str:
