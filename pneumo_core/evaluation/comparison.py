@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from pneumo_core.common.confidence import CONFIDENCE
 from pneumo_core.common.films import patient_id
 
 REPLICATES = 2000
-CONFIDENCE = 0.95
 MAX_INTERNAL_DROP = 0.002
 """A candidate may lose at most this much internal-test ROC AUC against the served model."""
 SERVING_RULE = (

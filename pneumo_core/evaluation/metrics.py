@@ -6,6 +6,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
+from pneumo_core.common.confidence import CONFIDENCE
+
 THRESHOLD_RULE = "highest threshold with validation sensitivity >= {target:.2f} (i.e. the best specificity at that sensitivity)"
 
 
@@ -92,7 +94,7 @@ def patient_intervals(
     probabilities: np.ndarray,
     threshold: float,
     patients: np.ndarray,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, tuple[float, float]]:

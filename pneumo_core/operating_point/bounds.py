@@ -29,8 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-CONFIDENCE = 0.95
-"""The confidence of every promise: each holds on the site's next films with at least this probability."""
+from pneumo_core.common.confidence import CONFIDENCE
 
 
 def _check(n: float, next_films: int, confidence: float) -> None:

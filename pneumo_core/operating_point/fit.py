@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumo_core.common.confidence import CONFIDENCE
 from pneumo_core.common.logits import sigmoid
-from pneumo_core.operating_point.bounds import CONFIDENCE
 from pneumo_core.operating_point.promises import Promise, class_designs, promise
 from pneumo_core.operating_point.rules import ReferralRule, Rule, shortfalls
 

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pneumo_core.operating_point.bounds import CONFIDENCE, design_effect, upper_share
+from pneumo_core.common.confidence import CONFIDENCE
+from pneumo_core.operating_point.bounds import design_effect, upper_share
 
 FIGURES = (
     "sensitivity",

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pneumo_core.operating_point.bounds import CONFIDENCE, films_to_support, upper_shares
+from pneumo_core.common.confidence import CONFIDENCE
+from pneumo_core.operating_point.bounds import films_to_support, upper_shares
 from pneumo_core.operating_point.promises import next_counts
 from pneumo_core.store.profiles import ProfileError
 

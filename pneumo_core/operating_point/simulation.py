@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumo_core.operating_point.bounds import CONFIDENCE
+from pneumo_core.common.confidence import CONFIDENCE
 from pneumo_core.operating_point.fit import fit_operating_point
 from pneumo_core.operating_point.promises import AT_MOST, FIGURES, kept, realised
 from pneumo_core.operating_point.rules import ReferralRule, Rule
