@@ -31,6 +31,7 @@ navigation = st.navigation(
     [
         st.Page("app_pages/classify.py", title="Classify", icon=":material/radiology:", default=True),
         st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+        st.Page("app_pages/site_profiles.py", title="Site profiles", icon=":material/tune:"),
         st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
         st.Page("app_pages/monitoring.py", title="Monitoring", icon=":material/query_stats:"),
         st.Page("app_pages/model_card.py", title="Model card", icon=":material/description:"),

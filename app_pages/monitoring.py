@@ -94,7 +94,7 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
         f"A signal alerts when its population stability index is ≥ {PSI_ALERT} (the usual 'significant shift' rule) or "
         f"the Kolmogorov-Smirnov test rejects 'same distribution' at p < {KS_ALPHA}, with at least {MIN_ANSWERS} films. "
         "The feature distance says how unlike the training films the inputs are; the logit, how the model's scores "
-        "have moved. Drift is a reason to validate on the site's own labelled films (Metrics page), not a verdict on "
+        "have moved. Drift is a reason to validate on the site's own labelled films (Site profiles page), not a verdict on "
         "any film."
     )
     xrays = window["verdict"] != "withheld"

@@ -229,6 +229,7 @@ def test_every_page_renders_and_is_kept_as_a_screenshot(tiny_model_dir, tmp_path
     pages = {
         "classify": "Probability of pneumonia:",
         "metrics": "Internal test and external sites",
+        "site_profiles": "Validate on your data",
         "model_card": "Intended use",
         "training": "Start training",
         "monitoring": "Latency per film",  # the example classified first is monitored
