@@ -28,7 +28,7 @@ RUN --mount=type=secret,id=pip_cert \
  && /opt/venv/bin/pip install -r /tmp/requirements/requirements-serve.txt
 
 FROM serve-env AS train-env
-COPY requirements.txt /tmp/requirements/
+COPY requirements.txt requirements-train.txt /tmp/requirements/
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
  && /opt/venv/bin/pip install -r /tmp/requirements/requirements.txt

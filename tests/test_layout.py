@@ -224,3 +224,21 @@ def test_a_wrong_setting_stops_the_command_line_and_the_api_naming_its_variable(
         env={**os.environ, variable: value},
     )
     assert done.returncode != 0 and variable in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_package_declares_only_requirements_it_can_read():
+    """``pip install .`` reads its dependencies from the files pyproject.toml names: every line there must be a
+    requirement (a ``-r`` include, which pip reads, fails the package's metadata)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    files = project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"]
+    names = set()
+    for name in files:
+        for line in (PACKAGE.parent / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.add(Requirement(line).name.lower())
+    assert {"tensorflow-cpu", "ai-edge-litert", "streamlit", "fastapi"} <= names
