@@ -19,7 +19,7 @@ from pneumo_core.serving.film_files import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
 from pneumo_core.store.profiles import ProfileError, list_profiles, load_profile
-from ui.resources import Served, served_model
+from ui.resources import Served, served_model_or_stop
 from ui.site_charts import (
     PLAIN_NAMES,
     comparison_table,
@@ -304,10 +304,7 @@ def training_runs(metadata: dict) -> None:
 
 def main() -> None:
     st.title("Metrics of the served model")
-    served, problem = served_model()
-    if served is None:
-        st.error(f"No model is available. {problem}")
-        st.stop()
+    served = served_model_or_stop()
     metadata = served.metadata
     predictions_path = served.directory / EVALUATION_DIR / "test_predictions.csv"
     if not predictions_path.is_file():

@@ -28,7 +28,7 @@ from pneumo_core.store.model_dir import read_metadata
 from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
 from ui.access import is_operator
 from ui.operator_actions import promote_model
-from ui.resources import Served, served_model, shadow_challenger
+from ui.resources import Served, served_model_or_stop, shadow_challenger
 
 WINDOWS = {"last 24 hours": "24h", "last 7 days": "7d", "last 30 days": "30d", "everything kept": None}
 
@@ -184,10 +184,7 @@ st.markdown(
 )
 if not is_operator():  # it summarises every visitor's answers
     st.stop()
-served, problem = served_model()
-if served is None:
-    st.error(f"No model is available. {problem}")
-    st.stop()
+served = served_model_or_stop()
 choice = st.radio("Window", list(WINDOWS), horizontal=True, key="monitor_window")
 try:
     window, others = model_window(parse_since(WINDOWS[choice]), served.metadata.get("model_sha256"))

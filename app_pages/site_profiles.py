@@ -11,7 +11,7 @@ from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.store.profiles import ProfileError, SiteProfile
 from ui.access import is_operator
 from ui.operator_actions import deactivate_site_profiles, save_site_profile, validate_site
-from ui.resources import Served, served_model
+from ui.resources import Served, served_model_or_stop
 from ui.site_charts import comparison_table, distance_histograms, probability_histograms, referral_table
 from ui.widgets import promise_table_words
 
@@ -103,10 +103,7 @@ def site_result(served: Served, profile: SiteProfile) -> None:
 
 def main() -> None:
     st.title("Site profiles")
-    served, problem = served_model()
-    if served is None:
-        st.error(f"No model is available. {problem}")
-        st.stop()
+    served = served_model_or_stop()
     validate_on_your_data(served)
 
 

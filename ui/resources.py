@@ -101,6 +101,15 @@ def start_loading() -> Loading:
         return Loading(None, None, str(error))
 
 
+def served_model_or_stop() -> Served:
+    """The served model for a page that shows nothing without one: otherwise the reason, and the page stops."""
+    served, problem = served_model()
+    if served is None:
+        st.error(f"No model is available. {problem}")
+        st.stop()
+    return served
+
+
 def served_model(loading: Loading | None = None) -> tuple[Served | None, str | None]:
     """The served model, loaded and warmed (waits for it), or (None, a plain reason); pass the ``loading`` this
     run already started, if any."""
