@@ -16,7 +16,7 @@ import sys
 from dataclasses import fields
 
 from pneumo_core.common.preprocess import INTENSITY_MODES
-from pneumo_core.config import quiet_tensorflow
+from pneumo_core.config import locations, quiet_tensorflow
 from pneumo_core.jobs.progress import CANCELLED
 from pneumo_core.jobs.request import ARCHITECTURE_NAMES, AUGMENTATION_FLAGS, Augmentation, TrainConfig
 
@@ -108,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    from pneumo_core.config import SettingError, check_settings, served_model_dir
+    from pneumo_core.config import SettingError, check_settings
 
     try:
         check_settings()  # a wrong PNEUMO_* value stops the run before it starts, named
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"model_dir": str(candidate), "run_dir": str(trainer.run_dir)}))
     if args.promote:
         record = promote_candidate(candidate, "train.py --promote")
-        print(json.dumps({"promoted": str(served_model_dir()), "registry_version": record["details"]["registry_version"]}))
+        print(json.dumps({"promoted": str(locations().model_dir), "registry_version": record["details"]["registry_version"]}))
     return 0
 
 

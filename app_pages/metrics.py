@@ -11,7 +11,7 @@ from sklearn.metrics import roc_curve
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.films import class_root
 from pneumo_core.common.logits import sigmoid
-from pneumo_core.config import default_data_dir, mlflow_tracking_uri
+from pneumo_core.config import locations
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.evaluation.reports import confusion_figure, pr_figure
 from pneumo_core.jobs.history import recent_runs
@@ -252,9 +252,9 @@ def misclassified_films(
         f"{int(chosen['referred'].sum())} of them the serving point refers to a radiologist instead (its band "
         f"{low:.3f}–{high:.3f})."
     )
-    root = class_root(default_data_dir(), "train")
+    root = class_root(locations().data_dir, "train")
     if not (root / CLASS_NAMES[0]).is_dir():
-        st.warning(f"The data folder ({default_data_dir()}) is not available, so the images themselves cannot be shown.")
+        st.warning(f"The data folder ({locations().data_dir}) is not available, so the images themselves cannot be shown.")
         st.dataframe(chosen[["file", "label", "score", "referred"]], hide_index=True)
         return
     shown = chosen.sort_values("score", ascending=bool(called == 0)).head(8)
@@ -297,7 +297,7 @@ def training_runs(metadata: dict) -> None:
         return
     if len(runs):
         st.dataframe(runs, hide_index=True, width="stretch")
-        st.caption(f"Open the full store with `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`.")
+        st.caption(f"Open the full store with `mlflow ui --backend-store-uri {locations().mlflow_tracking_uri}`.")
     else:
         st.caption("No training runs recorded in this MLflow store yet.")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pneumo_core.config import monitor_retention_days
+from pneumo_core.config import monitor_settings
 from pneumo_core.evaluation.comparison import SERVING_RULE
 from pneumo_core.operations.answer_store import StoreError, describe
 from pneumo_core.operations.monitor import (
@@ -180,7 +180,7 @@ st.title("Monitoring")
 st.markdown(
     "Every film answered by this app or the REST API leaves one row: time, model, operating point, verdict, "
     "probability, warnings, feature distance, two image statistics and latency. No image, file name or DICOM field "
-    f"is stored; rows older than {monitor_retention_days():.0f} days are deleted."
+    f"is stored; rows older than {monitor_settings().monitor_retention_days:.0f} days are deleted."
 )
 if not is_operator():  # it summarises every visitor's answers
     st.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pneumo_core.common.films import labelled_folders
-from pneumo_core.config import training_data_roots
+from pneumo_core.config import locations
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.store.profiles import ProfileError, SiteProfile
 from ui.access import is_operator
@@ -39,7 +39,7 @@ def validate_on_your_data(served: Served) -> None:
     )
     if not is_operator():
         return
-    folders = labelled_folders(training_data_roots())
+    folders = labelled_folders(locations().training_data_roots)
     if not folders:
         st.info("No labelled folder under the configured data roots (PNEUMO_DATA_ROOTS).")
         return

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.common.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
-from pneumo_core.config import default_data_dir, mlflow_tracking_uri, served_model_dir, training_data_roots, training_enabled
+from pneumo_core.config import access_settings, locations
 from pneumo_core.jobs.launcher import Job, JobError, current_job
 from pneumo_core.jobs.progress import JobStatus, describe, readable_log
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
@@ -54,7 +54,7 @@ FORM_STATE = "training_form_values"
 def form_defaults(data_dir: str) -> tuple[TrainConfig, str]:
     """The recipe the form starts from: the served model's, as its metadata records it, else the seed's."""
     try:
-        metadata = read_metadata(served_model_dir())
+        metadata = read_metadata(locations().model_dir)
     except (ModelLoadError, OSError):
         metadata = {}
     record = {key: value for key, value in (metadata.get("config") or {}).items() if key not in RUN_FIELDS}
@@ -72,10 +72,10 @@ def acquisition_choice(config: TrainConfig) -> str:
 def training_form() -> None:
     """The new-run form (operators, no job running): it starts from the served model's recipe and keeps what was
     last submitted (after a cancel, the same settings are there again)."""
-    roots = training_data_roots()
+    roots = locations().training_data_roots
     if not roots:
         st.error(
-            f"No training data folder is available (looked for {default_data_dir()}). Set PNEUMO_DATA_DIR or PNEUMO_DATA_ROOTS."
+            f"No training data folder is available (looked for {locations().data_dir}). Set PNEUMO_DATA_DIR or PNEUMO_DATA_ROOTS."
         )
         return
     defaults, origin = form_defaults(str(roots[0]))
@@ -259,7 +259,7 @@ def compare_and_promote(job: Job, model_dir: Path) -> None:
     st.subheader("Compare and promote")
     rows = []
     try:
-        rows.append(metrics_row("served", read_metadata(served_model_dir())))
+        rows.append(metrics_row("served", read_metadata(locations().model_dir)))
     except ModelLoadError:
         pass
     try:
@@ -275,7 +275,7 @@ def compare_and_promote(job: Job, model_dir: Path) -> None:
 
 
 def roll_back_button() -> None:
-    previous = previous_dir(served_model_dir())
+    previous = previous_dir(locations().model_dir)
     if previous.is_dir() and st.button("Roll back to the previous model"):
         try:
             roll_back_model()
@@ -294,7 +294,7 @@ def operator_log() -> None:
 
 
 st.title("Training")
-if not training_enabled():
+if not access_settings().training:
     st.info("Training is disabled on this server (public demo). Run `python train.py` on your own machine instead.")
     st.stop()
 
@@ -309,4 +309,4 @@ if operator and job and status and status.state == "done":
 if operator:
     roll_back_button()
 operator_log()
-st.caption(f"All runs are tracked in MLflow: `mlflow ui --backend-store-uri {mlflow_tracking_uri()}`")
+st.caption(f"All runs are tracked in MLflow: `mlflow ui --backend-store-uri {locations().mlflow_tracking_uri}`")

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
-from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
-    data = args.data or default_data_dir()
+    data = args.data or locations().data_dir
     train_root = class_root(data, "train")
     template = marker_template(train_root)
 
@@ -41,7 +41,7 @@ def main() -> None:
     train_style = carries_marker(load_canonical_images(training["path"].tolist()), template)
     train_labels = training["label"].to_numpy()
 
-    predictor = Predictor.load(args.model or served_model_dir())
+    predictor = Predictor.load(args.model or locations().model_dir)
     films = labelled_folder_films(site_sample_dir(data))
     canonical, labels = load_canonical_images(films["path"].tolist()), films["label"].to_numpy()
     site_style = carries_marker(canonical, template)

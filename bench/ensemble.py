@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.common import p50_p95, record_results, timed
 from pneumo_core.common.preprocess import CANONICAL_SIZE
-from pneumo_core.config import served_model_dir
+from pneumo_core.config import locations
 from pneumo_core.serving.predictor import Predictor
 
 GOAL = 2.0
@@ -26,7 +26,7 @@ GOAL = 2.0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ensemble", type=Path, required=True)
-    parser.add_argument("--single", type=Path, default=served_model_dir())
+    parser.add_argument("--single", type=Path, default=locations().model_dir)
     parser.add_argument("--runs", type=int, default=60)
     args = parser.parse_args()
     film = np.random.default_rng(0).integers(0, 256, (1, CANONICAL_SIZE, CANONICAL_SIZE), dtype=np.uint8)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from bench.common import record_results
 from devtools.imaging import harsh_crop, site_variants
 from pneumo_core.common.films import class_root
-from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.ood import WITHHOLD_FACTOR
 from pneumo_core.serving.predictor import Predictor
@@ -87,9 +87,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     predictor = Predictor.load(args.model)
-    directory = Path(args.model) if args.model else served_model_dir()
+    directory = Path(args.model) if args.model else locations().model_dir
     files = pd.read_csv(directory / EVALUATION_DIR / "test_predictions.csv")["file"].tolist()
-    root = class_root(default_data_dir())
+    root = class_root(locations().data_dir)
     xrays = [(root / f).read_bytes() for f in files]
     site = [Path(path).read_bytes() for path in labelled_folder_films(site_sample_dir())["path"]]
     limit = predictor.density.limit if predictor.density else float("nan")

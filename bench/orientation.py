@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import record_results
-from pneumo_core.config import served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.serving.decode import decode_image
 from pneumo_core.serving.ood import UPSIDE_DOWN
 from pneumo_core.serving.predictor import Predictor
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
-    predictor = Predictor.load(args.model or served_model_dir())
+    predictor = Predictor.load(args.model or locations().model_dir)
     files = sorted(path for path in site_sample_dir().glob("*/*") if path.is_file())
     stored = [(path.name, path.read_bytes()) for path in files]
     turned = [(name, _png(np.rot90(decode_image(data), 2).copy())) for name, data in stored]

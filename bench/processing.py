@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from bench.common import record_results
 from bench.tta import zoom
 from pneumo_core.common.films import class_root
-from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, manifest_films
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
-    model_dir, data = args.model or served_model_dir(), args.data or default_data_dir()
+    model_dir, data = args.model or locations().model_dir, args.data or locations().data_dir
     predictor = Predictor.load(model_dir, operating_point="validation")
     device, control, marked = training_spectra(model_dir, data)
     views = VIEWS | {"the marked training films' spectrum": spectrum(device), "the unmarked ones' spectrum": spectrum(control)}

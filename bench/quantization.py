@@ -25,7 +25,7 @@ from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.common.preprocess import CANONICAL_SIZE, intensity_mode, model_view
-from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
@@ -81,8 +81,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--calibration", type=int, default=200, help="training films for full-integer calibration")
     args = parser.parse_args()
-    model_dir = args.model or served_model_dir()
-    data = args.data or default_data_dir()
+    model_dir = args.model or locations().model_dir
+    data = args.data or locations().data_dir
     model, metadata = load_model_dir(model_dir)
     served = Predictor.load(model_dir)  # the served operating point: temperature and threshold
     manifest = pd.read_csv(model_dir / EVALUATION_DIR / "manifest.csv")

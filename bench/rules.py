@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import record_results
-from pneumo_core.config import served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import score_labelled_folder
 from pneumo_core.operating_point.promises import AT_MOST, FIGURES
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE, ReferralRule, Rule
@@ -84,7 +84,7 @@ def main() -> None:
     if args.scores:
         sample, name = sample_from_records(args.scores.read_text().splitlines()), f"scores {args.scores.name}"
     else:
-        predictor = Predictor.load(args.model or served_model_dir(), operating_point="validation")
+        predictor = Predictor.load(args.model or locations().model_dir, operating_point="validation")
         sample = sample_from_folder(score_labelled_folder(predictor, site_sample_dir()))
         name = f"{predictor.metadata.get('name')} ({predictor.runtime})"
     combinations = [(Rule.parse(r), ReferralRule.parse(DEFAULT_BAND)) for r in args.rule or RULES]

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.common import record_results
 from devtools.harness import PROJECT_ROOT
 from pneumo_core.common.films import class_root, list_labelled_images
-from pneumo_core.config import default_data_dir
+from pneumo_core.config import locations
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.runtimes import RUNTIMES
 
@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     runtime = Predictor.load(runtime=args.runtime).runtime  # every size on the same one, whatever is served meanwhile
     sizes = [int(size) for size in args.sizes.split(",")]
-    listing = list_labelled_images(class_root(default_data_dir(), "train"))
+    listing = list_labelled_images(class_root(locations().data_dir, "train"))
     films = [(Path(path), label) for path, label in zip(listing["path"], listing["label"].map({0: "NORMAL", 1: "PNEUMONIA"}))]
     results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(dir=PROJECT_ROOT / "bench") as scratch:  # hard links need the same file system

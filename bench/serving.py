@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.common import p50_p95, record_results, timed
 from devtools.reference_cams import ReferenceExplainer
-from pneumo_core.config import served_model_dir
+from pneumo_core.config import locations
 from pneumo_core.serving.cams import GRADCAM, GRADCAM_PLUS_PLUS, METHODS, SCORECAM
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.serving.runtimes import RUNTIMES, auto_runtime
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
-    model_dir = Path(args.model) if args.model else served_model_dir()
+    model_dir = Path(args.model) if args.model else locations().model_dir
     model, metadata = load_model_dir(model_dir)
     size = int(metadata["input_size"])
     served_runtime = auto_runtime(metadata)

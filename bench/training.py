@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
-from pneumo_core.config import default_data_dir
+from pneumo_core.config import locations
 from pneumo_core.modeling.architectures import POOLED_LAYER, build_classifier, build_head
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.training.pipeline import Augmentation, make_dataset
@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=320)
     args = parser.parse_args()
-    listing = list_labelled_images(class_root(default_data_dir())).sample(args.images, random_state=0)
+    listing = list_labelled_images(class_root(locations().data_dir)).sample(args.images, random_state=0)
     images, labels = load_canonical_images(listing["path"].tolist()), listing["label"].to_numpy()
     scale = TRAIN_IMAGES / args.images
     rows = []

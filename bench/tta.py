@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.common import record_results
-from pneumo_core.config import served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
 from pneumo_core.serving.film_files import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=None)
     parser.add_argument("--runtime", default="auto")
     args = parser.parse_args()
-    predictor = Predictor.load(args.model or served_model_dir(), runtime=args.runtime)
+    predictor = Predictor.load(args.model or locations().model_dir, runtime=args.runtime)
     films = labelled_folder_films(args.site or site_sample_dir())
     canonical, labels = load_canonical_images(films["path"].tolist()), films["label"].to_numpy()
     logits = {name: predictor.logits_canonical(np.stack([view(image) for image in canonical])) for name, view in VIEWS.items()}

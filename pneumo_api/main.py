@@ -17,7 +17,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from swagger_ui_bundle import swagger_ui_path
 
 from pneumo_core import DISCLAIMER
-from pneumo_core.config import MAX_FILES_PER_REQUEST, SettingError, check_settings, serving_runtime
+from pneumo_core.config import MAX_FILES_PER_REQUEST, SettingError, check_settings, serving_settings
 from pneumo_core.operations.shadow import load_shadow
 from pneumo_core.serving.decode import MAX_FILE_BYTES
 from pneumo_core.serving.predictor import Predictor
@@ -76,7 +76,7 @@ class ModelSlot:
 
     def _load(self) -> Predictor:
         started = time.perf_counter()
-        predictor = Predictor.load(self.model_dir, runtime=serving_runtime())
+        predictor = Predictor.load(self.model_dir, runtime=serving_settings().runtime)
         predictor.warm_up()
         self.load_seconds = time.perf_counter() - started
         log.info("model %s ready on %s in %.2f s", predictor.metadata.get("name"), predictor.runtime, self.load_seconds)
@@ -114,7 +114,7 @@ def create_app(model_dir: Path | None = None, rate: str | None = None) -> FastAP
     async def lifespan(app: FastAPI):
         slot.start()
         if app.state.shadow is None:
-            app.state.shadow = shadow_pool.submit(load_shadow, serving_runtime())  # $PNEUMO_CHALLENGER, if set
+            app.state.shadow = shadow_pool.submit(load_shadow, serving_settings().runtime)  # $PNEUMO_CHALLENGER, if set
         yield
 
     app = FastAPI(

@@ -26,7 +26,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from pneumo_core.config import API_KEYS_ENV, api_auth, api_keys, api_rate, api_rate_storage, marked_public
+from pneumo_core.config import ApiSettings, access_settings, api_settings
 from pneumo_core.operations.access import is_loopback, password_matches
 
 from .problems import Problem
@@ -39,7 +39,7 @@ PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
 def _is_local(request: Request) -> bool:
     client = request.client.host if request.client else None
     forwarded = any(request.headers.get(name) for name in PROXY_HEADERS)
-    return is_loopback(client) and not forwarded and not marked_public()
+    return is_loopback(client) and not forwarded and not access_settings().public
 
 
 def _given_key(request: Request) -> str | None:
@@ -63,12 +63,13 @@ def client_identity(request: Request) -> str:
 
 def require_key(request: Request) -> None:
     """A dependency of every endpoint but the health checks (the upload endpoints check it before their body)."""
-    mode, keys = api_auth(), api_keys()
+    mode, keys = api_settings().auth, api_settings().keys
     if mode == "off" or (mode == "auto" and not keys and _is_local(request)):
         return
     given = _given_key(request)
     if not keys:
-        raise Problem(401, "An API key is required", f"Requests from other machines need a key: set {API_KEYS_ENV}.")
+        needed = f"Requests from other machines need a key: set {ApiSettings.variable('keys')}."
+        raise Problem(401, "An API key is required", needed)
     request.app.state.rate_limit.refuse_locked_out(request)  # while locked out, no key is tried: a hit looks like a miss
     if given is None or not any(password_matches(given, key) for key in keys):
         request.app.state.rate_limit.failed_authentication(request)
@@ -89,9 +90,9 @@ class RateLimit:
     ``storage`` (default ``$PNEUMO_API_RATE_STORAGE``), with this process's memory standing in while it is down."""
 
     def __init__(self, rate: str | None = None, storage: str | None = None):
-        self.item = parse(rate or api_rate())
+        self.item = parse(rate or api_settings().rate)
         self.failed = parse(FAILED_AUTH_RATE)
-        uri = storage or api_rate_storage()
+        uri = storage or api_settings().rate_storage
         shared = uri.split(":", 1)[0] != "memory"
         options = {"socket_timeout": STORE_TIMEOUT_S, "socket_connect_timeout": STORE_TIMEOUT_S} if shared else {}
         self.limiter = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))

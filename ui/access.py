@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pneumo_core.config import OPERATOR_PASSWORD_ENV, marked_public, operator_password
+from pneumo_core.config import AccessSettings, access_settings
 from pneumo_core.operations.access import OperatorMode, Throttle, operator_mode
 
 SESSION_KEY = "operator_unlocked"
@@ -23,7 +23,8 @@ _THROTTLE = Throttle()
 def current_mode() -> OperatorMode:
     headers = st.context.headers or {}
     forwarded = any(headers.get(name) for name in PROXY_HEADERS)
-    return operator_mode(operator_password(), st.get_option("server.address"), marked_public(), forwarded)
+    access = access_settings()
+    return operator_mode(access.operator_password, st.get_option("server.address"), access.public, forwarded)
 
 
 def operator_actor() -> str:
@@ -40,7 +41,7 @@ def is_operator(ask: bool = True) -> bool:
         if ask:
             st.info(
                 "Operator actions (training, promotion, roll-back, site calibration) are off: this server is reachable "
-                f"from other machines and no operator password is set. Set `{OPERATOR_PASSWORD_ENV}` or "
+                f"from other machines and no operator password is set. Set `{AccessSettings.variable('operator_password')}` or "
                 "`[operator] password` in `.streamlit/secrets.toml` to enable them.",
                 icon=":material/lock:",
             )
@@ -59,7 +60,7 @@ def _password_form() -> None:
     if not submitted:
         return
     throttle = _THROTTLE
-    outcome = throttle.check(given, operator_password() or "")
+    outcome = throttle.check(given, access_settings().operator_password or "")
     if outcome:
         st.session_state[SESSION_KEY] = True
         st.rerun()  # the page again, signed in: the password box goes at once

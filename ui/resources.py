@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.logger import get_logger
 from streamlit.runtime.scriptrunner import script_runner
 
-from pneumo_core.config import challenger_spec, serving_runtime
+from pneumo_core.config import serving_settings
 from pneumo_core.jobs.history import recent_runs
 from pneumo_core.operations.shadow import Shadow, load_shadow
 from pneumo_core.serving.predictor import Predictor
@@ -38,7 +38,7 @@ _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
 def _load(directory: Path) -> Served:
     started = time.perf_counter()
-    predictor = Predictor.load(directory, runtime=serving_runtime())
+    predictor = Predictor.load(directory, runtime=serving_settings().runtime)
     loaded = time.perf_counter()
     predictor.warm_up()  # the serving graph answers and explains: the app's only path for a first answer
     log.info(
@@ -67,13 +67,13 @@ def warm_training_history() -> Future:
 
 @st.cache_resource(show_spinner=False, max_entries=1)
 def _shadow_loading(spec: str) -> Future:
-    return _LOADER.submit(load_shadow, serving_runtime())
+    return _LOADER.submit(load_shadow, serving_settings().runtime)
 
 
 def shadow_challenger() -> Shadow | None:
     """The shadow challenger ``$PNEUMO_CHALLENGER`` names, once it has loaded in the background (None until then,
     and when none is set): answers never wait for it."""
-    spec = challenger_spec()
+    spec = serving_settings().challenger
     if not spec:
         return None
     future = _shadow_loading(spec)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError, expand_paths, folder_progress, read_file
-from pneumo_core.config import default_data_dir, served_model_dir, site_sample_dir
+from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.reports import format_metrics_table, predictions_frame, write_evaluation
 from pneumo_core.evaluation.scoring import FolderScores, internal_test_films, labelled_folder_films, score_labelled_folder
 from pneumo_core.operating_point.calibration import calibrate
@@ -55,7 +55,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    model_dir = args.model or served_model_dir()
+    model_dir = args.model or locations().model_dir
     rule, band = Rule.parse(args.rule), ReferralRule.parse(args.band)
     if args.site is not None:
         check_name(args.site)
@@ -165,7 +165,7 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
     if args.paths:
         files = expand_paths(args.paths)
     else:
-        files = [Path(path) for path in internal_test_films(model_dir, args.data_dir or default_data_dir())["path"]]
+        files = [Path(path) for path in internal_test_films(model_dir, args.data_dir or locations().data_dir)["path"]]
     if len(files) > args.images:
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.images)]
     return files
@@ -177,7 +177,7 @@ def run_sanity(args: argparse.Namespace) -> int:
     from pneumo_core.serving.film_files import decode_canonical
     from pneumo_core.store.model_dir import load_model_dir
 
-    model_dir = args.model or served_model_dir()
+    model_dir = args.model or locations().model_dir
     model, metadata = load_model_dir(model_dir)
     images = []
     for path in sanity_files(args, model_dir):
@@ -201,8 +201,8 @@ def run_sanity(args: argparse.Namespace) -> int:
 def run_quantize(args: argparse.Namespace) -> int:
     from pneumo_core.evaluation.int8_check import RULE, check_int8
 
-    model_dir = args.model or served_model_dir()
-    sets = {"internal test": internal_test_films(model_dir, args.data_dir or default_data_dir())}
+    model_dir = args.model or locations().model_dir
+    sets = {"internal test": internal_test_films(model_dir, args.data_dir or locations().data_dir)}
     sets.update({f"site {folder.name}": labelled_folder_films(folder) for folder in args.site})
     with folder_progress(args.quiet) as progress:
         check = check_int8(model_dir, sets, progress)
@@ -222,9 +222,9 @@ def run_density(args: argparse.Namespace) -> int:
     from pneumo_core.serving.ood import COMPONENTS, CROP_FRACTION, FeatureDensity, reference_features
     from pneumo_core.store.model_dir import record_in_metadata
 
-    model_dir = args.model or served_model_dir()
+    model_dir = args.model or locations().model_dir
     predictor = Predictor.load(model_dir, runtime=args.runtime)
-    data_dir = args.data_dir or default_data_dir()
+    data_dir = args.data_dir or locations().data_dir
     films = {split: manifest_films(model_dir, data_dir, split)["path"].tolist() for split in ("train", "val")}
     features = [reference_features(films[split], predictor.forward) for split in ("train", "val")]
     density = FeatureDensity.fit(*features, components=COMPONENTS)
@@ -248,9 +248,9 @@ def run_compare(args: argparse.Namespace) -> int:
     from pneumo_core.evaluation.comparison import compare_models
     from pneumo_core.store.model_dir import record_in_metadata
 
-    reference = args.model or served_model_dir()
+    reference = args.model or locations().model_dir
     site = args.site or site_sample_dir()
-    result = compare_models(reference, args.candidate, site, args.data_dir or default_data_dir())
+    result = compare_models(reference, args.candidate, site, args.data_dir or locations().data_dir)
     record_in_metadata(args.candidate, comparison=result)
     for name in ("site", "internal"):
         difference = result[name]

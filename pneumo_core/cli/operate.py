@@ -7,7 +7,7 @@ import json
 import sys
 
 from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError
-from pneumo_core.config import served_model_dir
+from pneumo_core.config import locations
 from pneumo_core.operations.answer_store import StoreError
 from pneumo_core.operations.monitor import drift_report, model_window, parse_since, validation_reference
 from pneumo_core.operations.promotion import promote_version, roll_back_served
@@ -17,7 +17,7 @@ from pneumo_core.store.model_dir import read_metadata
 
 def run_monitor(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
-    directory = args.model or served_model_dir()
+    directory = args.model or locations().model_dir
     metadata = read_metadata(directory)
     try:
         window, others = model_window(since, metadata.get("model_sha256"), args.db)  # the reference is this model's
@@ -78,6 +78,6 @@ def run_rollback(_: argparse.Namespace) -> int:
 def run_export_tflite(args: argparse.Namespace) -> int:
     from pneumo_core.modeling.saving import add_tflite  # TensorFlow: only for this command
 
-    path = add_tflite(args.model or served_model_dir())
+    path = add_tflite(args.model or locations().model_dir)
     print(f"written: {path} ({path.stat().st_size / 1e6:.1f} MB) and its SHA-256 in the metadata")
     return EXIT_OK

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pneumo_core.config import MLFLOW_EXPERIMENT, mlflow_tracking_uri, runs_dir
+from pneumo_core.config import MLFLOW_EXPERIMENT, locations
 from pneumo_core.jobs.progress import job_status
 
 COLUMNS = {
@@ -32,13 +32,13 @@ def recent_runs(limit: int = 50, experiment: str = MLFLOW_EXPERIMENT, runs_root:
     """The newest runs, one row each, with plain column names (empty cells for metrics a run never logged)."""
     import mlflow
 
-    client = mlflow.MlflowClient(mlflow_tracking_uri())
+    client = mlflow.MlflowClient(locations().mlflow_tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return pd.DataFrame(columns=list(COLUMNS.values()))
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    mlflow.set_tracking_uri(locations().mlflow_tracking_uri)
     runs = mlflow.search_runs(experiment_ids=[found.experiment_id], max_results=limit)
-    root = Path(runs_root or runs_dir())
+    root = Path(runs_root or locations().runs_dir)
     for index, row in runs[runs["status"] == "RUNNING"].iterrows():
         progress = root / str(row.get("tags.mlflow.runName")) / "progress.jsonl"
         if progress.is_file() and job_status(progress).state != "running":

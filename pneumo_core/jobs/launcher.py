@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pneumo_core.config import PROJECT_ROOT, runs_dir
+from pneumo_core.config import PROJECT_ROOT, locations
 from pneumo_core.jobs.progress import (
     CANCELLED,
     FINAL_EVENTS,
@@ -73,7 +73,7 @@ class Job:
 
 def current_job(root: Path | None = None) -> Job | None:
     reap_finished()
-    path = Path(root or runs_dir()) / JOB_FILE
+    path = Path(root or locations().runs_dir) / JOB_FILE
     try:
         return Job(**json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
@@ -98,7 +98,7 @@ def start_job(train_args: list[str], root: Path | None = None, script: Path = PR
     An exclusive ``flock`` on ``job.lock`` is held from the check to the written job file, so two clicks, two
     browsers or two server processes cannot both start one; the kernel releases it if this process dies.
     """
-    root = Path(root or runs_dir())
+    root = Path(root or locations().runs_dir)
     root.mkdir(parents=True, exist_ok=True)
     with (root / "job.lock").open("a") as lock:
         try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pneumo_core.common.preprocess import STRETCH
-from pneumo_core.config import MLFLOW_EXPERIMENT, default_base_weights, default_data_dir, runs_dir
+from pneumo_core.config import MLFLOW_EXPERIMENT, locations, training_settings
 
 ARCHITECTURE_NAMES = ("densenet121", "efficientnetv2b0")
 """The bases a run can train (the keys of :data:`pneumo_core.modeling.architectures.ARCHITECTURES`, named here without
@@ -104,14 +104,14 @@ AUGMENTATION_FLAGS = {f.name: f.metadata["flag"] for f in fields(Augmentation) i
 class TrainConfig:
     """Every knob of a run; defaults are the seed recipe (224 px, batch 16, 15 epochs, Adam 1e-4)."""
 
-    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    data_dir: str = field(default_factory=lambda: str(locations().data_dir))
     architecture: str = ARCHITECTURE_NAMES[0]
     ensemble_of: str = ""  # comma-separated trained model directories: combine them instead of training
     img_size: int = 224
     batch_size: int = 16
     epochs: int = 15
     lr: float = 1e-4
-    base_weights: str = field(default_factory=default_base_weights)
+    base_weights: str = field(default_factory=lambda: training_settings().base_weights)
     dropout: float = 0.3
     head_units: int = 256
     # Transfer recipe (pretrained base available)
@@ -134,7 +134,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 42
-    output_dir: str = field(default_factory=lambda: str(runs_dir()))
+    output_dir: str = field(default_factory=lambda: str(locations().runs_dir))
     run_name: str = field(default_factory=lambda: datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
     progress_file: str | None = None
     experiment: str = MLFLOW_EXPERIMENT

@@ -20,7 +20,7 @@ from keras import layers
 from keras.applications import DenseNet121, EfficientNetV2B0, densenet
 
 from pneumo_core.common.preprocess import CANONICAL_SIZE
-from pneumo_core.config import base_weights_file
+from pneumo_core.config import training_settings
 from pneumo_core.jobs.request import ARCHITECTURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def resolve_base_weights(spec: str, architecture: str = DEFAULT_ARCHITECTURE) ->
             raise BaseWeightsError(f"Base weights file not found: {path}")
         return str(path), f"file:{path.name}"
     cached = Path.home() / ".keras" / "models" / ARCHITECTURES[architecture].imagenet_file
-    for candidate in (base_weights_file(), cached):
+    for candidate in (training_settings().base_weights_file, cached):
         if candidate and Path(candidate).is_file():
             return str(candidate), f"file:{Path(candidate).name}"
     try:

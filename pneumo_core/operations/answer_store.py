@@ -1,6 +1,6 @@
 """The monitoring store: one row per answered film (``answers``) and per film the shadow challenger scored (``shadow``).
 
-Where it lives is ``$PNEUMO_MONITOR_DB`` (:func:`pneumo_core.config.monitor_store`): a file path, for the embedded
+Where it lives is ``$PNEUMO_MONITOR_DB`` (:attr:`pneumo_core.config.MonitorSettings.store`): a file path, for the embedded
 SQLite default (``runs/monitor.db``), or a database URL such as ``postgresql://user@host:5432/db`` for a store that
 several API replicas and the app share. Both go through SQLAlchemy Core (one engine, with its connection pool, per
 store and process); the tables and their time indexes are created on first use, and a store created before a column
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from pneumo_core.config import is_database_url, monitor_retention_days, monitor_store
+from pneumo_core.config import monitor_settings
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ _ENGINES_LOCK = threading.Lock()
 
 def database_url(location: StoreLocation | None = None) -> str:
     """The SQLAlchemy URL of a store location (default ``$PNEUMO_MONITOR_DB``): a URL as given, a path as SQLite."""
-    location = str(location) if location is not None else monitor_store()
-    return location if is_database_url(location) else f"sqlite:///{Path(location).resolve()}"
+    location = str(location) if location is not None else monitor_settings().store
+    return location if "://" in location else f"sqlite:///{Path(location).resolve()}"
 
 
 def engine(location: StoreLocation | None = None) -> sa.Engine:
@@ -219,7 +219,7 @@ def insert(table: str, rows: list[dict[str, Any]], location: StoreLocation | Non
     """Append rows (column → value) to a table of :data:`TABLES` and delete what is older than the retention; returns
     the rows written (0, with a warning in the log, if the store cannot be reached or written: monitoring must never
     cost an answer)."""
-    retention = monitor_retention_days()
+    retention = monitor_settings().monitor_retention_days
     target = SCHEMA[table]
     try:
         with engine(location).begin() as connection:

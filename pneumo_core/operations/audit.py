@@ -1,6 +1,6 @@
 """The operator-action log: who changed what is served, when, and how it ended.
 
-One JSON line per action in ``runs/operator_actions.jsonl`` (:func:`pneumo_core.config.audit_log_path`):
+One JSON line per action in ``runs/operator_actions.jsonl`` (:attr:`pneumo_core.config.Locations.audit_log`):
 time, action, target (a model or profile name), outcome, actor and details. Never
 patient data: no images, file names of uploads or DICOM fields reach it.
 """
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pneumo_core.config import audit_log_path
+from pneumo_core.config import locations
 
 _WRITE_LOCK = threading.Lock()
 
@@ -28,7 +28,7 @@ def record_action(action: str, target: str, outcome: str, actor: str, path: Path
         "actor": actor,
         **({"details": details} if details else {}),
     }
-    path = Path(path or audit_log_path())
+    path = Path(path or locations().audit_log)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _WRITE_LOCK, path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, default=str) + "\n")
@@ -37,7 +37,7 @@ def record_action(action: str, target: str, outcome: str, actor: str, path: Path
 
 def recent_actions(limit: int = 50, path: Path | None = None) -> list[dict[str, Any]]:
     """The newest ``limit`` actions, newest first (a half-written line is skipped)."""
-    path = Path(path or audit_log_path())
+    path = Path(path or locations().audit_log)
     if not path.is_file():
         return []
     records = []

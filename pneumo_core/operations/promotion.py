@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pneumo_core.config import served_model_dir
+from pneumo_core.config import locations
 from pneumo_core.operations.audit import record_action
 from pneumo_core.store.mlflow_registry import download_version, move_serving_aliases, tag_serving_change, version_directory
 from pneumo_core.store.model_dir import ModelLoadError, previous_dir, promote, read_metadata, record_in_metadata, roll_back
@@ -27,7 +27,7 @@ def _name(metadata: dict[str, Any] | None, directory: Path) -> str:
 
 def promote_candidate(candidate: Path, actor: str, served: Path | None = None) -> dict[str, Any]:
     """Serve ``candidate`` (the old model is kept for roll-back); returns the audit record."""
-    served = Path(served or served_model_dir())
+    served = Path(served or locations().model_dir)
     replaced = _metadata_or_none(served)
     promote(Path(candidate), served)
     return _recorded("promote", "promoted", actor, served, replaced)
@@ -35,7 +35,7 @@ def promote_candidate(candidate: Path, actor: str, served: Path | None = None) -
 
 def roll_back_served(actor: str, served: Path | None = None) -> dict[str, Any]:
     """Serve the model the current one replaced (and keep the current one as the previous)."""
-    served = Path(served or served_model_dir())
+    served = Path(served or locations().model_dir)
     replaced = _metadata_or_none(served)
     roll_back(served)
     return _recorded("roll back", "rolled_back_to", actor, served, replaced)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumo_core.config import challenger_spec
+from pneumo_core.config import serving_settings
 from pneumo_core.operations.answer_store import SHADOW_COLUMNS, StoreLocation, answers, insert
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def load_shadow(runtime: str = "auto", store: StoreLocation | None = None) -> Sh
     from pneumo_core.store.mlflow_registry import resolve_model_uri
     from pneumo_core.store.model_dir import ModelLoadError
 
-    spec = challenger_spec()
+    spec = serving_settings().challenger
     if not spec:
         return None
     try:

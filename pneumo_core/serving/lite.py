@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from pneumo_core.config import lite_threads
+from pneumo_core.config import serving_settings
 from pneumo_core.serving.cams import LastBlock
 from pneumo_core.serving.features import film_features
 from pneumo_core.store.model_dir import ModelLoadError
@@ -43,7 +43,7 @@ class LiteNetwork:
         from ai_edge_litert.interpreter import Interpreter
 
         self.runtime = runtime
-        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or lite_threads())
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or serving_settings().lite_threads)
         found = tuple(sorted(self._interpreter.get_signature_list()))
         if found != SIGNATURES:
             raise ModelLoadError(

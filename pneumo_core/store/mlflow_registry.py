@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pneumo_core.config import REGISTERED_MODEL, mlflow_tracking_uri, model_uri, runs_dir, served_model_dir
+from pneumo_core.config import REGISTERED_MODEL, locations, serving_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 def _client():
     import mlflow
 
-    return mlflow.MlflowClient(mlflow_tracking_uri())
+    return mlflow.MlflowClient(locations().mlflow_tracking_uri)
 
 
 def register_version(run_id: str, artifact_uri: str, metadata: dict[str, Any], card: str) -> str:
@@ -66,7 +66,7 @@ def download_version(version: str, destination: Path) -> Path:
     """A registered version's model directory, downloaded to exactly ``destination`` (replaced if present)."""
     import mlflow
 
-    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    mlflow.set_tracking_uri(locations().mlflow_tracking_uri)
     source = _client().get_model_version(REGISTERED_MODEL, str(version)).source
     destination = Path(destination)
     staging = destination.with_name(destination.name + ".download")
@@ -81,7 +81,7 @@ def download_version(version: str, destination: Path) -> Path:
 
 def version_directory(version: str) -> Path:
     """Where a registered version is kept once downloaded: ``runs/registry/version-N``."""
-    return runs_dir() / "registry" / f"version-{version}"
+    return locations().runs_dir / "registry" / f"version-{version}"
 
 
 def resolve_model_uri(uri: str) -> Path:
@@ -110,8 +110,8 @@ def resolve_model_uri(uri: str) -> Path:
 def serving_directory() -> Path:
     """What the app, the API and the CLI serve: the registry version ``$PNEUMO_MODEL_URI`` names, if set, else the
     served model directory."""
-    uri = model_uri()
-    return resolve_model_uri(uri) if uri else served_model_dir()
+    uri = serving_settings().model_uri
+    return resolve_model_uri(uri) if uri else locations().model_dir
 
 
 def _set_aliases(champion: str | None, previous: str | None) -> bool:

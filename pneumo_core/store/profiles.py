@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pneumo_core.config import profiles_root
+from pneumo_core.config import locations
 from pneumo_core.store.model_dir import ModelLoadError, read_metadata
 
 PROFILES_DIR = "site_profiles"
@@ -88,7 +88,7 @@ def profiles_dir(model_dir: Path) -> Path:
     """``MODEL_DIR/site_profiles``; with ``$PNEUMO_PROFILES_DIR`` set (a read-only model directory), the folder there
     named by the model file's SHA-256, started on first use with the profiles shipped in the model directory."""
     shipped = Path(model_dir) / PROFILES_DIR
-    root = profiles_root()
+    root = locations().profiles_dir
     if root is None:
         return shipped
     own = root / str(read_metadata(model_dir).get("model_sha256", "unbound"))[:16]

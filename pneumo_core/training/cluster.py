@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pneumo_core.config import CLUSTER_ENV, cluster_spec
+from pneumo_core.config import TrainingSettings, training_settings
 
 TRAINING_TASKS = ("chief", "worker")
 
@@ -34,7 +34,7 @@ class ClusterRole:
 
 def cluster_role(spec: str | None = None) -> ClusterRole:
     """This process's role from ``spec`` (default ``$TF_CONFIG``); one process alone when there is none."""
-    spec = cluster_spec() if spec is None else spec
+    spec = training_settings().cluster if spec is None else spec
     if not spec:
         return ClusterRole(1, 0)
     try:
@@ -44,7 +44,7 @@ def cluster_role(spec: str | None = None) -> ClusterRole:
         position = members.index((task["type"], int(task.get("index", 0))))
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ValueError(
-            f"${CLUSTER_ENV} must be JSON naming a cluster and this process's task in it, e.g. "
+            f"${TrainingSettings.variable('cluster')} must be JSON naming a cluster and this process's task in it, e.g. "
             '{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, "task": {"type": "worker", "index": 0}}'
         ) from None
     return ClusterRole(len(members), position)

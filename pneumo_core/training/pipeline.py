@@ -1,6 +1,6 @@
 """tf.data input pipelines over canonical images, in memory or streamed from files, with the seed's augmentation.
 
-A data set that fits the memory budget (:func:`pneumo_core.config.train_memory_budget_bytes`) is decoded and
+A data set that fits the memory budget (:func:`pneumo_core.training.trainer.memory_budget_bytes`) is decoded and
 canonicalized once (:func:`pneumo_core.serving.film_files.load_canonical_images`), so an epoch never touches the disk. A larger
 one is streamed: each epoch decodes its files in parallel inside the pipeline, through the same
 :func:`pneumo_core.common.preprocess.canonicalize`. Either way the pipeline shuffles, batches, augments (in parallel, on

@@ -10,7 +10,7 @@ import keras
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from pneumo_core.config import PROJECT_ROOT, mlflow_tracking_uri
+from pneumo_core.config import PROJECT_ROOT, locations
 from pneumo_core.store.mlflow_registry import register_version
 from pneumo_core.store.model_dir import read_metadata
 
@@ -36,7 +36,7 @@ class TrackedRun:
         self.experiment, self.run_name, self.state = experiment, run_name, state
 
     def __enter__(self) -> TrackedRun:
-        mlflow.set_tracking_uri(mlflow_tracking_uri())
+        mlflow.set_tracking_uri(locations().mlflow_tracking_uri)
         mlflow.set_experiment(self.experiment)
         run = mlflow.start_run(run_id=self.state.get("mlflow_run_id"), run_name=self.run_name)
         self.state["mlflow_run_id"] = run.info.run_id

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.common.preprocess import intensity_mode
-from pneumo_core.config import train_memory_budget_bytes
+from pneumo_core.config import training_settings
 from pneumo_core.jobs.progress import ProgressWriter
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.modeling.architectures import (
@@ -45,6 +45,19 @@ from pneumo_core.training.split import manifest_hash, split_by_patient, write_ma
 from pneumo_core.training.tracking import MlflowEpochLogger, TrackedRun
 
 log = logging.getLogger(__name__)
+
+
+def memory_budget_bytes() -> int:
+    """How much decoded training data may stay in memory: ``$PNEUMO_TRAIN_MEMORY_MB``, or a quarter of the memory
+    available now (``/proc/meminfo``; 2 GiB where it cannot be read). A larger data set is streamed from its files."""
+    configured = training_settings().train_memory_mb
+    if configured is not None:
+        return int(configured * 2**20)
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
+    except (OSError, KeyError, ValueError):
+        return 2 * 2**30
 
 
 def resumed_config(config: TrainConfig) -> TrainConfig:
@@ -98,7 +111,7 @@ class Trainer:
             )
         manifest_path = self.run_dir / "manifest.csv"
         write_manifest(manifest, manifest_path)
-        streamed = decoded_bytes(len(manifest)) > train_memory_budget_bytes()
+        streamed = decoded_bytes(len(manifest)) > memory_budget_bytes()
         self.progress.emit("phase", phase="loading", films=int(len(manifest)), streamed=streamed)
         started = time.time()
         loaded = lambda done, films: self.progress.emit("loading", done=done, films=films)  # noqa: E731
