@@ -136,7 +136,7 @@ def test_overlay_blends_at_the_image_size(films, colormap):
 
 
 def test_sanity_check_maps_change_when_weights_are_reinitialised(tiny_predictor, films):
-    from pneumo_core.modeling.sanity import STAGES, cascading_randomization
+    from pneumo_core.evaluation.saliency_sanity import STAGES, cascading_randomization
 
     model = tiny_predictor.network.model
     before = [w.copy() for w in model.get_weights()]

@@ -121,7 +121,7 @@ def test_the_served_model_answers_real_films_as_sites_send_them_and_withholds_wh
 
 
 def test_film_features_are_the_pooled_map_then_each_quadrant_and_a_pooled_only_density_reads_the_first_part(tmp_path):
-    from pneumo_core.serving.features import film_features
+    from pneumo_core.common.network_outputs import film_features
 
     activations = np.random.default_rng(0).normal(size=(2, 7, 7, 3)).astype(np.float32)
     features = film_features(activations)

@@ -20,10 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pneumo_core.common.network_outputs import LastBlock, film_features
 from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.modeling.architectures import head_dense_layers, last_block_layer, to_model_input
-from pneumo_core.serving.cams import LastBlock
-from pneumo_core.serving.features import film_features
 
 
 class KerasNetwork:
@@ -78,13 +77,13 @@ class KerasNetwork:
         return {"logit": self._logit(self._activations(canonical, masks))["logit"]}
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.serving.features.film_features`) for ``(N, 224,
+        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.common.network_outputs.film_features`) for ``(N, 224,
         224)`` uint8 canonical images."""
         logits, activations = self._run(self._forward, canonical, ("logit", "activations"))
         return logits, film_features(activations) if len(logits) else np.zeros((0,))
 
     def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
-        """(logits, features, each film's :class:`~pneumo_core.serving.cams.LastBlock`) from one pass per batch."""
+        """(logits, features, each film's :class:`~pneumo_core.common.network_outputs.LastBlock`) from one pass per batch."""
         logits, activations, gradients = self._run(self._serve, canonical, ("logit", "activations", "gradient"))
         blocks = [LastBlock(a, g, float(z)) for a, g, z in zip(activations, gradients, logits)]
         return logits, film_features(activations) if len(logits) else np.zeros((0,)), blocks

@@ -11,7 +11,7 @@ import numpy as np
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.decisions import REFER, decide, promise_sentence
 from pneumo_core.common.logits import log_odds, sigmoid
-from pneumo_core.serving import cams
+from pneumo_core.common.network_outputs import LastBlock
 
 DEFAULT_REFERRAL_LOG_ODDS = 1.0
 """Without a site profile's fitted band, films whose log-odds lie within this distance of the threshold's (odds within
@@ -64,7 +64,7 @@ class Case:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     dicom_fields: dict[str, str] = field(default_factory=dict)
-    block: cams.LastBlock | None = None  # what the heat maps are computed from, when classified with_maps
+    block: LastBlock | None = None  # what the heat maps are computed from, when classified with_maps
     distance: float | None = None  # feature distance to the training X-rays (see pneumo_core.serving.ood), when known
     withheld: str | None = None  # why no verdict is given: clearly not a chest X-ray (see pneumo_core.serving.ood)
 

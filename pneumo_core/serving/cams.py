@@ -27,9 +27,9 @@ uses) and scaled to [0, 1]; a flat map is all zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from pneumo_core.common.network_outputs import LastBlock
 
 GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
@@ -42,15 +42,6 @@ SCORECAM_CHANNELS = 32
 """ScoreCAM masks with the 32 most varied channels of 1024 (Faster-ScoreCAM): 32 extra passes, in one batch."""
 MASK_EPSILON = 1e-7
 """Keras's epsilon, which tf-keras-vis adds to each mask's range."""
-
-
-@dataclass(frozen=True)
-class LastBlock:
-    """One film's last-block activations ``(h, w, C)``, ``d(logit)/d(pooled)`` ``(C,)`` and logit."""
-
-    activations: np.ndarray
-    gradient: np.ndarray
-    logit: float
 
 
 def corner_aligned_upsampling(source: int, target: int) -> np.ndarray:

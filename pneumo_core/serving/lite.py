@@ -12,9 +12,8 @@ import threading
 
 import numpy as np
 
+from pneumo_core.common.network_outputs import LastBlock, film_features
 from pneumo_core.config import serving_settings
-from pneumo_core.serving.cams import LastBlock
-from pneumo_core.serving.features import film_features
 from pneumo_core.store.model_dir import ModelLoadError
 
 SIGNATURES = ("masked", "serve")
@@ -55,8 +54,8 @@ class LiteNetwork:
         self._lock = threading.Lock()  # an interpreter runs one call at a time
 
     def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
-        """(logits ``(N,)``, features ``(N, 5 C)`` (:func:`~pneumo_core.serving.features.film_features`), each film's
-        :class:`~pneumo_core.serving.cams.LastBlock`)."""
+        """(logits ``(N,)``, features ``(N, 5 C)`` (:func:`~pneumo_core.common.network_outputs.film_features`), each film's
+        :class:`~pneumo_core.common.network_outputs.LastBlock`)."""
         logits, blocks = [], []
         for image in np.asarray(canonical, np.uint8):
             with self._lock:

@@ -4,7 +4,7 @@
    colourfulness above :data:`COLOUR_LIMIT`) is a photo, a screenshot or a document.
 2. Feature distance: the Mahalanobis distance of the model's features (the last
    block pooled over the whole film and over each quadrant,
-   :mod:`pneumo_core.serving.features`), in their :data:`COMPONENTS` leading
+   :mod:`pneumo_core.common.network_outputs`), in their :data:`COMPONENTS` leading
    principal components, to those of the training films as sites send them
    (Ledoit-Wolf covariance; :func:`reference_features`: each film as stored and
    once mildly cropped, since sites trim films and the distance grows with the
@@ -110,7 +110,7 @@ class FeatureDensity:
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         """Each row's distance; features with more columns than the density was fitted on are read from the first
-        (:mod:`pneumo_core.serving.features`: a pooled-only density reads the pooled part)."""
+        (:mod:`pneumo_core.common.network_outputs`: a pooled-only density reads the pooled part)."""
         centred = np.asarray(features, np.float64)[:, : len(self.mean)] - self.mean
         if self.projection is not None:
             centred = centred @ self.projection.T

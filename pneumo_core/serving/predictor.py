@@ -18,6 +18,7 @@ import numpy as np
 
 from pneumo_core import CLASS_NAMES
 from pneumo_core.common.logits import sigmoid
+from pneumo_core.common.network_outputs import LastBlock
 from pneumo_core.common.preprocess import CANONICAL_SIZE, canonicalize
 from pneumo_core.config import DECODE_THREADS
 from pneumo_core.serving import cams
@@ -132,8 +133,8 @@ class Predictor:
         self.network.masked_logits(blank[0], np.ones((1, self.input_size, self.input_size), np.float32))
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.serving.features.film_features`) for ``(N, 224, 224)``
-        uint8 canonical images."""
+        """(logits ``(N,)``, features ``(N, 5 C)``: :func:`~pneumo_core.common.network_outputs.film_features`) for
+        ``(N, 224, 224)`` uint8 canonical images."""
         return self.network.forward(canonical)
 
     def explain(
@@ -141,7 +142,7 @@ class Predictor:
         canonical: np.ndarray,
         classes: list[str],
         method: str = cams.GRADCAM,
-        blocks: list[cams.LastBlock] | None = None,
+        blocks: list[LastBlock] | None = None,
     ) -> np.ndarray:
         """Heat maps ``(N, size, size)`` in [0, 1] for ``(N, 224, 224)`` uint8 canonical images, each the evidence for
         ``classes[i]`` (NORMAL or PNEUMONIA), by a method of :data:`pneumo_core.serving.cams.METHODS`, all on the serving

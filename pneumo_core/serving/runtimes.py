@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pneumo_core.common.network_outputs import LastBlock
 from pneumo_core.common.preprocess import STRETCH, intensity_mode, model_view
 from pneumo_core.config import SERVING_RUNTIMES
-from pneumo_core.serving import cams, lite
+from pneumo_core.serving import lite
 from pneumo_core.store.model_dir import LITE_COPIES, ModelLoadError, load_keras_model, load_lite_model
 
 BATCH_SIZE = 32
@@ -33,7 +34,7 @@ class Network(Protocol):
 
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[cams.LastBlock]]: ...
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]: ...
 
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
@@ -53,7 +54,7 @@ class ModelViewNetwork:
     def forward(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.forward(model_view(canonical, self.intensity))
 
-    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[cams.LastBlock]]:
+    def forward_with_blocks(self, canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LastBlock]]:
         return self.inner.forward_with_blocks(model_view(canonical, self.intensity))
 
     def masked_logits(self, canonical: np.ndarray, masks: np.ndarray) -> np.ndarray:

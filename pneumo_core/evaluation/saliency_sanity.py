@@ -6,22 +6,28 @@ rank-correlate (Spearman) with the trained model's maps of the same images. A ma
 that explains the *model* must fall apart as the weights it depends on are
 destroyed; a map that survives randomisation shows image structure, not what the
 model learned.
+
+Keras and :mod:`pneumo_core.modeling` are imported inside the functions that run the models, so the package stays
+TensorFlow-free at import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 from scipy.stats import spearmanr
 
-from pneumo_core.modeling.architectures import head_layer_names
-from pneumo_core.modeling.graphs import KerasNetwork
 from pneumo_core.serving.cams import gradcam
 
-LayerFilter = Callable[[str, keras.Model], bool]
+if TYPE_CHECKING:
+    import keras
+
+    from pneumo_core.modeling.graphs import KerasNetwork
+
+LayerFilter = Callable[[str, "keras.Model"], bool]
 
 
 def gradcams_of_own_answer(network: KerasNetwork, canonical: np.ndarray) -> np.ndarray:
@@ -31,6 +37,8 @@ def gradcams_of_own_answer(network: KerasNetwork, canonical: np.ndarray) -> np.n
 
 
 def _in_head(name: str, model: keras.Model) -> bool:
+    from pneumo_core.modeling.architectures import head_layer_names
+
     return name in head_layer_names(model)
 
 
@@ -81,6 +89,10 @@ def cascading_randomization(
     weights from a freshly initialised copy of the same architecture (drawn after seeding
     Keras's global generator with ``seed``, which must differ from the seed the model was built with).
     """
+    import keras
+
+    from pneumo_core.modeling.graphs import KerasNetwork
+
     keras.utils.set_random_seed(seed)
     fresh = keras.models.clone_model(model)  # same architecture, new initial weights
     randomised = keras.models.clone_model(model)
