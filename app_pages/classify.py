@@ -20,12 +20,12 @@ from pneumo_core.operations.answer_store import record as record_answers
 from pneumo_core.serving.answers import Case
 from pneumo_core.serving.cams import METHODS, SCORECAM
 from pneumo_core.serving.overlay import COLORMAPS, overlay
+from pneumo_core.visualize.scale import probability_scale
 from ui.report import ReportContext, case_report_pdf
 from ui.resources import Served, served_model, shadow_challenger, start_loading
 from ui.widgets import (
     decision_words,
     operating_point_label,
-    probability_scale,
     probability_words,
     verdict_text,
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
+from sklearn.metrics import precision_recall_curve as precision_recall_curve_of
 from sklearn.metrics import roc_curve
 
 from pneumo_core import CLASS_NAMES
@@ -13,20 +13,14 @@ from pneumo_core.common.films import class_root
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import locations
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
-from pneumo_core.evaluation.reports import confusion_figure, pr_figure
 from pneumo_core.jobs.history import recent_runs
 from pneumo_core.serving.film_files import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
 from pneumo_core.store.profiles import ProfileError, list_profiles, load_profile
+from pneumo_core.visualize.performance import confusion_figure, precision_recall_curve, reliability_curves, roc_curves
 from ui.resources import Served, served_model_or_stop
-from ui.site_charts import (
-    PLAIN_NAMES,
-    comparison_table,
-    referral_table,
-    reliability_comparison,
-    roc_comparison,
-)
+from ui.site_tables import PLAIN_NAMES, comparison_table, referral_table
 from ui.widgets import operating_point_label, promise_table_words
 
 PUBLISHED = pd.DataFrame(
@@ -95,19 +89,19 @@ def external_validity(
         )
     predicted, observed, _ = reliability_curve(labels, scores)
     internal_point = (1 - internal["specificity"], internal["sensitivity"])
-    roc_curves = [(f"internal test (threshold {metadata['threshold']:.3f})", *(curve.tolist() for curve in roc), internal_point)]
-    reliability_curves = [("internal test", predicted.tolist(), observed.tolist())]
+    rocs = [(f"internal test (threshold {metadata['threshold']:.3f})", *roc, internal_point)]
+    reliabilities = [("internal test", predicted, observed)]
     for profile in profiles:
         diagnostics = profile.diagnostics
         point = (1 - profile.metrics["specificity"], profile.metrics["sensitivity"])
         name = f"site {profile.name} (threshold {profile.threshold:.3f})"
-        roc_curves.append((name, diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], point))
-        reliability_curves.append(
+        rocs.append((name, diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], point))
+        reliabilities.append(
             (f"site {profile.name}", diagnostics["reliability"]["predicted"], diagnostics["reliability"]["observed"])
         )
     left, right = st.columns(2)
-    left.plotly_chart(roc_comparison(roc_curves), width="stretch", key="roc_sites")
-    right.plotly_chart(reliability_comparison(reliability_curves), width="stretch", key="reliability_sites")
+    left.plotly_chart(roc_curves(rocs), width="stretch", key="roc_sites")
+    right.plotly_chart(reliability_curves(reliabilities), width="stretch", key="reliability_sites")
 
 
 def stored_intervals_table(metadata: dict, point: dict, labels: np.ndarray) -> None:
@@ -191,33 +185,16 @@ def explore_threshold(served: Served, frame: pd.DataFrame, labels: np.ndarray, r
             key="confusion",
         )
     explored_point = (1 - explored["specificity"], explored["sensitivity"])
-    right.plotly_chart(roc_comparison([("internal test", *(curve.tolist() for curve in roc), explored_point)]), width="stretch")
-    left.plotly_chart(pr_figure(frame.assign(probability=scores), threshold), width="stretch")
-    right.plotly_chart(reliability_figure(labels, scores, explored["ece"]), width="stretch")
+    right.plotly_chart(roc_curves([("internal test", *roc, explored_point)]), width="stretch")
+    precision, recall, _ = precision_recall_curve_of(labels, scores)
+    left.plotly_chart(
+        precision_recall_curve(recall, precision, (explored["sensitivity"], explored["precision"]), explored["pr_auc"]),
+        width="stretch",
+    )
+    predicted, observed, _ = reliability_curve(labels, scores)
+    title = f"Reliability at this operating point's temperature (ECE {explored['ece']:.3f})"
+    right.plotly_chart(reliability_curves([("model", predicted, observed)], title), width="stretch")
     return threshold, scores, clicked
-
-
-def reliability_figure(labels: np.ndarray, scores: np.ndarray, ece: float) -> go.Figure:
-    """Predicted against observed frequency: the probabilities are calibrated where the curve follows the diagonal."""
-    predicted_mean, observed, counts = reliability_curve(labels, scores)
-    figure = go.Figure(
-        layout={
-            "title": f"Reliability at this operating point's temperature (ECE {ece:.3f})",
-            "xaxis_title": "predicted P(pneumonia)",
-            "yaxis_title": "observed frequency",
-            "xaxis_range": [0, 1],
-            "yaxis_range": [0, 1],
-        }
-    )
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
-    figure.add_scatter(
-        x=predicted_mean,
-        y=observed,
-        mode="lines+markers",
-        name="model",
-        text=[f"{c} film" + ("" if c == 1 else "s") for c in counts],
-    )
-    return figure
 
 
 def published_results() -> None:

@@ -13,7 +13,7 @@ from pneumo_core.evaluation.metrics import CI_METRICS
 from pneumo_core.store.model_dir import EVALUATION_DIR
 from pneumo_core.store.profiles import list_profiles, load_profile
 from ui.resources import served_model
-from ui.site_charts import PLAIN_NAMES, comparison_table
+from ui.site_tables import PLAIN_NAMES, comparison_table
 from ui.widgets import operating_point_label
 
 RUNTIME_DESCRIPTIONS = {

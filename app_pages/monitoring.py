@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.config import monitor_settings
@@ -26,6 +25,7 @@ from pneumo_core.operations.monitor import (
 from pneumo_core.operations.shadow import MIN_SHADOW_ANSWERS, Shadow, promotion_check, shadow_report
 from pneumo_core.store.model_dir import read_metadata
 from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
+from pneumo_core.visualize.distributions import answers_per_day, disagreements, reference_and_answered
 from ui.access import is_operator
 from ui.operator_actions import promote_model
 from ui.resources import Served, served_model_or_stop, shadow_challenger
@@ -39,25 +39,13 @@ def volume_and_decisions(window: dict[str, np.ndarray]) -> None:
     decisions = [d if d else v for d, v in zip(window["decision"], window["verdict"])]
     frame = pd.DataFrame({"day": pd.to_datetime(window["time"].astype(float), unit="s").floor("D"), "verdict": decisions})
     counts = frame.groupby(["day", "verdict"]).size().unstack(fill_value=0)
-    figure = go.Figure(layout={"title": "Answers per day, by decision", "barmode": "stack", "yaxis_title": "films"})
-    colours = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "REFER": "#b7791f", "withheld": "#8a99a6"}
-    for verdict in counts.columns:
-        figure.add_bar(x=counts.index.strftime("%Y-%m-%d"), y=counts[verdict], name=verdict, marker_color=colours.get(verdict))
-    figure.update_xaxes(type="category")  # one bar per day, named by its date (a time axis zooms into a lone day)
-    st.plotly_chart(figure, width="stretch")
+    per_decision = {str(verdict): counts[verdict].tolist() for verdict in counts.columns}
+    st.plotly_chart(answers_per_day(counts.index.strftime("%Y-%m-%d").tolist(), per_decision), width="stretch")
 
 
 def counted(count: int, noun: str) -> str:
     """The count and the noun, plural unless the count is one."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def distribution(title: str, reference: np.ndarray | None, current: np.ndarray, x_title: str) -> go.Figure:
-    figure = go.Figure(layout={"title": title, "barmode": "overlay", "xaxis_title": x_title, "yaxis_title": "share"})
-    if reference is not None:
-        figure.add_histogram(x=reference, histnorm="probability", name="validation (reference)", opacity=0.55, nbinsx=30)
-    figure.add_histogram(x=current, histnorm="probability", name="answered", opacity=0.55, nbinsx=30)
-    return figure
 
 
 def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits) -> None:
@@ -100,10 +88,14 @@ def drift_section(report: dict, window: dict[str, np.ndarray], distances, logits
     xrays = window["verdict"] != "withheld"
     left, right = st.columns(2)
     left.plotly_chart(
-        distribution("Feature distance", distances, window["distance"][xrays].astype(float), "distance to the training films"),
+        reference_and_answered(
+            "Feature distance", distances, window["distance"][xrays].astype(float), "distance to the training films"
+        ),
         width="stretch",
     )
-    right.plotly_chart(distribution("Model score", logits, window["logit"][xrays].astype(float), "logit"), width="stretch")
+    right.plotly_chart(
+        reference_and_answered("Model score", logits, window["logit"][xrays].astype(float), "logit"), width="stretch"
+    )
     if withheld := drift["withheld_left_out"]:
         st.caption(f"{withheld} film(s) withheld as not an X-ray are counted apart: not in the signals or these histograms.")
 
@@ -149,17 +141,7 @@ def shadow_section(served: Served, shadow: Shadow | None, since: float | None) -
         )
         if report.disagreements:
             champion, challenger = zip(*report.disagreements)
-            figure = go.Figure(
-                layout={
-                    "title": "Where they disagree: the two probabilities of PNEUMONIA",
-                    "xaxis_title": "served model",
-                    "yaxis_title": "challenger",
-                    "xaxis_range": [0, 1],
-                    "yaxis_range": [0, 1],
-                }
-            )
-            figure.add_scatter(x=champion, y=challenger, mode="markers", name="film")
-            st.plotly_chart(figure, width="stretch")
+            st.plotly_chart(disagreements(champion, challenger), width="stretch")
         st.caption(
             f"Median latency per film: served {report.champion_latency_ms:.0f} ms, challenger "
             f"{report.challenger_latency_ms:.0f} ms (the challenger's is spent after the answer is given)."

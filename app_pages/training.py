@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pneumo_core.common.preprocess import EQUALIZE, INTENSITY_MODES, STRETCH
@@ -21,6 +20,7 @@ from pneumo_core.jobs.progress import JobStatus, describe, readable_log
 from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.operations.audit import recent_actions
 from pneumo_core.store.model_dir import ModelLoadError, previous_dir, read_metadata
+from pneumo_core.visualize.distributions import epoch_curves
 from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
 
@@ -209,16 +209,14 @@ def progress_bar(status: JobStatus) -> None:
     st.progress(min(1.0, done), text=describe(status, time.time()))
 
 
-def epoch_curves(events: list[dict]) -> None:
+def per_epoch_section(events: list[dict]) -> None:
     epochs = pd.DataFrame(
         [{"epoch": i + 1, "phase": e["phase"], **e["metrics"]} for i, e in enumerate(x for x in events if x["event"] == "epoch")]
     )
     if not len(epochs):
         return
-    figure = go.Figure(layout={"title": "Per-epoch curves", "xaxis_title": "epoch", "height": 320})
-    for column in [c for c in ("loss", "val_loss", "auc", "val_auc") if c in epochs]:
-        figure.add_scatter(x=epochs["epoch"], y=epochs[column], mode="lines+markers", name=column)
-    st.plotly_chart(figure, width="stretch")
+    curves = {column: epochs[column].tolist() for column in ("loss", "val_loss", "auc", "val_auc") if column in epochs}
+    st.plotly_chart(epoch_curves(epochs["epoch"].tolist(), curves), width="stretch")
 
 
 def cancel_button(job: Job) -> None:
@@ -244,7 +242,7 @@ def job_status(operator: bool) -> None:
         st.rerun(scope="app")
     st.subheader(f"Job {job.run_name}: {status.state}")
     progress_bar(status)
-    epoch_curves(status.events)
+    per_epoch_section(status.events)
     if status.state == "running" and operator:
         cancel_button(job)
     if status.state == "failed":

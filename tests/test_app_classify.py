@@ -220,7 +220,7 @@ def test_a_wrong_setting_stops_the_app_with_its_variable_named(app_env, monkeypa
 
 def test_probability_scale_shows_the_marker_above_the_bars_and_the_whole_range():
     from pneumo_core.serving.answers import Prediction
-    from ui.widgets import probability_scale
+    from pneumo_core.visualize.scale import probability_scale
 
     figure = probability_scale(Prediction(probability=0.988, threshold=0.08, logit=4.0))
     assert all(shape.layer == "below" for shape in figure.layout.shapes)  # the dot is never hidden under a bar

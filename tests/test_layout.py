@@ -74,6 +74,7 @@ LAYERS = (
     ("jobs", "store"),
     ("modeling",),
     ("serving",),
+    ("visualize",),
     ("evaluation",),
     ("operating_point", "operations", "training"),
     ("cli",),

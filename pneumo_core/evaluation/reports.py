@@ -1,5 +1,5 @@
-"""Evaluate a model on labelled images: per-image predictions and decisions, metrics, confusion matrix, ROC/PR and
-risk–coverage plots."""
+"""Evaluate a model on labelled images: per-image predictions and decisions, metrics, and the figures written beside
+them (confusion matrix, ROC, precision-recall, risk–coverage; drawn by :mod:`pneumo_core.visualize`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pneumo_core.common.decisions import decide, decided_metrics, risk_coverage
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.evaluation.metrics import classification_metrics
 from pneumo_core.serving.answers import default_band
+from pneumo_core.visualize.performance import confusion_figure, precision_recall_curve, risk_coverage_figure, roc_curves
 
 
 def predictions_frame(
@@ -40,104 +41,6 @@ def metrics_of(frame: pd.DataFrame, threshold: float) -> dict[str, float]:
     return classification_metrics((frame["label"] == CLASS_NAMES[1]).to_numpy(), frame["probability"].to_numpy(), threshold)
 
 
-CONFUSION_BLUE = "#1f5f8b"
-
-
-def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str) -> go.Figure:
-    """The confusion matrix as four large squares, the count on each readable (dark text on light cells, light on
-    dark); each square carries ``customdata`` [truth, call], so a page can let a click pick a cell."""
-    cells = [("NORMAL", "NORMAL", tn), ("NORMAL", "PNEUMONIA", fp), ("PNEUMONIA", "NORMAL", fn), ("PNEUMONIA", "PNEUMONIA", tp)]
-    largest = max(1, tn, fp, fn, tp)
-    shades = [n / largest for *_, n in cells]  # the fullest cell is darkest
-    figure = go.Figure(
-        go.Scatter(
-            x=[f"called {called}" for _, called, _ in cells],
-            y=[f"truly {truth}" for truth, _, _ in cells],
-            mode="markers+text",
-            text=[str(n) for *_, n in cells],
-            textfont={"size": 22, "color": ["white" if shade > 0.5 else "#1d2730" for shade in shades]},
-            marker={
-                "symbol": "square",
-                "size": 110,
-                "color": shades,
-                "colorscale": [[0, "#eef2f5"], [1, CONFUSION_BLUE]],
-                "cmin": 0,
-                "cmax": 1,
-            },
-            customdata=[[truth, called] for truth, called, _ in cells],
-            hovertemplate="%{y}, %{x}: %{text} films<extra></extra>",
-            cliponaxis=False,  # in a narrow column the squares reach past the axes: their counts must stay whole
-        )
-    )
-    figure.update_layout(
-        title=title,
-        height=380,
-        xaxis={"type": "category", "categoryorder": "array", "categoryarray": ["called NORMAL", "called PNEUMONIA"]},
-        yaxis={"type": "category", "categoryorder": "array", "categoryarray": ["truly PNEUMONIA", "truly NORMAL"]},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        plot_bgcolor="rgba(0,0,0,0)",
-    )
-    return figure
-
-
-def roc_figure(frame: pd.DataFrame, threshold: float) -> go.Figure:
-    """The ROC curve with the operating point marked."""
-    labels, scores, point = _scored(frame, threshold)
-    fpr, tpr, _ = skm.roc_curve(labels, scores)
-    roc = go.Figure(
-        layout={"title": f"ROC (AUC {point['roc_auc']:.3f})", "xaxis_title": "1 − specificity", "yaxis_title": "sensitivity"}
-    )
-    roc.add_scatter(x=fpr, y=tpr, mode="lines", name="ROC")
-    roc.add_scatter(
-        x=[1 - point["specificity"]], y=[point["sensitivity"]], mode="markers", marker_size=12, name="operating point"
-    )
-    return roc
-
-
-def pr_figure(frame: pd.DataFrame, threshold: float) -> go.Figure:
-    """The precision-recall curve with the operating point marked."""
-    labels, scores, point = _scored(frame, threshold)
-    precision, recall, _ = skm.precision_recall_curve(labels, scores)
-    pr = go.Figure(
-        layout={
-            "title": f"Precision-recall (AP {point['pr_auc']:.3f})",
-            "xaxis_title": "recall (sensitivity)",
-            "yaxis_title": "precision (PPV)",
-        }
-    )
-    pr.add_scatter(x=recall, y=precision, mode="lines", name="PR")
-    pr.add_scatter(x=[point["sensitivity"]], y=[point["precision"]], mode="markers", marker_size=12, name="operating point")
-    return pr
-
-
-def _scored(frame: pd.DataFrame, threshold: float) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    labels = (frame["label"] == CLASS_NAMES[1]).astype(int).to_numpy()
-    scores = frame["probability"].to_numpy()
-    return labels, scores, classification_metrics(labels, scores, threshold)
-
-
-def risk_coverage_figure(frame: pd.DataFrame, threshold: float, band: tuple[float, float]) -> go.Figure:
-    """Error rate of the decided films against the share decided, for bands widening around the threshold, with the
-    operating point's own band marked."""
-    labels = (frame["label"] == CLASS_NAMES[1]).to_numpy()
-    probabilities = frame["probability"].to_numpy()
-    curve = risk_coverage(labels, probabilities, threshold)
-    at_band = decided_metrics(labels, probabilities, *band)
-    figure = go.Figure(
-        layout={
-            "title": "Risk–coverage: error among decided films as the referral band widens",
-            "xaxis_title": "coverage (share of films decided)",
-            "yaxis_title": "error rate of decided films",
-            "xaxis": {"range": [0, 1.02], "tickformat": ".0%"},
-        }
-    )
-    figure.add_scatter(x=curve["coverage"], y=curve["risk"], mode="lines+markers", name="bands around the threshold")
-    figure.add_scatter(
-        x=[1 - at_band["referred"]], y=[1 - at_band["decided_accuracy"]], mode="markers", marker_size=12, name="this band"
-    )
-    return figure
-
-
 def write_evaluation(
     frame: pd.DataFrame, threshold: float, out_dir: Path, name: str, band: tuple[float, float] | None = None
 ) -> dict[str, float]:
@@ -155,17 +58,30 @@ def write_evaluation(
     }
     frame.to_csv(out_dir / f"{name}_predictions.csv", index=False)
     (out_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    figures = (
-        (
-            confusion_figure(*(metrics[k] for k in ("tn", "fp", "fn", "tp")), f"Confusion matrix (threshold {threshold:.3f})"),
-            "confusion",
-        ),
-        (roc_figure(frame, threshold), "roc"),
-        (pr_figure(frame, threshold), "pr"),
-    )
-    for figure, suffix in (*figures, (risk_coverage_figure(frame, threshold, band), "risk_coverage")):
+    for suffix, figure in evaluation_figures(labels, frame["probability"].to_numpy(), threshold, band, metrics).items():
         figure.write_html(out_dir / f"{name}_{suffix}.html", include_plotlyjs="cdn")
     return metrics
+
+
+def evaluation_figures(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float, band: tuple[float, float], metrics: dict[str, float]
+) -> dict[str, go.Figure]:
+    """The figures written beside an evaluation, by file suffix: confusion matrix, ROC, precision-recall and
+    risk-coverage, each with the operating point (``metrics``, at ``threshold`` and ``band``) marked."""
+    fpr, tpr, _ = skm.roc_curve(labels, probabilities)
+    precision, recall, _ = skm.precision_recall_curve(labels, probabilities)
+    curve = risk_coverage(labels, probabilities, threshold)
+    counts = (metrics[k] for k in ("tn", "fp", "fn", "tp"))
+    return {
+        "confusion": confusion_figure(*counts, f"Confusion matrix (threshold {threshold:.3f})"),
+        "roc": roc_curves(
+            [("model", fpr, tpr, (1 - metrics["specificity"], metrics["sensitivity"]))], f"ROC (AUC {metrics['roc_auc']:.3f})"
+        ),
+        "pr": precision_recall_curve(recall, precision, (metrics["sensitivity"], metrics["precision"]), metrics["pr_auc"]),
+        "risk_coverage": risk_coverage_figure(
+            curve["coverage"], curve["risk"], (1 - metrics["referred"], 1 - metrics["decided_accuracy"])
+        ),
+    }
 
 
 def format_metrics_table(rows: dict[str, dict[str, float]]) -> str:

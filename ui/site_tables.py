@@ -1,4 +1,4 @@
-"""Figures and tables for site profiles: internal test beside each site, and the shift diagnostics.
+"""Tables for site profiles: internal test beside each site, and each site's referral band.
 
 Everything is drawn from stored aggregates (the model's metadata and evaluation CSV, the
 profiles' metrics and curves): nothing is recomputed from films on a page visit.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.evaluation.metrics import classification_metrics
@@ -25,7 +24,6 @@ PLAIN_NAMES = {
     "f1": "F1",
     "pr_auc": "PR AUC (average precision)",
 }
-COLOURS = ("#1f5f8b", "#b7791f", "#4c8c4a", "#8a4f9e")
 
 
 def _cell(value: float, interval: list[float] | tuple[float, float] | None) -> str:
@@ -111,95 +109,3 @@ def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def roc_comparison(curves: list[tuple[str, list[float], list[float], tuple[float, float]]]) -> go.Figure:
-    """ROC curves, each with its operating point (1 − specificity, sensitivity); the top-left corner in an inset."""
-    figure = go.Figure(
-        layout={
-            "title": "ROC, each operating point an ×",
-            "xaxis_title": "1 − specificity",
-            "yaxis_title": "sensitivity",
-            "height": 380,
-            # the inset sits clear of the main axes' tick labels (its own labels once interleaved with them)
-            "xaxis2": {"domain": [0.45, 0.95], "anchor": "y2", "range": [0, 0.3], "title": {"text": "zoom", "standoff": 2}},
-            "yaxis2": {"domain": [0.3, 0.72], "anchor": "x2", "range": [0.8, 1.0]},
-            "legend": {"orientation": "h", "y": -0.25},
-        }
-    )
-    for colour, (name, fpr, tpr, point) in zip(COLOURS, curves):
-        for axes, legend in ((("x", "y"), True), (("x2", "y2"), False)):
-            figure.add_scatter(
-                x=fpr, y=tpr, mode="lines", name=name, line={"color": colour}, showlegend=legend, xaxis=axes[0], yaxis=axes[1]
-            )
-            figure.add_scatter(
-                x=[point[0]],
-                y=[point[1]],
-                mode="markers",
-                marker={"size": 12, "color": colour, "symbol": "x"},
-                name=f"{name}: operating point",
-                showlegend=False,  # the × is said in the title; a legend entry per point was cut on narrow screens
-                xaxis=axes[0],
-                yaxis=axes[1],
-            )
-    return figure
-
-
-def reliability_comparison(curves: list[tuple[str, list[float], list[float]]]) -> go.Figure:
-    figure = go.Figure(
-        layout={
-            "title": "Reliability",
-            "xaxis_title": "predicted P(pneumonia)",
-            "yaxis_title": "observed frequency",
-            "xaxis_range": [0, 1],
-            "yaxis_range": [0, 1],
-            "height": 380,
-            "legend": {"orientation": "h", "y": -0.25},
-        }
-    )
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#8a99a6"}, name="perfect")
-    for colour, (name, predicted, observed) in zip(COLOURS, curves):
-        figure.add_scatter(x=predicted, y=observed, mode="lines+markers", name=name, line={"color": colour})
-    return figure
-
-
-def probability_histograms(profile: SiteProfile) -> go.Figure:
-    histogram = profile.diagnostics["probability_histogram"]
-    centres = np.convolve(histogram["edges"], [0.5, 0.5], "valid")
-    figure = go.Figure(
-        layout={
-            "title": f"P(pneumonia) per true class, site {profile.name}",
-            "barmode": "overlay",
-            "xaxis_title": "calibrated P(pneumonia)",
-            "yaxis_title": "films",
-            "height": 320,
-        }
-    )
-    for colour, name in zip(COLOURS, ("NORMAL", "PNEUMONIA")):
-        figure.add_bar(x=centres, y=histogram[name], name=f"true {name}", marker_color=colour, opacity=0.6, width=0.05)
-    figure.add_vline(x=profile.threshold, line_dash="dash", annotation_text="site threshold")
-    return figure
-
-
-def distance_histograms(profile: SiteProfile, limit: float | None) -> go.Figure:
-    histogram = profile.diagnostics["distance_histogram"]
-    centres = np.convolve(histogram["edges"], [0.5, 0.5], "valid")
-    figure = go.Figure(
-        layout={
-            "title": "Feature distance to the training X-rays",
-            "barmode": "overlay",
-            "xaxis_title": "distance",
-            "yaxis_title": "share of films",
-            "height": 320,
-        }
-    )
-    for colour, key, name in (
-        (COLOURS[0], "reference", "validation (training collection)"),
-        (COLOURS[1], "site", f"site {profile.name}"),
-    ):
-        if key in histogram:
-            counts = np.asarray(histogram[key], dtype=float)
-            figure.add_bar(x=centres, y=counts / max(1.0, counts.sum()), name=name, marker_color=colour, opacity=0.6)
-    if limit:
-        figure.add_vline(x=limit, line_dash="dash", annotation_text="not-an-X-ray limit")
-    return figure
