@@ -52,7 +52,7 @@ def validate_on_your_data(served: Served) -> None:
         folder = st.selectbox("Labelled folder", folders, format_func=lambda p: f"{p.parent.name}/{p.name}")
         name = st.text_input("Site name", "site-sample", max_chars=64)
         rule = st.selectbox("Threshold rule", list(RULES), format_func=lambda r: f"{r}: {RULES[r]}")
-        band = st.selectbox("Referral band", list(BANDS), format_func=lambda b: f"{b}: {BANDS[b]}")
+        band_rule = st.selectbox("Referral band", list(BANDS), format_func=lambda b: f"{b}: {BANDS[b]}")
         submitted = st.form_submit_button("Validate", type="primary")
     if submitted:
         bar = st.progress(0.0, text="Scoring films…")
@@ -62,7 +62,7 @@ def validate_on_your_data(served: Served) -> None:
                 folder,
                 name,
                 rule,
-                band,
+                band_rule,
                 lambda done, total: bar.progress(done / total, f"{done}/{total} films"),
             )
         except (ProfileError, FileNotFoundError) as error:

@@ -66,7 +66,7 @@ def row(summary: dict) -> tuple[str, str, str, str]:
     realised = sum(_met(figures[k]["realised"], g, k in AT_MOST) for k, g in REALISED_GOALS.items())
     promised = sum(_met(figures[k]["promised"], g, k in AT_MOST) for k, g in PROMISE_GOALS.items())
     return (
-        f"{summary['rule']}, {summary['band']}",
+        f"{summary['rule']}, {summary['band_rule']}",
         f"promised / given: {given}",
         kept,
         f"goals met: {realised}/4 given, {promised}/4 promised",
@@ -90,8 +90,8 @@ def main() -> None:
     combinations = [(Rule.parse(r), ReferralRule.parse(DEFAULT_BAND)) for r in args.rule or RULES]
     combinations += [(Rule.parse(DEFAULT_RULE), ReferralRule.parse(b)) for b in args.band or BANDS if b != DEFAULT_BAND]
     rows = []
-    for rule, band in combinations:
-        summary = simulate_sites(sample.labels, sample.logits, sample.patients, rule, band, args.sites)
+    for rule, band_rule in combinations:
+        summary = simulate_sites(sample.labels, sample.logits, sample.patients, rule, band_rule, args.sites)
         rows.append(row(summary))
         print(" | ".join(rows[-1]), flush=True)
     counts = sample.patient_counts()

@@ -125,12 +125,12 @@ def block(name: str) -> str:
 
 def _lines(metadata: dict, profile: SiteProfile) -> list[str]:
     promise, sample = profile.promise, profile.referral
-    low, high = profile.band_edges
+    low, high = profile.band
     kept = profile.simulation["figures"] if profile.simulation else {}
     patients = profile.patients
     lines = [
         f"Served: **{metadata.get('name')}** at the site profile `{profile.name}` (rule `{profile.rule}`, band "
-        f"`{profile.band}`): threshold **{profile.threshold:.3f}** on P(pneumonia) calibrated with temperature "
+        f"`{profile.band_rule}`): threshold **{profile.threshold:.3f}** on P(pneumonia) calibrated with temperature "
         f"{profile.temperature:.2f}; referral band **{low:.3f}–{high:.3f}** (NORMAL below it, PNEUMONIA from its upper "
         f"edge, referred in between). Fitted on the site sample: {profile.n} films ({profile.n_normal} NORMAL, "
         f"{profile.n_pneumonia} PNEUMONIA) of {patients.get('NORMAL')} + {patients.get('PNEUMONIA')} children.",

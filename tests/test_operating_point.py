@@ -129,7 +129,7 @@ def test_the_promise_is_each_figures_exact_bound():
 def test_the_fit_reports_probabilities_and_its_promise():
     labels, logits = _separated(np.random.default_rng(6))
     point = fit_operating_point(labels, logits, Rule.parse(DEFAULT_RULE), ReferralRule.parse(DEFAULT_BAND))
-    low, high = point.referral_band
+    low, high = point.band
     assert 0 < low <= point.threshold <= high < 1 and point.temperature > 0
     answer = point.as_json()
     assert set(answer) == {"threshold", "temperature", "referral_band", "promise", "next_films", "confidence"}

@@ -100,5 +100,5 @@ def test_the_answer_key_changes_with_everything_that_changes_an_answer(tiny_mode
     assert Predictor.load(tiny_model_dir).answer_key == original and predictor.runtime in original
     predictor.temperature *= 2  # a new temperature, the same threshold
     with_temperature = predictor.answer_key
-    predictor.referral_band = (0.2, 0.9)  # a new band
+    predictor.fitted_band = (0.2, 0.9)  # a new band
     assert len({original, with_temperature, predictor.answer_key}) == 3

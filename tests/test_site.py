@@ -125,7 +125,7 @@ def test_calibrate_writes_a_profile_whose_metrics_predict_reproduces(capsys, mod
     assert profile["withheld"] == 1 and "withheld as not an X-ray: 1" in out  # counted apart, not scored
     assert set(profile["promise"]) >= {"sensitivity", "referred", "next_films"} and "promise for the site's next" in out
     low, high = profile["referral_band"]
-    assert low <= profile["threshold"] <= high and profile["band"] == DEFAULT_BAND and "referral band" in out
+    assert low <= profile["threshold"] <= high and profile["band_rule"] == DEFAULT_BAND and "referral band" in out
 
     code, out, _ = run_cli(capsys, "predict", "--model", model_dir, "--operating-point", "site:north", site_folder)
     records = [json.loads(line) for line in out.splitlines()]

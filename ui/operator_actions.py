@@ -54,13 +54,15 @@ def roll_back_model() -> None:
     st.cache_resource.clear()
 
 
-def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, band: str, progress) -> SiteProfile:
+def validate_site(predictor: Predictor, folder: Path, name: str, rule: str, band_rule: str, progress) -> SiteProfile:
     """Score a labelled folder and fit a site profile (not saved): minutes of CPU, so operators only."""
     require_operator()
     scores = score_labelled_folder(predictor, folder, progress)
     reference = predictor.density.reference if predictor.density else None
     sample = sample_from_folder(scores)
-    return calibrate(sample, predictor.metadata, name, Rule.parse(rule), ReferralRule.parse(band), reference, predictor.runtime)
+    return calibrate(
+        sample, predictor.metadata, name, Rule.parse(rule), ReferralRule.parse(band_rule), reference, predictor.runtime
+    )
 
 
 def save_site_profile(profile: SiteProfile, make_active: bool) -> None:

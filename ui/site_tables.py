@@ -94,7 +94,7 @@ def referral_table(profiles: list[SiteProfile]) -> pd.DataFrame:
     for profile in profiles:
         if not profile.referral:
             continue
-        low, high = profile.band_edges
+        low, high = profile.band
         sample, promise = profile.referral, profile.promise
         rows.append(
             {

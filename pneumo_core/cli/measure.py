@@ -56,7 +56,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     model_dir = args.model or locations().model_dir
-    rule, band = Rule.parse(args.rule), ReferralRule.parse(args.band)
+    rule, band_rule = Rule.parse(args.rule), ReferralRule.parse(args.band)
     if args.site is not None:
         check_name(args.site)
     if (args.data_dir is None) == (args.scores is None):
@@ -76,14 +76,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
         metadata, runtime = predictor.metadata, predictor.runtime
         reference = predictor.density.reference if predictor.density else None
     exit_code = EXIT_SOME_FAILED if errors else EXIT_OK
-    point = fit_operating_point(sample.labels, sample.logits, rule, band, args.next_films, patients=sample.patients)
+    point = fit_operating_point(sample.labels, sample.logits, rule, band_rule, args.next_films, patients=sample.patients)
     if args.json:
         print(json.dumps(point.as_json()))
     if args.site is None:  # the operating point only: nothing written
         if not args.json:
             print("\n".join([promise_table(point.promise.as_dict()), *point.shortfalls, *sample.notes]))
         return exit_code
-    profile = calibrate(sample, metadata, args.site, rule, band, reference, runtime, next_films=args.next_films)
+    profile = calibrate(sample, metadata, args.site, rule, band_rule, reference, runtime, next_films=args.next_films)
     path = save_profile(profile, model_dir)
     if args.activate:
         activate(model_dir, profile.name)
@@ -102,11 +102,11 @@ def read_text_lines(path: Path) -> list[str]:
 
 def profile_report(profile: SiteProfile) -> str:
     """What ``calibrate`` prints about a fitted profile."""
-    low, high = profile.band_edges
+    low, high = profile.band
     lines = [
         f"model: {profile.model_name}  site: {profile.name}  films: {profile.n} ({profile.n_normal} NORMAL, "
         f"{profile.n_pneumonia} PNEUMONIA; patients {profile.patients.get('NORMAL')} / {profile.patients.get('PNEUMONIA')})"
-        f"  rule: {profile.rule}  band: {profile.band}"
+        f"  rule: {profile.rule}  band: {profile.band_rule}"
         + (f"  withheld as not an X-ray: {profile.withheld}" if profile.withheld else ""),
         f"temperature {profile.temperature:.4f}  threshold {profile.threshold:.4f}  referral band {low:.4f}-{high:.4f}"
         f"  (scores of the {profile.runtime} runtime)",

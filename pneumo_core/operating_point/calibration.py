@@ -53,7 +53,7 @@ def calibrate(
     metadata: dict[str, Any],
     name: str,
     rule: Rule,
-    band: ReferralRule,
+    band_rule: ReferralRule,
     reference_distances: np.ndarray | None = None,
     runtime: str = "not recorded",
     next_films: int | None = None,
@@ -67,11 +67,11 @@ def calibrate(
     labels, logits, patients = sample.labels, sample.logits, sample.patients
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         raise ProfileError("The sample needs readable films of both classes (NORMAL and PNEUMONIA).")
-    point = fit_operating_point(labels, logits, rule, band, next_films, patients=patients)
+    point = fit_operating_point(labels, logits, rule, band_rule, next_films, patients=patients)
     probabilities = sigmoid(logits / point.temperature)
-    low, high = point.referral_band
+    low, high = point.band
     counts = sample.patient_counts()
-    simulated = simulate_sites(labels, logits, patients, rule, band, sites) if min(counts.values()) >= 2 else None
+    simulated = simulate_sites(labels, logits, patients, rule, band_rule, sites) if min(counts.values()) >= 2 else None
     validation_probabilities = sigmoid(logits / float(metadata.get("temperature", 1.0)))
     return SiteProfile(
         name=name,
@@ -95,8 +95,8 @@ def calibrate(
         unreadable=sample.unreadable,
         runtime=runtime,
         referral_band=[low, high],
-        band=str(band),
-        band_description=band.describe(),
+        band_rule=str(band_rule),
+        band_rule_description=band_rule.describe(),
         referral={
             **decided_metrics(labels, probabilities, low, high),
             **realised(labels, logits, point.threshold_logit, point.low_logit, point.high_logit),

@@ -37,7 +37,7 @@ class OperatingPoint:
         return float(sigmoid(self.threshold_logit / self.temperature))
 
     @property
-    def referral_band(self) -> tuple[float, float]:
+    def band(self) -> tuple[float, float]:
         """The band ``[low, high)`` on the calibrated probability."""
         return float(sigmoid(self.low_logit / self.temperature)), float(sigmoid(self.high_logit / self.temperature))
 
@@ -46,7 +46,7 @@ class OperatingPoint:
         return {
             "threshold": self.threshold,
             "temperature": self.temperature,
-            "referral_band": list(self.referral_band),
+            "referral_band": list(self.band),
             "promise": self.promise.figures(),
             "next_films": self.promise.next_films,
             "confidence": self.promise.confidence,
@@ -57,7 +57,7 @@ def fit_operating_point(
     labels: np.ndarray,
     logits: np.ndarray,
     rule: Rule,
-    band: ReferralRule,
+    band_rule: ReferralRule,
     next_films: int | None = None,
     confidence: float = CONFIDENCE,
     patients: np.ndarray | None = None,
@@ -73,13 +73,13 @@ def fit_operating_point(
     logits = np.asarray(logits, dtype=float)
     designs = class_designs(labels, logits, patients)
     threshold = rule.fit(labels, logits, next_films, confidence, designs)
-    low, high = band.fit(labels, logits, threshold.score, next_films, confidence, designs)
+    low, high = band_rule.fit(labels, logits, threshold.score, next_films, confidence, designs)
     return OperatingPoint(
         threshold_logit=threshold.score,
         low_logit=low.score,
         high_logit=high.score,
         temperature=1.0 if for_simulation else fit_temperature(labels, logits),
         promise=promise(labels, logits, threshold.score, low.score, high.score, next_films, confidence, designs),
-        shortfalls=() if for_simulation else tuple(shortfalls(labels, rule, band, next_films, confidence, designs)),
+        shortfalls=() if for_simulation else tuple(shortfalls(labels, rule, band_rule, next_films, confidence, designs)),
         designs=designs,
     )

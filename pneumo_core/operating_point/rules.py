@@ -177,7 +177,7 @@ class ReferralRule:
 def shortfalls(
     labels: np.ndarray,
     rule: Rule,
-    band: ReferralRule,
+    band_rule: ReferralRule,
     next_films: int | None = None,
     confidence: float = CONFIDENCE,
     designs: tuple[float, float] = (1.0, 1.0),
@@ -192,10 +192,14 @@ def shortfalls(
     wanted = []
     if rule.kind == "sensitivity-bound" and best_p < rule.value:
         wanted.append(("sensitivity", rule.value, best_p, n_p, "pneumonia", designs[1]))
-    if band.sensitivity is not None and best_p < band.sensitivity:
-        wanted.append(("the share of pneumonia films not called NORMAL", band.sensitivity, best_p, n_p, "pneumonia", designs[1]))
-    if band.specificity is not None and best_n < band.specificity:
-        wanted.append(("the share of normal films not called PNEUMONIA", band.specificity, best_n, n_n, "normal", designs[0]))
+    if band_rule.sensitivity is not None and best_p < band_rule.sensitivity:
+        wanted.append(
+            ("the share of pneumonia films not called NORMAL", band_rule.sensitivity, best_p, n_p, "pneumonia", designs[1])
+        )
+    if band_rule.specificity is not None and best_n < band_rule.specificity:
+        wanted.append(
+            ("the share of normal films not called PNEUMONIA", band_rule.specificity, best_n, n_n, "normal", designs[0])
+        )
     messages = []
     for figure, target, best, have, kind, design in wanted:
         needed = films_to_support(target, confidence, design)

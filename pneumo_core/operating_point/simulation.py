@@ -32,7 +32,7 @@ def simulate_sites(
     logits: np.ndarray,
     patients: np.ndarray,
     rule: Rule,
-    band: ReferralRule,
+    band_rule: ReferralRule,
     sites: int = SITES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
@@ -47,7 +47,7 @@ def simulate_sites(
     for _ in range(sites):
         site_labels, site_films, site_patients = _draw(groups, rng)
         point = fit_operating_point(
-            site_labels, logits[site_films], rule, band, None, confidence, site_patients, for_simulation=True
+            site_labels, logits[site_films], rule, band_rule, None, confidence, site_patients, for_simulation=True
         )
         next_labels, next_films, _ = _draw(groups, rng)
         figures = point.promise.figures()
@@ -58,7 +58,7 @@ def simulate_sites(
     return {
         "sites": sites,
         "rule": str(rule),
-        "band": str(band),
+        "band_rule": str(band_rule),
         "confidence": confidence,
         "patients": {"NORMAL": len(groups[0]), "PNEUMONIA": len(groups[1])},
         "figures": {

@@ -30,7 +30,7 @@ class Prediction:
     probability: float  # calibrated P(PNEUMONIA)
     threshold: float
     logit: float
-    referral_band: tuple[float, float] | None = None  # [low, high): a site profile's fitted band, else the default
+    fitted_band: tuple[float, float] | None = None  # [low, high): a site profile's band; None, the default around the threshold
 
     @property
     def label(self) -> str:
@@ -42,7 +42,7 @@ class Prediction:
         """The probabilities ``[low, high)`` referred: the site profile's band (see
         :class:`~pneumo_core.operating_point.rules.ReferralRule`), else :data:`DEFAULT_REFERRAL_LOG_ODDS` around the
         threshold."""
-        return self.referral_band if self.referral_band is not None else default_band(self.threshold)
+        return self.fitted_band if self.fitted_band is not None else default_band(self.threshold)
 
     @property
     def decision(self) -> str:

@@ -61,12 +61,12 @@ class Predictor:
         self.input_size = int(metadata["input_size"])
         self.profile = profile
         self.temperature = profile.temperature if profile else float(metadata.get("temperature", 1.0))
-        self.referral_band: tuple[float, float] | None = None  # None: the default band around the threshold
+        self.fitted_band: tuple[float, float] | None = None  # None: the default band around the threshold
         if threshold is not None:
             self.threshold, self.operating_point = float(threshold), "manual"
         elif profile:
             self.threshold, self.operating_point = profile.threshold, profile.operating_point
-            self.referral_band = profile.band_edges
+            self.fitted_band = profile.band
         else:
             self.threshold, self.operating_point = float(metadata["threshold"]), "validation"
         self.density = density
@@ -124,7 +124,7 @@ class Predictor:
     def band(self) -> tuple[float, float]:
         """The referral band ``[low, high)`` of the operating point (a site profile's, else the default around the
         threshold)."""
-        return self.referral_band if self.referral_band is not None else default_band(self.threshold)
+        return self.fitted_band if self.fitted_band is not None else default_band(self.threshold)
 
     def warm_up(self) -> None:
         """Run both serving graphs once, so the first visitor does not wait for their compilation."""
@@ -175,7 +175,7 @@ class Predictor:
 
     def _predictions(self, logits: np.ndarray) -> list[Prediction]:
         probabilities = sigmoid(logits / self.temperature)
-        return [Prediction(float(p), self.threshold, float(z), self.referral_band) for p, z in zip(probabilities, logits)]
+        return [Prediction(float(p), self.threshold, float(z), self.fitted_band) for p, z in zip(probabilities, logits)]
 
     def classify(self, named_payloads: list[tuple[str, bytes]], with_maps: bool = False) -> list[Case]:
         """Decode and classify (name, file bytes) pairs in batches; unreadable files get a reason.

@@ -55,8 +55,8 @@ class SiteProfile:
     note: str = OPTIMISM_NOTE
     runtime: str = "not recorded"  # the serving runtime whose scores were fitted (int8 and float32 differ slightly)
     referral_band: list[float] = field(default_factory=list)  # [low, high): referred between (ReferralRule)
-    band: str = "band:none"
-    band_description: str = ""
+    band_rule: str = "band:none"  # how the band was fitted (ReferralRule), as --band names it
+    band_rule_description: str = ""
     referral: dict[str, Any] = field(default_factory=dict)  # on the sample: share referred, decided films' metrics
     withheld: int = 0  # films withheld as not an X-ray: no verdict, as predict answers them; not scored
     promise: dict[str, Any] = field(default_factory=dict)  # bounds on the next films (operating_point.promises.Promise)
@@ -70,7 +70,7 @@ class SiteProfile:
         return f"site:{self.name}"
 
     @property
-    def band_edges(self) -> tuple[float, float]:
+    def band(self) -> tuple[float, float]:
         """The referral band ``(low, high)``; the threshold on both sides for a profile fitted without one."""
         return (self.referral_band[0], self.referral_band[1]) if self.referral_band else (self.threshold, self.threshold)
 
