@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import record_results
+from pneumo_core.common.confidence import BOOTSTRAP_RESAMPLES
 from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import locations, site_sample_dir
-from pneumo_core.evaluation.comparison import REPLICATES, SERVING_RULE, ScoredFilms, compared, scored_films
+from pneumo_core.evaluation.comparison import SERVING_RULE, ScoredFilms, compared, scored_films
 from pneumo_core.evaluation.metrics import classification_metrics, patient_intervals
 from pneumo_core.store.model_dir import read_metadata
 
@@ -88,7 +89,7 @@ def main() -> None:
             "Candidates against the served model: paired ROC-AUC differences and the serving rule",
             "python -m bench.candidates " + " ".join(f"--model {path}" for path in args.model),
             rows,
-            f"Float32 TensorFlow graph. Rule: {SERVING_RULE}. Intervals: {REPLICATES} patient-bootstrap resamples, the "
+            f"Float32 TensorFlow graph. Rule: {SERVING_RULE}. Intervals: {BOOTSTRAP_RESAMPLES} patient-bootstrap resamples, the "
             "same patients drawn for both models. The site sample is where candidates are chosen: optimistic for the "
             "chosen one.",
         )

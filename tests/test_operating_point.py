@@ -108,6 +108,11 @@ def test_the_band_refers_what_scores_like_missed_pneumonias_and_like_false_alarm
     assert (normal >= high.score).sum() == high.beyond == max(k for k in range(80) if upper_share(k, 80, 80) <= 0.1)
     none = ReferralRule.parse("band:none").fit(labels, logits, threshold)
     assert none[0].score == none[1].score == threshold
+    unreachable = ReferralRule.parse("band:0.99/0.99").fit(labels, logits, threshold)  # 140 and 80 films support neither
+    assert unreachable[0].score < pneumonia.min() and unreachable[1].score > normal.max()  # refers every film between
+    assert not unreachable[0].supported and not unreachable[1].supported
+    loose = ReferralRule.parse("band:0.5/0.5").fit(labels, logits, threshold)  # both edges would cross the threshold
+    assert loose[0].score == loose[1].score == threshold and loose[0].supported and loose[1].supported
 
 
 def test_the_promise_is_each_figures_exact_bound():

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from pneumo_core.common.confidence import CONFIDENCE
+from pneumo_core.common.confidence import BOOTSTRAP_RESAMPLES, CONFIDENCE
 from pneumo_core.common.films import patient_id
 
-REPLICATES = 2000
 MAX_INTERNAL_DROP = 0.002
 """A candidate may lose at most this much internal-test ROC AUC against the served model."""
 SERVING_RULE = (
@@ -48,7 +47,7 @@ def paired_auc_difference(
     candidate: np.ndarray,
     reference: np.ndarray,
     patients: np.ndarray,
-    replicates: int = REPLICATES,
+    replicates: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> PairedDifference:
     """The paired difference of ROC AUCs of two score vectors on the same films, resampling patients with

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
-from pneumo_core.common.confidence import CONFIDENCE
+from pneumo_core.common.confidence import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 THRESHOLD_RULE = "highest threshold with validation sensitivity >= {target:.2f} (i.e. the best specificity at that sensitivity)"
 
@@ -95,7 +95,7 @@ def patient_intervals(
     threshold: float,
     patients: np.ndarray,
     confidence: float = CONFIDENCE,
-    resamples: int = 1000,
+    resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, tuple[float, float]]:
     """Two-sided ``confidence`` intervals for :data:`CI_METRICS`, with the patient as the unit.
