@@ -14,7 +14,7 @@ quiet_tensorflow()
 import streamlit as st  # noqa: E402
 
 from pneumo_core import DISCLAIMER  # noqa: E402
-from ui.access import signed_in_status  # noqa: E402
+from ui.operator_gate import signed_in_status  # noqa: E402
 from ui.resources import keep_compiled_functions, start_loading, warm_training_history  # noqa: E402
 from ui.widgets import disclaimer_banner, operating_point_label  # noqa: E402
 

@@ -16,7 +16,7 @@ import streamlit as st
 from pneumo_core.common.decisions import promise_sentence
 from pneumo_core.config import MAX_FILES_PER_REQUEST as PAGE
 from pneumo_core.config import PROJECT_ROOT
-from pneumo_core.operations.answer_store import record as record_answers
+from pneumo_core.operations.monitoring_store import record as record_answers
 from pneumo_core.serving.answers import Case
 from pneumo_core.serving.cams import METHODS, SCORECAM
 from pneumo_core.serving.overlay import COLORMAPS, overlay

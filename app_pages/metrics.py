@@ -14,7 +14,7 @@ from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import locations
 from pneumo_core.evaluation.metrics import CI_METRICS, classification_metrics, reliability_curve
 from pneumo_core.jobs.history import recent_runs
-from pneumo_core.serving.film_files import load_canonical_films
+from pneumo_core.serving.loading import load_canonical_films
 from pneumo_core.serving.overlay import overlay
 from pneumo_core.store.model_dir import EVALUATION_DIR
 from pneumo_core.store.profiles import ProfileError, list_profiles, load_profile

@@ -11,7 +11,6 @@ import streamlit as st
 
 from pneumo_core.config import monitor_settings
 from pneumo_core.evaluation.comparison import SERVING_RULE
-from pneumo_core.operations.answer_store import StoreError, describe
 from pneumo_core.operations.monitor import (
     KS_ALPHA,
     MIN_ANSWERS,
@@ -22,12 +21,13 @@ from pneumo_core.operations.monitor import (
     parse_since,
     validation_reference,
 )
+from pneumo_core.operations.monitoring_store import StoreError, describe
 from pneumo_core.operations.shadow import MIN_SHADOW_ANSWERS, Shadow, promotion_check, shadow_report
 from pneumo_core.store.model_dir import read_metadata
 from pneumo_core.store.profiles import ProfileError, active_profile, load_profile
 from pneumo_core.visualize.distributions import answers_per_day, disagreements, reference_and_answered
-from ui.access import is_operator
 from ui.operator_actions import promote_model
+from ui.operator_gate import is_operator
 from ui.resources import Served, served_model_or_stop, shadow_challenger
 
 WINDOWS = {"last 24 hours": "24h", "last 7 days": "7d", "last 30 days": "30d", "everything kept": None}

@@ -10,8 +10,8 @@ from pneumo_core.config import locations
 from pneumo_core.operating_point.rules import DEFAULT_BAND, DEFAULT_RULE
 from pneumo_core.store.profiles import ProfileError, SiteProfile
 from pneumo_core.visualize.distributions import distance_histograms, probability_histograms
-from ui.access import is_operator
 from ui.operator_actions import deactivate_site_profiles, save_site_profile, validate_site
+from ui.operator_gate import is_operator
 from ui.resources import Served, served_model_or_stop
 from ui.site_tables import comparison_table, referral_table
 from ui.widgets import promise_table_words

@@ -1,7 +1,7 @@
 """Training: start train.py as a separate process, follow its progress live, cancel, promote or roll back.
 
 Everyone sees the job's status and the operator-action log; only an operator (see
-:mod:`ui.access`) sees the form and the buttons that change what is served.
+:mod:`ui.operator_gate`) sees the form and the buttons that change what is served.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pneumo_core.jobs.request import SMOKE_IMAGES_PER_CLASS, TrainConfig
 from pneumo_core.operations.audit import recent_actions
 from pneumo_core.store.model_dir import ModelLoadError, previous_dir, read_metadata
 from pneumo_core.visualize.distributions import epoch_curves
-from ui.access import is_operator
 from ui.operator_actions import cancel_training, promote_model, roll_back_model, start_training
+from ui.operator_gate import is_operator
 
 INTENSITY_LABELS = {STRETCH: "Stretched film", EQUALIZE: "Equalised film"}
 # How training treats one device's acquisition style, and the train.py flag of each choice (a comment: Streamlit

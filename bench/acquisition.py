@@ -23,7 +23,7 @@ from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.training.acquisition import CORNER, MARKER_FILM, MATCH, carries_marker, group_log_odds, marker_template
 

@@ -71,7 +71,7 @@ def load(url: str, payloads: list[tuple[str, bytes]], requests: int, concurrency
 
 def replicas(payloads: list[tuple[str, bytes]], requests: int, monitor_db: str) -> None:
     """One replica, then two behind nginx, with shared stores: throughput, errors and monitoring rows written."""
-    from pneumo_core.operations.answer_store import answers
+    from pneumo_core.operations.monitoring_store import answers
 
     concurrency, rows = 16, []
     with ExitStack() as stack:

@@ -28,7 +28,7 @@ from pneumo_core.common.confidence import BOOTSTRAP_RESAMPLES
 from pneumo_core.common.films import patient_id
 from pneumo_core.common.logits import sigmoid
 from pneumo_core.config import locations, site_sample_dir
-from pneumo_core.evaluation.comparison import SERVING_RULE, ScoredFilms, compared, scored_films
+from pneumo_core.evaluation.comparison import SERVING_RULE, ScoredFilms, compared, comparison_scores
 from pneumo_core.evaluation.metrics import classification_metrics, patient_intervals
 from pneumo_core.store.model_dir import read_metadata
 
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="the training collection (default: the data root)")
     args = parser.parse_args()
     site, data = args.site or site_sample_dir(), args.data or locations().data_dir
-    models = [(model_dir, scored_films(model_dir, site, data)) for model_dir in args.model]
+    models = [(model_dir, comparison_scores(model_dir, site, data)) for model_dir in args.model]
     names = {model_dir: str(read_metadata(model_dir).get("name", model_dir)) for model_dir, _ in models}
     (reference_dir, reference), *others = models
     rows = [

@@ -31,7 +31,7 @@ from bench.tta import zoom
 from pneumo_core.common.films import class_root
 from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, manifest_films
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.training.acquisition import carries_marker, marker_template
 from pneumo_core.training.pipeline import band_amplitudes, matched_to_bands

@@ -27,7 +27,7 @@ from pneumo_core.common.logits import sigmoid
 from pneumo_core.common.preprocess import CANONICAL_SIZE, intensity_mode, model_view
 from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.modeling.graphs import KerasNetwork
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.model_dir import EVALUATION_DIR, load_model_dir
 

@@ -29,7 +29,7 @@ from pneumo_core.serving.runtimes import RUNTIMES
 TRAIN_STEPS = """
 import sys, time, numpy as np
 from pneumo_core.common.films import list_labelled_images
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.training.pipeline import make_dataset
 from pneumo_core.modeling.architectures import build_classifier
 import keras

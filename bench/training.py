@@ -20,7 +20,7 @@ from bench.common import record_results
 from pneumo_core.common.films import class_root, list_labelled_images
 from pneumo_core.config import locations
 from pneumo_core.modeling.architectures import POOLED_LAYER, build_classifier, build_head
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.training.pipeline import Augmentation, make_dataset
 
 TRAIN_IMAGES, EPOCHS = 3725, 15

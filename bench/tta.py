@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from bench.common import record_results
 from pneumo_core.config import locations, site_sample_dir
 from pneumo_core.evaluation.scoring import labelled_folder_films
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.serving.predictor import Predictor
 
 GAIN_GOAL, COMPUTE_BUDGET = 0.005, 2

@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from PIL import Image
 
 from pneumo_core.config import MAX_FILES_PER_REQUEST
-from pneumo_core.operations.answer_store import record as record_answers
+from pneumo_core.operations.monitoring_store import record as record_answers
 from pneumo_core.serving.answers import Case, answer_record
 from pneumo_core.serving.cams import METHOD_NAMES
 from pneumo_core.serving.overlay import overlay

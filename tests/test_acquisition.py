@@ -9,7 +9,7 @@ from pneumo_core.common.films import class_root
 from pneumo_core.common.preprocess import CANONICAL_SIZE
 from pneumo_core.jobs.request import TrainConfig
 from pneumo_core.modeling.architectures import LOGIT_LAYER, build_head, with_logit_offset
-from pneumo_core.serving.film_files import load_canonical
+from pneumo_core.serving.loading import load_canonical
 from pneumo_core.store.model_dir import load_model_dir
 from pneumo_core.training.acquisition import (
     CORNER,

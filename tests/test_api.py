@@ -164,13 +164,13 @@ def test_api_answers_equal_the_cli_on_real_films(capsys):
 
 
 def test_answers_are_recorded_for_monitoring(api, tmp_path, monkeypatch):
-    from pneumo_core.operations import answer_store
+    from pneumo_core.operations import monitoring_store
 
     monkeypatch.setenv("PNEUMO_MONITOR_DB", str(tmp_path / "monitor.db"))
     files = [("files", ("a.png", FILM, "image/png")), ("files", ("bad.png", b"nope", "image/png"))]
     assert api.post("/v1/predict", files=files).status_code == 200
     assert api.post("/v1/explain", files={"file": ("b.png", FILM, "image/png")}).status_code == 200
-    rows = answer_store.answers()
+    rows = monitoring_store.answers()
     assert list(rows["source"]) == ["api", "api"]  # two films answered; the unreadable one left no row
 
 

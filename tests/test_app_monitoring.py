@@ -14,7 +14,7 @@ from .conftest import PROJECT_ROOT
 
 
 def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, app_model_dir, monkeypatch):
-    from pneumo_core.operations import answer_store
+    from pneumo_core.operations import monitoring_store
     from pneumo_core.serving.predictor import Predictor
 
     at = run_page()
@@ -22,14 +22,14 @@ def test_answers_are_monitored_and_the_monitoring_page_shows_them(app_env, app_m
     example.click().run()
     film = PROJECT_ROOT / "examples" / example.key.removeprefix("example_")
     (case,) = Predictor.load(app_model_dir).classify([(film.name, film.read_bytes())])
-    rows = answer_store.answers()
+    rows = monitoring_store.answers()
     assert list(rows["source"]) == ["app"] and len(rows["time"]) == 1  # one film answered, one row
     at.run()  # a re-render (sliders, reruns) answers nothing new
-    assert len(answer_store.answers()["time"]) == 1
+    assert len(monitoring_store.answers()["time"]) == 1
     at = run_page("app_pages/monitoring.py")
     assert "**1 answer** by" in texts(at) and "1 answers" not in texts(at)
     assert "Not enough films yet to judge drift (1 of 50" in texts(at)
-    decision = answer_store.answers()["decision"][0]
+    decision = monitoring_store.answers()["decision"][0]
     assert decision == case.verdict.decision and f"1 {decision}" in texts(at)  # the film's decision, stored and shown
     alerts = set(next(frame.value for frame in at.dataframe if "alert" in frame.value)["alert"])
     assert "too few films (1 of 50)" in alerts and all(a.startswith("too few films") for a in alerts)
@@ -42,7 +42,7 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     """The same model as the challenger (a copy): it agrees on every film, and the page states the promotion rule."""
     import shutil
 
-    from pneumo_core.operations import answer_store
+    from pneumo_core.operations import monitoring_store
     from ui.resources import shadow_challenger
 
     challenger = shutil.copytree(app_model_dir, app_env / "challenger")
@@ -52,9 +52,9 @@ def test_a_shadow_challenger_scores_answers_and_the_monitoring_page_compares_it(
     while shadow_challenger() is None and time.monotonic() < deadline:  # it loads in the background
         time.sleep(0.2)
     next(b for b in at.button if b.key and b.key.startswith("example_")).click().run()
-    while not len(answer_store.answers(table="shadow")["time"]) and time.monotonic() < deadline:  # scored after the answer
+    while not len(monitoring_store.answers(table="shadow")["time"]) and time.monotonic() < deadline:  # scored after the answer
         time.sleep(0.2)
-    rows = answer_store.answers(table="shadow")
+    rows = monitoring_store.answers(table="shadow")
     assert len(rows["time"]) == 1 and rows["champion_verdict"][0] == rows["challenger_verdict"][0]
     at = run_page("app_pages/monitoring.py")
     assert "Shadow challenger" in [h.value for h in at.subheader]

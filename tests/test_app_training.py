@@ -67,10 +67,10 @@ def test_cancel_stops_the_job_and_the_page_shows_the_form_and_the_audit_entry_ag
 
 @pytest.mark.parametrize("source", ["environment", "secrets file"])
 def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, monkeypatch, source):
-    import ui.access
+    import ui.operator_gate
     from pneumo_core.operations.access import Throttle
 
-    monkeypatch.setattr(ui.access, "_THROTTLE", Throttle(free=1))
+    monkeypatch.setattr(ui.operator_gate, "_THROTTLE", Throttle(free=1))
     if source == "environment":
         monkeypatch.setenv("PNEUMO_OPERATOR_PASSWORD", "s3cret")
     else:
@@ -83,7 +83,7 @@ def test_operator_password_unlocks_controls_and_wrong_tries_slow_down(app_env, m
         assert operator_controls(at) == [] and any("Wrong password" in e.value for e in at.error)
         unlock(at, "s3cret")  # locked for 2 s after the second failure: not even compared
         assert operator_controls(at) == [] and any("Too many wrong passwords" in e.value for e in at.error)
-        time.sleep(ui.access._THROTTLE.retry_after() + 0.1)
+        time.sleep(ui.operator_gate._THROTTLE.retry_after() + 0.1)
         unlock(at, "s3cret")
         assert operator_controls(at) == ["Start training"]
         assert not [t for t in at.text_input if t.label == "Operator password"]  # the box is gone at once
@@ -98,8 +98,8 @@ def test_operator_actions_refuse_a_viewer_and_are_logged_for_an_operator(app_env
     def script():
         import streamlit as st
 
-        from ui.access import OperatorRequired
         from ui.operator_actions import promote_model, roll_back_model, start_training
+        from ui.operator_gate import OperatorRequired
 
         for name, action in (
             ("promote", lambda: promote_model(st.session_state.candidate)),

@@ -60,7 +60,7 @@ def test_compare_records_the_verdict_in_the_candidates_metadata(tiny_model_dir, 
     def scored(model_dir, site, data):
         return {name: (labels, scores[str(model_dir)], files) for name in ("site", "internal")}
 
-    monkeypatch.setattr(comparison, "scored_films", scored)
+    monkeypatch.setattr(comparison, "comparison_scores", scored)
     code = main(["compare", str(candidate), "--model", str(tiny_model_dir), "--site", str(tmp_path)])
     out = capsys.readouterr().out
     recorded = read_metadata(candidate)["comparison"]

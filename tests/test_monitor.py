@@ -16,7 +16,7 @@ import pytest
 
 from devtools.imaging import dicom_bytes, encode, synthetic_xray
 from pneumo_core.cli.main import main
-from pneumo_core.operations import answer_store, monitor
+from pneumo_core.operations import monitor, monitoring_store
 
 from .conftest import PROJECT_ROOT, SERVED_MODEL
 
@@ -30,9 +30,9 @@ def test_a_row_per_answered_film_and_nothing_identifying(tiny_predictor, tmp_pat
         ("broken.jpeg", b"\xff\xd8\xff garbage"),
     ]
     cases = tiny_predictor.classify(payloads)
-    assert answer_store.record(cases, tiny_predictor, "api", 0.2, store) == 2  # the unreadable file is not an answer
-    rows = answer_store.answers(location=store)
-    assert set(rows) == set(answer_store.COLUMNS) and len(rows["time"]) == 2
+    assert monitoring_store.record(cases, tiny_predictor, "api", 0.2, store) == 2  # the unreadable file is not an answer
+    rows = monitoring_store.answers(location=store)
+    assert set(rows) == set(monitoring_store.COLUMNS) and len(rows["time"]) == 2
     assert list(rows["verdict"]) == [c.verdict.label for c in cases[:2]] and set(rows["source"]) == {"api"}
     np.testing.assert_allclose(rows["latency_ms"].astype(float), 100.0)
     raw = b"".join(path.read_bytes() for path in tmp_path.iterdir())  # the database and its WAL files
@@ -42,32 +42,32 @@ def test_a_row_per_answered_film_and_nothing_identifying(tiny_predictor, tmp_pat
 
 def test_unknown_source_is_refused(tiny_predictor, tmp_path):
     with pytest.raises(ValueError, match="Unknown source"):
-        answer_store.record([], tiny_predictor, "cli", 0.0, tmp_path / "m.db")
+        monitoring_store.record([], tiny_predictor, "cli", 0.0, tmp_path / "m.db")
 
 
 def test_rows_older_than_the_retention_are_deleted(tiny_predictor, tmp_path, monkeypatch):
     store = tmp_path / "monitor.db"
     cases = tiny_predictor.classify([("a.png", encode(synthetic_xray(160, seed=3)))])
     monkeypatch.setenv("PNEUMO_MONITOR_RETENTION_DAYS", "30")
-    monkeypatch.setattr(answer_store.time, "time", lambda: 1_000_000_000.0)
-    answer_store.record(cases, tiny_predictor, "app", 0.1, store)
-    monkeypatch.setattr(answer_store.time, "time", lambda: 1_000_000_000.0 + 29 * 86400)
-    answer_store.record(cases, tiny_predictor, "app", 0.1, store)
-    assert len(answer_store.answers(location=store)["time"]) == 2
-    monkeypatch.setattr(answer_store.time, "time", lambda: 1_000_000_000.0 + 31 * 86400)
-    answer_store.record(cases, tiny_predictor, "app", 0.1, store)
-    assert len(answer_store.answers(location=store)["time"]) == 2  # the first row is gone, the 29-day-old one kept
+    monkeypatch.setattr(monitoring_store.time, "time", lambda: 1_000_000_000.0)
+    monitoring_store.record(cases, tiny_predictor, "app", 0.1, store)
+    monkeypatch.setattr(monitoring_store.time, "time", lambda: 1_000_000_000.0 + 29 * 86400)
+    monitoring_store.record(cases, tiny_predictor, "app", 0.1, store)
+    assert len(monitoring_store.answers(location=store)["time"]) == 2
+    monkeypatch.setattr(monitoring_store.time, "time", lambda: 1_000_000_000.0 + 31 * 86400)
+    monitoring_store.record(cases, tiny_predictor, "app", 0.1, store)
+    assert len(monitoring_store.answers(location=store)["time"]) == 2  # the first row is gone, the 29-day-old one kept
 
 
 WRITER = """
 import sys, numpy as np
 from types import SimpleNamespace
-from pneumo_core.operations import answer_store
+from pneumo_core.operations import monitoring_store
 from pneumo_core.serving.answers import Case, Prediction
 case = Case("x", np.zeros((224, 224), np.uint8), Prediction(0.7, 0.5, 0.8), distance=3.0)
 predictor = SimpleNamespace(metadata={"name": "m", "model_sha256": "s"}, operating_point="validation")
 for _ in range(int(sys.argv[2])):
-    answer_store.record([case], predictor, sys.argv[3], 0.01, sys.argv[1])
+    monitoring_store.record([case], predictor, sys.argv[3], 0.01, sys.argv[1])
 print("done", flush=True)
 """
 
@@ -79,11 +79,11 @@ def test_concurrent_writers_and_a_killed_writer_leave_a_sound_store(tmp_path):
     )
     app, api = run(150, "app"), run(150, "api")  # as the app and the API at once
     assert app.wait(120) == 0 and api.wait(120) == 0
-    rows = answer_store.answers(location=store)
+    rows = monitoring_store.answers(location=store)
     assert {s: int((rows["source"] == s).sum()) for s in ("app", "api")} == {"app": 150, "api": 150}
     killed = run(100_000, "app")
     deadline = time.monotonic() + 60  # it starts Python first: wait until it writes (a fixed sleep failed under load)
-    while len(answer_store.answers(location=store)["time"]) <= 300 and time.monotonic() < deadline:
+    while len(monitoring_store.answers(location=store)["time"]) <= 300 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
     killed.send_signal(signal.SIGKILL)  # mid-write, no chance to clean up
@@ -91,7 +91,7 @@ def test_concurrent_writers_and_a_killed_writer_leave_a_sound_store(tmp_path):
     with sqlite3.connect(store) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert len(answer_store.answers(location=store)["time"]) > 300  # every committed row is there
+    assert len(monitoring_store.answers(location=store)["time"]) > 300  # every committed row is there
 
 
 def test_each_row_keeps_the_decision_and_a_store_written_before_decisions_gains_the_column(tmp_path):
@@ -114,8 +114,8 @@ def test_each_row_keeps_the_decision_and_a_store_written_before_decisions_gains_
     image = np.zeros((224, 224), np.uint8)
     cases = [Case(str(p), image, Prediction(p, 0.5, 0.0, (0.3, 0.8))) for p in (0.1, 0.6, 0.9)]
     cases.append(Case("photo", image, Prediction(0.9, 0.5, 0.0), withheld="not an X-ray"))
-    answer_store.record(cases, predictor, "api", 0.1, store)
-    rows = answer_store.answers(location=store)
+    monitoring_store.record(cases, predictor, "api", 0.1, store)
+    rows = monitoring_store.answers(location=store)
     assert list(rows["decision"]) == [None, "NORMAL", "REFER", "PNEUMONIA", None]  # the old row: null, withheld: null
     window = {name: values[1:] for name, values in rows.items()}
     report = monitor.drift_report(window, None, None)
@@ -143,7 +143,7 @@ def test_since_accepts_durations_and_dates():
 def _feed(store, folder_files, predictor) -> None:
     payloads = [(str(i), path.read_bytes()) for i, path in enumerate(folder_files)]
     for start in range(0, len(payloads), 32):
-        answer_store.record(predictor.classify(payloads[start : start + 32]), predictor, "api", 0.1, store)
+        monitoring_store.record(predictor.classify(payloads[start : start + 32]), predictor, "api", 0.1, store)
 
 
 def _report(capsys, store) -> dict:

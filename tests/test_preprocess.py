@@ -21,7 +21,7 @@ from pneumo_core.common.preprocess import (
 )
 from pneumo_core.modeling.architectures import to_model_input
 from pneumo_core.serving.decode import decode_image
-from pneumo_core.serving.film_files import load_canonical_images
+from pneumo_core.serving.loading import load_canonical_images
 from pneumo_core.training.pipeline import Augmentation, make_dataset
 
 

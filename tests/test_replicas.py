@@ -27,7 +27,7 @@ from devtools.harness import api_server, free_port, nginx_proxy
 from pneumo_api.problems import Problem
 from pneumo_api.security import RateLimit
 from pneumo_core.cli.main import main
-from pneumo_core.operations import answer_store
+from pneumo_core.operations import monitoring_store
 from pneumo_core.serving.answers import Case, Prediction
 
 from .conftest import PROJECT_ROOT
@@ -56,30 +56,30 @@ def _refused(limit: RateLimit, requests: int) -> int:
 
 
 def test_the_answer_store_on_postgresql_creates_its_schema_and_keeps_the_retention(postgres_database, monkeypatch):
-    assert answer_store.record([_case(0.2), _case(0.9)], PREDICTOR, "api", 0.1, postgres_database) == 2
-    rows = answer_store.answers(location=postgres_database)
-    assert list(rows["verdict"]) == ["NORMAL", "PNEUMONIA"] and set(rows) == set(answer_store.COLUMNS)
+    assert monitoring_store.record([_case(0.2), _case(0.9)], PREDICTOR, "api", 0.1, postgres_database) == 2
+    rows = monitoring_store.answers(location=postgres_database)
+    assert list(rows["verdict"]) == ["NORMAL", "PNEUMONIA"] and set(rows) == set(monitoring_store.COLUMNS)
     monkeypatch.setenv("PNEUMO_MONITOR_RETENTION_DAYS", "1")
-    monkeypatch.setattr(answer_store.time, "time", lambda: 4_000_000_000.0)  # far later: the two rows are past it
-    assert answer_store.record([_case()], PREDICTOR, "app", 0.1, postgres_database) == 1
-    assert list(answer_store.answers(location=postgres_database)["source"]) == ["app"]
+    monkeypatch.setattr(monitoring_store.time, "time", lambda: 4_000_000_000.0)  # far later: the two rows are past it
+    assert monitoring_store.record([_case()], PREDICTOR, "app", 0.1, postgres_database) == 1
+    assert list(monitoring_store.answers(location=postgres_database)["source"]) == ["app"]
 
 
 WRITER = """
 import sys, numpy as np
 from types import SimpleNamespace
-from pneumo_core.operations import answer_store
+from pneumo_core.operations import monitoring_store
 from pneumo_core.serving.answers import Case, Prediction
 case = Case("x", np.zeros((224, 224), np.uint8), Prediction(0.7, 0.5, 0.8), distance=3.0)
 predictor = SimpleNamespace(metadata={"name": "m", "model_sha256": "s"}, operating_point="validation")
 for _ in range(int(sys.argv[2])):
-    assert answer_store.record([case], predictor, sys.argv[3], 0.01, sys.argv[1]) == 1
+    assert monitoring_store.record([case], predictor, sys.argv[3], 0.01, sys.argv[1]) == 1
 """
 
 
 def test_processes_writing_to_one_postgresql_store_lose_no_row(postgres_database):
     def counts() -> dict[str, int]:
-        sources = answer_store.answers(location=postgres_database)["source"]
+        sources = monitoring_store.answers(location=postgres_database)["source"]
         return {name: int((sources == name).sum()) for name in ("app", "api")}
 
     before = counts()
@@ -92,10 +92,10 @@ def test_processes_writing_to_one_postgresql_store_lose_no_row(postgres_database
 def test_an_unreachable_store_costs_no_answer_and_monitor_says_which_store(capsys, caplog):
     down = f"postgresql://pneumo:s3cret@127.0.0.1:{free_port()}/monitor"  # nothing listens there
     with caplog.at_level(logging.WARNING):
-        assert answer_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0
+        assert monitoring_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0
     assert "monitoring store not written" in caplog.text
     started = time.monotonic()
-    assert all(answer_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0 for _ in range(20))
+    assert all(monitoring_store.record([_case()], PREDICTOR, "api", 0.1, down) == 0 for _ in range(20))
     assert time.monotonic() - started < 0.5  # while it is down, answers do not wait for it
     assert main(["monitor", "--json", "--db", down]) == 1
     error = capsys.readouterr().err

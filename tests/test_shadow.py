@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from devtools.imaging import encode, synthetic_xray
-from pneumo_core.operations import answer_store
+from pneumo_core.operations import monitoring_store
 from pneumo_core.operations.shadow import MAX_PENDING, MIN_SHADOW_ANSWERS, Shadow, ShadowReport, promotion_check, shadow_report
 from pneumo_core.serving.predictor import Predictor
 
@@ -55,7 +55,7 @@ def test_the_challenger_scores_every_answered_film_and_stores_nothing_identifyin
     shadow = Shadow(challenger, challenger_dir, store)
     cases = tiny_predictor.classify(FILMS + [("broken.png", b"not an image")])
     shadow.submit(cases, tiny_predictor, 0.3, "app").result(timeout=60)
-    rows = answer_store.answers(location=store, table="shadow")
+    rows = monitoring_store.answers(location=store, table="shadow")
     assert len(rows["time"]) == len(FILMS)  # the unreadable file has no answer to shadow
     expected = challenger.predict_canonical(np.stack([c.canonical for c in cases[: len(FILMS)]]))
     assert list(rows["challenger_verdict"]) == [p.label for p in expected]

@@ -152,7 +152,7 @@ def test_an_ensemble_run_combines_members_trained_on_its_split_and_refuses_other
     from pneumo_core.modeling.architectures import build_classifier
     from pneumo_core.modeling.graphs import KerasNetwork
     from pneumo_core.modeling.saving import save_model_dir
-    from pneumo_core.serving.film_files import load_canonical_films
+    from pneumo_core.serving.loading import load_canonical_films
     from pneumo_core.store.model_dir import read_metadata
 
     candidate, _ = smoke_run

@@ -1,6 +1,6 @@
 """Everything the app does that changes what is served or starts a process, behind the operator gate.
 
-Each action checks the role itself (:func:`ui.access.require_operator`), so no page can
+Each action checks the role itself (:func:`ui.operator_gate.require_operator`), so no page can
 call it for a viewer by mistake, and records its outcome in the operator-action log.
 """
 
@@ -20,7 +20,7 @@ from pneumo_core.operations.promotion import promote_candidate, roll_back_served
 from pneumo_core.serving.predictor import Predictor
 from pneumo_core.store.mlflow_registry import serving_directory
 from pneumo_core.store.profiles import SiteProfile, activate, save_profile
-from ui.access import require_operator
+from ui.operator_gate import require_operator
 
 
 def start_training(train_args: list[str]) -> Job:

@@ -174,7 +174,7 @@ def sanity_files(args: argparse.Namespace, model_dir: Path) -> list[Path]:
 def run_sanity(args: argparse.Namespace) -> int:
     from pneumo_core.common.preprocess import intensity_mode, model_view
     from pneumo_core.evaluation.saliency_sanity import cascading_randomization, results_json, results_table  # TensorFlow
-    from pneumo_core.serving.film_files import decode_canonical
+    from pneumo_core.serving.loading import decode_canonical
     from pneumo_core.store.model_dir import load_model_dir
 
     model_dir = args.model or locations().model_dir

@@ -8,8 +8,8 @@ import sys
 
 from pneumo_core.cli.main import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from pneumo_core.config import locations
-from pneumo_core.operations.answer_store import StoreError
 from pneumo_core.operations.monitor import drift_report, model_window, parse_since, validation_reference
+from pneumo_core.operations.monitoring_store import StoreError
 from pneumo_core.operations.promotion import promote_version, roll_back_served
 from pneumo_core.operations.shadow import shadow_report
 from pneumo_core.store.model_dir import read_metadata

@@ -87,7 +87,7 @@ ScoredFilms = tuple[np.ndarray, np.ndarray, list[str]]
 """(labels, raw logits as float64, file names) of one model on one set of films."""
 
 
-def scored_films(model_dir: Path, site: Path, data: Path) -> dict[str, ScoredFilms]:
+def comparison_scores(model_dir: Path, site: Path, data: Path) -> dict[str, ScoredFilms]:
     """A model's scores on its float32 TensorFlow graph (what a candidate is judged on before any quantisation): on
     the site folder, and on the internal test of its own manifest under ``data`` (models of one split share it)."""
     from pneumo_core.evaluation.scoring import internal_test_films, labelled_folder_films, score_films
@@ -128,7 +128,7 @@ def compare_models(reference_dir: Path, candidate_dir: Path, site: Path, data: P
     from pneumo_core.store.model_dir import read_metadata
 
     reference_metadata = read_metadata(reference_dir)
-    result = compared(scored_films(reference_dir, site, data), scored_films(candidate_dir, site, data))
+    result = compared(comparison_scores(reference_dir, site, data), comparison_scores(candidate_dir, site, data))
     return {
         "reference_name": str(reference_metadata.get("name", reference_dir)),
         "reference_sha256": str(reference_metadata.get("model_sha256", "")),

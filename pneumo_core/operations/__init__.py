@@ -1,4 +1,4 @@
-"""Running a deployed model: monitoring of what was answered (the answer store and drift), the shadow challenger,
+"""Running a deployed model: monitoring of what was answered (the monitoring store and drift), the shadow challenger,
 operator access, the audit log and promotion (the one path by which the served model changes). A site's operating
 point is fitted in :mod:`pneumo_core.operating_point`.
 

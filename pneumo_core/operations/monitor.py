@@ -1,7 +1,7 @@
 """Monitoring: drift of what comes in against validation, over the rows of the monitoring store.
 
 Every entry point that answers films (the app's Classify page, the REST API) records them in the store
-(:func:`pneumo_core.operations.answer_store.record`): per film the time, where it was answered, the model (name and
+(:func:`pneumo_core.operations.monitoring_store.record`): per film the time, where it was answered, the model (name and
 SHA-256), the operating point, the verdict and decision, the calibrated probability and raw logit, the number of
 warnings, the feature distance to the training films, two image statistics and the latency; nothing identifying.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumo_core.operations.answer_store import StoreLocation, answers
+from pneumo_core.operations.monitoring_store import StoreLocation, answers
 
 PSI_ALERT = 0.25
 KS_ALPHA = 0.001

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pneumo_core.config import serving_settings
-from pneumo_core.operations.answer_store import SHADOW_COLUMNS, StoreLocation, answers, insert
+from pneumo_core.operations.monitoring_store import SHADOW_COLUMNS, StoreLocation, answers, insert
 
 log = logging.getLogger(__name__)
 

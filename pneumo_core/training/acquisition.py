@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pneumo_core.serving.film_files import load_canonical
+from pneumo_core.serving.loading import load_canonical
 
 MARKER_FILM = "PNEUMONIA/person667_virus_1253.jpeg"
 MARKER_BOX = (slice(10, 40), slice(0, 18))  # the "R" marker in that canonical film

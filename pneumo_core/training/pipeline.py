@@ -1,7 +1,7 @@
 """tf.data input pipelines over canonical images, in memory or streamed from files, with the seed's augmentation.
 
 A data set that fits the memory budget (:func:`pneumo_core.training.trainer.memory_budget_bytes`) is decoded and
-canonicalized once (:func:`pneumo_core.serving.film_files.load_canonical_images`), so an epoch never touches the disk. A larger
+canonicalized once (:func:`pneumo_core.serving.loading.load_canonical_images`), so an epoch never touches the disk. A larger
 one is streamed: each epoch decodes its files in parallel inside the pipeline, through the same
 :func:`pneumo_core.common.preprocess.canonicalize`. Either way the pipeline shuffles, batches, augments (in parallel, on
 whole batches), converts to the model input and prefetches, and the tensors are the same (a test checks it).
@@ -21,7 +21,7 @@ from keras import layers
 from pneumo_core.common.preprocess import CANONICAL_SIZE, STRETCH, model_view
 from pneumo_core.jobs.request import Augmentation
 from pneumo_core.modeling.architectures import to_model_input
-from pneumo_core.serving.film_files import load_canonical, load_canonical_images
+from pneumo_core.serving.loading import load_canonical, load_canonical_images
 
 AUTOTUNE = tf.data.AUTOTUNE
 COARSE_SIGMAS = (2.0, 16.0)

@@ -32,7 +32,7 @@ from pneumo_core.modeling.architectures import (
     with_logit_offset,
 )
 from pneumo_core.modeling.ensemble import build_ensemble
-from pneumo_core.serving.film_files import decoded_bytes, load_canonical_images
+from pneumo_core.serving.loading import decoded_bytes, load_canonical_images
 from pneumo_core.store.model_dir import load_model_dir, record_in_metadata
 from pneumo_core.training.acquisition import acquisition_groups, balanced_weights, group_log_odds, marker_template
 from pneumo_core.training.callbacks import ProgressCallback

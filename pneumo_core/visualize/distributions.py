@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from pneumo_core.store.profiles import SiteProfile
-from pneumo_core.visualize.palette import DECISIONS, SERIES
+from pneumo_core.visualize.palette import DECISION_COLOURS, SERIES
 
 
 def _centres(edges: Sequence[float]) -> np.ndarray:
@@ -75,7 +75,7 @@ def answers_per_day(days: Sequence[str], counts: Mapping[str, Sequence[int]]) ->
     """Stacked bars: for each day (named by its date), how many films got each decision."""
     figure = go.Figure(layout={"title": "Answers per day, by decision", "barmode": "stack", "yaxis_title": "films"})
     for decision, per_day in counts.items():
-        figure.add_bar(x=list(days), y=list(per_day), name=decision, marker_color=DECISIONS.get(decision))
+        figure.add_bar(x=list(days), y=list(per_day), name=decision, marker_color=DECISION_COLOURS.get(decision))
     figure.update_xaxes(type="category")  # one bar per day, named by its date (a time axis zooms into a lone day)
     return figure
 

@@ -11,5 +11,5 @@ PALE = "#eef2f5"
 """Backgrounds and empty cells."""
 INK = "#1d2730"
 """Text on a pale cell."""
-DECISIONS = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "REFER": AMBER, "withheld": GREY}
+DECISION_COLOURS = {"NORMAL": "#2e7d32", "PNEUMONIA": "#c62828", "REFER": AMBER, "withheld": GREY}
 """Each decision's colour wherever answers are counted."""
