@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -44,6 +45,8 @@ MLFLOW_EXPERIMENT = "pneumo"
 REGISTERED_MODEL = "pneumo-densenet121"
 """The MLflow registered model every finished run's model becomes a version of."""
 
+REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(@(?P<alias>[\w.-]+)|/(?P<version>\d+))")
+"""A registered model version: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
 SERVING_RUNTIMES = ("auto", "tflite-int8", "tflite", "tensorflow")
 """The runtime names (:data:`pneumo_core.serving.runtimes.RUNTIMES` says what ``auto`` stands for)."""
 
@@ -161,6 +164,13 @@ class ServingSettings(_Settings):
     @classmethod
     def _any_case(cls, value: Any) -> Any:
         return _lower(value)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _registry_uri(cls, value: str | None) -> str | None:
+        if value and not REGISTRY_URI.fullmatch(value):
+            raise ValueError("use models:/NAME@ALIAS or models:/NAME/VERSION")
+        return value or None
 
 
 class MonitorSettings(_Settings):

@@ -230,6 +230,7 @@ def test_no_page_prints_a_stray_string():
         ("PNEUMO_PUBLIC", "yes please"),
         ("PNEUMO_API_RATE", "lots"),
         ("PNEUMO_API_RATE_STORAGE", "postgres://elsewhere"),
+        ("PNEUMO_MODEL_URI", "pneumo-densenet121@champion"),
     ],
 )
 def test_a_wrong_setting_stops_the_command_line_and_the_api_naming_its_variable(variable, value, monkeypatch, capsys):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pneumo_core.config import REGISTERED_MODEL, locations, serving_settings
+from pneumo_core.config import REGISTERED_MODEL, REGISTRY_URI, locations, serving_settings
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,10 @@ def resolve_model_uri(uri: str) -> Path:
     (its files' SHA-256 are checked when it loads, as for any model directory)."""
     from pneumo_core.store.model_dir import ModelLoadError, record_in_metadata
 
-    name, _, reference = uri.removeprefix("models:/").partition("@")
-    if not uri.startswith("models:/") or (not reference and "/" not in name):
+    parts = REGISTRY_URI.fullmatch(uri)
+    if not parts:
         raise ValueError(f"{uri!r} is not a registry URI: use models:/NAME@ALIAS or models:/NAME/VERSION.")
-    if not reference:
-        name, version = name.rsplit("/", 1)
+    name, reference, version = parts["name"], parts["alias"], parts["version"]
     if name != REGISTERED_MODEL:
         raise ValueError(f"This project registers {REGISTERED_MODEL!r}, not {name!r}.")
     try:
