@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 ca-certificates fonts-dejavu-core \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 
 # The Python environment for serving, built with pip in a stage of its own (pip and the venv module stay out of it).
@@ -36,14 +36,14 @@ RUN --mount=type=secret,id=pip_cert \
 # Each environment without what it never runs (deploy/prune-venv.sh), ready to be copied into its image.
 FROM serve-env AS serve-venv
 COPY deploy/prune-venv.sh /tmp/
-RUN sh /tmp/prune-venv.sh /opt/venv
+RUN apt-get update && apt-get install -y --no-install-recommends binutils && sh /tmp/prune-venv.sh /opt/venv
 
 FROM train-env AS train-venv
 COPY deploy/prune-venv.sh /tmp/
-RUN sh /tmp/prune-venv.sh /opt/venv
+RUN apt-get update && apt-get install -y --no-install-recommends binutils && sh /tmp/prune-venv.sh /opt/venv
 
-# What both images share: a user without privileges, the code and the served model owned by root (read-only to the
-# user), and one writable volume for everything the app writes.
+# What both images share: a user without privileges, the code owned by root (read-only to the user), and one
+# writable volume for everything the app writes. Each image adds the served model, read-only too.
 FROM runtime-base AS app-base
 RUN useradd --uid 10001 --no-create-home --home-dir /data --shell /usr/sbin/nologin pneumo \
  && mkdir -p /data \
@@ -63,7 +63,6 @@ COPY ui ui
 COPY app_pages app_pages
 COPY examples examples
 COPY deploy/entrypoint.sh deploy/healthcheck.py deploy/
-COPY models/served models/served
 VOLUME /data
 EXPOSE 8501 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "/app/deploy/healthcheck.py"]
@@ -72,9 +71,15 @@ CMD ["app"]
 
 FROM app-base AS train
 COPY --from=train-venv /opt/venv /opt/venv
+COPY models/served models/served
 USER pneumo
 
+# The served model without its Keras file, which only the TensorFlow runtime reads: LiteRT serves the TFLite copies.
 FROM app-base AS serve
 COPY --from=serve-venv /opt/venv /opt/venv
+COPY models/served/metadata.json models/served/model.tflite models/served/model_int8.tflite models/served/ood.npz \
+     models/served/
+COPY models/served/evaluation models/served/evaluation
+COPY models/served/site_profiles models/served/site_profiles
 ENV PNEUMO_TRAINING=off
 USER pneumo

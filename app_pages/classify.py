@@ -21,7 +21,7 @@ from pneumo_core.serving.answers import Case
 from pneumo_core.serving.cams import METHODS, SCORECAM
 from pneumo_core.serving.overlay import COLORMAPS, overlay
 from pneumo_core.visualize.scale import probability_scale
-from ui.report import ReportContext, case_report_pdf
+from ui.report import FONT_MISSING, ReportContext, case_report_pdf, font_dir
 from ui.resources import Served, served_model, shadow_challenger, start_loading
 from ui.widgets import (
     decision_words,
@@ -203,6 +203,9 @@ def results_table(served: Served, cases: list[Case], answered_at: list[str]) -> 
 
 def report_button(served: Served, case: Case, heat, digest: str, method: str, evidence: str, position: int) -> None:
     """The one-page PDF report of the film at ``position`` among the files, drawn only when clicked."""
+    if font_dir() is None:
+        st.caption(FONT_MISSING)
+        return
     context = ReportContext(
         served.metadata.get("name", "unnamed"),
         served.metadata.get("model_sha256", "?"),

@@ -51,3 +51,15 @@ def test_report_of_a_film_not_assessed_has_no_verdict():
     assert "threshold" not in text.lower() and "Referral band" not in text and "heat map" not in text
     assert text.count("it is a colour picture") == 1 and "Warning:" not in text  # the reason, said once
     assert "site:" not in text and "temperature" not in text
+
+
+def test_without_dejavu_the_report_is_not_offered_and_says_what_to_install(monkeypatch):
+    import sys
+
+    import ui.report
+
+    monkeypatch.setattr(ui.report, "FONT_DIRS", ())
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert ui.report.font_dir() is None
+    with pytest.raises(RuntimeError, match="fonts-dejavu-core"):
+        case_report_pdf(Case("film.png", synthetic_xray(224, seed=1), Prediction(0.2, 0.5, -1.0)), None, CONTEXT)

@@ -1,7 +1,7 @@
 """A one-page PDF case report: the film and its heat map at their real resolution, the answer, the model, the disclaimer.
 
-fpdf2 lays the page out; the text uses DejaVu Sans (shipped with matplotlib, a dependency of MLflow), which has
-every character the report prints (em-dashes, ≥, ×, accents in file names).
+fpdf2 lays the page out; the text uses DejaVu Sans (:func:`font_dir`), which has every character the report
+prints (em-dashes, ≥, ×, accents in file names).
 """
 
 from __future__ import annotations
@@ -24,9 +24,24 @@ PAGE_MARGIN = 40  # points
 IMAGE_POINTS = 224  # one canonical pixel per point: the film as the model saw it, not blown up
 
 
-def _font_dir() -> Path:
-    import matplotlib
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
+"""Where DejaVu Sans is looked for first (Debian's fonts-dejavu-core, which the container images install); then in
+matplotlib's data, when matplotlib is installed."""
 
+
+FONT_MISSING = "The case report needs the DejaVu Sans font: install Debian's fonts-dejavu-core (or matplotlib)."
+
+
+def font_dir() -> Path | None:
+    """The folder holding DejaVu Sans; None when neither place has it (the page then says so instead of offering
+    the report)."""
+    for directory in FONT_DIRS:
+        if (directory / "DejaVuSans.ttf").is_file():
+            return directory
+    try:
+        import matplotlib
+    except ImportError:
+        return None
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
@@ -43,11 +58,14 @@ class ReportContext:
 
 def case_report_pdf(case: Case, heat_rgb: np.ndarray | None, context: ReportContext, explained: str | None = None) -> bytes:
     """The report of one classified (or not assessed) film, as PDF bytes; ``explained``: the class the map shows."""
+    fonts = font_dir()
+    if fonts is None:
+        raise RuntimeError(FONT_MISSING)
     pdf = FPDF(unit="pt", format="A4")
     pdf.set_margins(PAGE_MARGIN, PAGE_MARGIN, PAGE_MARGIN)
     pdf.set_auto_page_break(False)
-    pdf.add_font("DejaVu", "", str(_font_dir() / "DejaVuSans.ttf"))
-    pdf.add_font("DejaVu", "B", str(_font_dir() / "DejaVuSans-Bold.ttf"))
+    pdf.add_font("DejaVu", "", str(fonts / "DejaVuSans.ttf"))
+    pdf.add_font("DejaVu", "B", str(fonts / "DejaVuSans-Bold.ttf"))
     pdf.add_page()
     pdf.set_title(f"pneumo case report — {case.name}")
     width = pdf.w - 2 * PAGE_MARGIN
