@@ -276,9 +276,13 @@ def _read(group: type[_S], environment: tuple[tuple[str, str], ...]) -> _S:
     except ValidationError as error:
         problems = []
         for problem in error.errors():
-            variable = group.variable(str(problem["loc"][0]))
-            value = os.environ.get(variable, problem["input"])
-            problems.append(f"{variable}={value!r} is not a setting: {problem['msg'].removeprefix('Value error, ')}.")
+            field = str(problem["loc"][0])
+            where = group.variable(field)
+            if where not in os.environ and field in group.secrets:
+                section, key = group.secrets[field]
+                where = f"[{section}] {key} in {locations().secrets_file}"
+            value = os.environ.get(where, problem["input"])
+            problems.append(f"{where}={value!r} is not a setting: {problem['msg'].removeprefix('Value error, ')}.")
         raise SettingError(" ".join(problems)) from None
 
 

@@ -267,3 +267,18 @@ def test_the_package_declares_only_requirements_it_can_read():
             if line:
                 names.add(Requirement(line).name.lower())
     assert {"tensorflow-cpu", "ai-edge-litert", "streamlit", "fastapi"} <= names
+
+
+def test_a_wrong_value_in_the_secrets_file_is_named_by_its_section_and_key(tmp_path, monkeypatch):
+    from pneumo_core.config import SettingError, access_settings, check_settings
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[operator]\npassword = "s3cret"\n[training]\nenabled = "maybe"\n')
+    monkeypatch.setenv("PNEUMO_SECRETS_FILE", str(secrets))
+    with pytest.raises(SettingError, match=r"\[training\] enabled in .*secrets.toml='maybe'"):
+        check_settings()
+    secrets.write_text('[operator]\npassword = "s3cret"\n[training]\nenabled = false\n')
+    monkeypatch.setenv("PNEUMO_OPERATOR_PASSWORD", "from-the-environment")  # a new environment: settings read anew
+    access = access_settings()
+    assert access.operator_password == "from-the-environment" and access.training is False  # the environment wins
+    assert "s3cret" not in repr(access) and "from-the-environment" not in repr(access)
