@@ -55,7 +55,7 @@ def _refused(limit: RateLimit, requests: int) -> int:
     return refused
 
 
-def test_the_answer_store_on_postgresql_creates_its_schema_and_keeps_the_retention(postgres_database, monkeypatch):
+def test_the_monitoring_store_on_postgresql_creates_its_schema_and_keeps_the_retention(postgres_database, monkeypatch):
     assert monitoring_store.record([_case(0.2), _case(0.9)], PREDICTOR, "api", 0.1, postgres_database) == 2
     rows = monitoring_store.answers(location=postgres_database)
     assert list(rows["verdict"]) == ["NORMAL", "PNEUMONIA"] and set(rows) == set(monitoring_store.COLUMNS)
