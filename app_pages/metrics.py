@@ -65,7 +65,7 @@ def external_validity(
         "promises for the site's next films, each figure at 95% confidence: what holds there, where the sample's own "
         "numbers are optimistic. A profile is for its site: the last rows "
         "show what it does to films of the training collection (fewer false alarms, more missed pneumonia)."
-        + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder below.")
+        + ("" if profiles else " No site profile yet: an operator can validate on a labelled folder on the Site profiles page.")
     )
     internal = classification_metrics(labels, scores, float(metadata["threshold"]))
     columns = st.columns(1 + len(profiles[:3]))

@@ -63,7 +63,8 @@ def client_identity(request: Request) -> str:
 
 def require_key(request: Request) -> None:
     """A dependency of every endpoint but the health checks (the upload endpoints check it before their body)."""
-    mode, keys = api_settings().auth, api_settings().keys
+    settings = api_settings()
+    mode, keys = settings.auth, settings.keys
     if mode == "off" or (mode == "auto" and not keys and _is_local(request)):
         return
     given = _given_key(request)

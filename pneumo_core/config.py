@@ -265,8 +265,15 @@ GROUPS: tuple[type[_Settings], ...] = (Locations, ServingSettings, MonitorSettin
 """Every settings group; :func:`check_settings` reads them all, the configuration page lists their variables."""
 
 
+_ALIASED = frozenset(
+    field.validation_alias for group in GROUPS for field in group.model_fields.values() if isinstance(field.validation_alias, str)
+)
+"""The variables a setting reads without the ``PNEUMO_`` prefix (``MLFLOW_TRACKING_URI``, ``TF_CONFIG``)."""
+
+
 def _environment() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith(("PNEUMO_", "MLFLOW_", "TF_"))))
+    """The variables settings read, as the key under which their groups are built."""
+    return tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("PNEUMO_") or name in _ALIASED))
 
 
 @functools.lru_cache(maxsize=32)
