@@ -110,7 +110,7 @@ def training_form() -> None:
         lr = c4.select_slider(
             "Learning rate (transfer)", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=last.get("lr", defaults.lr), disabled=smoke
         )
-        c1, c2, c3 = st.columns(3)
+        c1, c2 = st.columns(2)  # two a row here too: the threshold rule's label was cut in a third column at 800 px
         weights = ["auto", "imagenet", "none"]
         base_weights = c1.selectbox(
             "Base weights",
@@ -121,7 +121,7 @@ def training_form() -> None:
         schedule = c2.text_input(
             "From-scratch schedule (size:epochs:batch)", last.get("schedule", shown.scratch_schedule), disabled=smoke
         )
-        target = c3.slider(
+        target = st.slider(
             "Threshold rule: validation sensitivity ≥", 0.90, 0.99, last.get("target", defaults.target_sensitivity), 0.01
         )
         c1, c2 = st.columns(2)
